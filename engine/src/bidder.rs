@@ -1,0 +1,306 @@
+//! The bidder adapter contract, in the spirit of Prebid Server's adapters.
+//!
+//! An adapter turns the auction's request into the HTTP requests one demand partner expects
+//! ([`Bidder::make_requests`]) and turns that partner's HTTP responses into typed bids
+//! ([`Bidder::make_bids`]). Adapters never do I/O: the engine sends the requests over pooled
+//! connections, enforces deadlines and counts failures, so an adapter is testable with fixtures.
+
+use crate::openrtb::{Bid, BidRequest, MediaType, MediaTypes};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// One demand partner as configured (`[[plugins.exchange.bidders]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidderSpec {
+    /// Unique name; also the metric label and the default seat.
+    pub name: String,
+    /// Adapter that speaks this partner's protocol (see `bourse-bidders`' registry).
+    #[serde(default = "default_adapter")]
+    pub adapter: String,
+    /// Where bid requests go.
+    pub endpoint: String,
+    /// The longest we wait for this partner, in milliseconds (the auction's deadline may be shorter).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Requests per second sent at most; 0 means no cap.
+    #[serde(default)]
+    pub qps: u32,
+    /// Whether to gzip request bodies for this partner.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Media types this partner buys.
+    #[serde(default = "default_media")]
+    pub media: Vec<MediaType>,
+    /// Multiplier applied to this partner's bid prices before the auction ranks them.
+    #[serde(default = "default_adjustment")]
+    pub adjustment: f64,
+    /// Whether the partner is asked at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Speak HTTP/2 with prior knowledge (h2c) or over TLS ALPN instead of HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
+    /// Idle keep-alive connections kept open to this partner.
+    #[serde(default = "default_pool")]
+    pub max_idle_connections: usize,
+    /// Extra headers sent with every request (for example an API key).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Adapter-specific parameters.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_adapter() -> String {
+    "openrtb".to_owned()
+}
+fn default_timeout_ms() -> u64 {
+    200
+}
+fn default_media() -> Vec<MediaType> {
+    MediaType::ALL.to_vec()
+}
+fn default_adjustment() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_pool() -> usize {
+    64
+}
+
+impl BidderSpec {
+    /// A spec with defaults for everything but name and endpoint.
+    pub fn new(name: impl Into<String>, endpoint: impl Into<String>) -> Self {
+        BidderSpec {
+            name: name.into(),
+            adapter: default_adapter(),
+            endpoint: endpoint.into(),
+            timeout_ms: default_timeout_ms(),
+            qps: 0,
+            gzip: false,
+            media: default_media(),
+            adjustment: default_adjustment(),
+            enabled: true,
+            http2: false,
+            max_idle_connections: default_pool(),
+            headers: BTreeMap::new(),
+            params: serde_json::Map::new(),
+        }
+    }
+
+    /// The media types this partner buys, as a set.
+    pub fn media_types(&self) -> MediaTypes {
+        self.media.iter().copied().collect()
+    }
+}
+
+/// One HTTP request to a partner, built once per auction and sent as is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BidderRequest {
+    /// HTTP method, nearly always POST.
+    pub method: http::Method,
+    /// Full URL.
+    pub uri: String,
+    /// Headers beyond the ones the engine adds (content-type, content-encoding, OpenRTB version).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Body bytes (uncompressed; the engine gzips when the partner asks for it).
+    pub body: Bytes,
+    /// Ids of the request's impressions this HTTP request offers.
+    pub imp_ids: Vec<String>,
+}
+
+/// A partner's HTTP response, fully read.
+#[derive(Debug, Clone)]
+pub struct BidderResponse {
+    /// HTTP status.
+    pub status: http::StatusCode,
+    /// Body bytes (already gunzipped).
+    pub body: Bytes,
+}
+
+/// A bid with the media type it fills and the seat that placed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedBid {
+    /// The bid as the partner sent it (after translation into OpenRTB terms).
+    pub bid: Bid,
+    /// What the bid's markup is.
+    pub media_type: MediaType,
+    /// Buyer seat, when the partner names one.
+    pub seat: Option<String>,
+}
+
+/// The bids from one partner response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BidderBids {
+    /// Currency of every price in `bids` (OpenRTB default USD when `None`).
+    pub currency: Option<String>,
+    /// The bids.
+    pub bids: Vec<TypedBid>,
+}
+
+/// What went wrong inside an adapter, and whose fault it was.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdapterError {
+    /// The auction's request cannot be expressed for this partner (for example missing params).
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// The partner answered with something that is not a valid response.
+    #[error("bad server response: {0}")]
+    BadServerResponse(String),
+    /// The partner answered with an HTTP error status.
+    #[error("bidder returned HTTP {0}")]
+    Status(u16),
+}
+
+impl AdapterError {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdapterError::BadInput(_) => "bad_input",
+            AdapterError::BadServerResponse(_) => "bad_response",
+            AdapterError::Status(_) => "http_status",
+        }
+    }
+}
+
+/// The outbound view of one auction's request, shared by every adapter in that auction.
+///
+/// The engine has already set what all partners see (our supply-chain node, `tmax`, floors in
+/// the auction currency). Adapters ask for the request restricted to the media types they buy;
+/// each restriction is built at most once per auction, and so is each plain OpenRTB body.
+pub struct Outbound<'a> {
+    request: &'a BidRequest,
+    restricted: RefCell<Vec<(MediaTypes, Arc<BidRequest>)>>,
+    bodies: RefCell<Vec<(MediaTypes, u64, Bytes)>>,
+}
+
+impl fmt::Debug for Outbound<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound").field("id", &self.request.id).finish()
+    }
+}
+
+impl<'a> Outbound<'a> {
+    /// Wraps the auction's outbound request.
+    pub fn new(request: &'a BidRequest) -> Self {
+        Outbound { request, restricted: RefCell::default(), bodies: RefCell::default() }
+    }
+
+    /// The whole outbound request.
+    pub fn request(&self) -> &'a BidRequest {
+        self.request
+    }
+
+    /// The request with only impressions (and media objects) in `media`; `None` if none remain.
+    pub fn restricted(&self, media: MediaTypes) -> Option<Arc<BidRequest>> {
+        if let Some((_, req)) = self.restricted.borrow().iter().find(|(m, _)| *m == media) {
+            return Some(req.clone());
+        }
+        let mut req = self.request.clone();
+        req.imp.retain_mut(|imp| {
+            imp.retain_media(media);
+            !imp.media_types().is_empty()
+        });
+        if req.imp.is_empty() {
+            return None;
+        }
+        let req = Arc::new(req);
+        self.restricted.borrow_mut().push((media, req.clone()));
+        Some(req)
+    }
+
+    /// The plain OpenRTB 2.6 JSON body for `media` with `tmax` set, built once per pair.
+    pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<String>)> {
+        let req = self.restricted(media)?;
+        let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();
+        if let Some((_, _, body)) =
+            self.bodies.borrow().iter().find(|(m, t, _)| *m == media && *t == tmax_ms)
+        {
+            return Some((body.clone(), imp_ids));
+        }
+        let body = if req.tmax == Some(tmax_ms as i64) {
+            serde_json::to_vec(&*req)
+        } else {
+            let mut with_tmax = (*req).clone();
+            with_tmax.tmax = Some(tmax_ms as i64);
+            serde_json::to_vec(&with_tmax)
+        };
+        // Serializing our own model cannot fail: every map key is a string.
+        let body = Bytes::from(body.expect("BidRequest serializes"));
+        self.bodies.borrow_mut().push((media, tmax_ms, body.clone()));
+        Some((body, imp_ids))
+    }
+}
+
+/// What an adapter knows about the call it is building.
+#[derive(Debug)]
+pub struct CallInfo<'a> {
+    /// This partner's configuration.
+    pub spec: &'a BidderSpec,
+    /// Milliseconds the partner has to answer (what it should put in its own `tmax` reasoning).
+    pub tmax_ms: u64,
+}
+
+/// A demand partner's protocol.
+pub trait Bidder: Send + Sync + 'static {
+    /// Builds the HTTP requests for this auction. An empty list means the partner is not asked.
+    fn make_requests(
+        &self,
+        outbound: &Outbound<'_>,
+        call: &CallInfo<'_>,
+    ) -> Result<Vec<BidderRequest>, AdapterError>;
+
+    /// Turns one HTTP response into bids; `Ok(None)` is a no-bid.
+    fn make_bids(
+        &self,
+        request: &BidderRequest,
+        response: &BidderResponse,
+    ) -> Result<Option<BidderBids>, AdapterError>;
+}
+
+/// Builds an adapter from a partner's configuration, or says what is wrong with it.
+pub type AdapterFactory = fn(&BidderSpec) -> Result<Arc<dyn Bidder>, String>;
+
+/// The adapters the exchange can use, by name.
+#[derive(Clone, Default)]
+pub struct AdapterRegistry {
+    factories: BTreeMap<&'static str, AdapterFactory>,
+}
+
+impl fmt::Debug for AdapterRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}
+
+impl AdapterRegistry {
+    /// Adds an adapter under `name`.
+    pub fn register(mut self, name: &'static str, factory: AdapterFactory) -> Self {
+        self.factories.insert(name, factory);
+        self
+    }
+
+    /// Builds the adapter a partner's spec names.
+    pub fn build(&self, spec: &BidderSpec) -> Result<Arc<dyn Bidder>, String> {
+        match self.factories.get(spec.adapter.as_str()) {
+            Some(factory) => factory(spec),
+            None => Err(format!(
+                "unknown adapter `{}` (known: {})",
+                spec.adapter,
+                self.names().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// Names of every registered adapter.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.factories.keys().copied()
+    }
+}

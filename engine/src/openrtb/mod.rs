@@ -1,0 +1,120 @@
+//! OpenRTB 2.6 request and response model, kept faithful on the way through.
+//!
+//! Every object keeps its `ext` and any field this model does not know verbatim, so a bidder
+//! receives what the supply side sent. Numeric enumerations stay integers (the spec lets
+//! exchanges use values above 500); the auction reads them through small typed helpers.
+
+pub mod object;
+mod request;
+mod response;
+
+pub use object::{Raw, Unknown};
+pub use request::*;
+pub use response::*;
+
+/// The currency OpenRTB assumes when none is given.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// The kinds of media an impression can offer and a bid can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaType {
+    /// Display banners (`imp.banner`).
+    Banner,
+    /// Video (`imp.video`).
+    Video,
+    /// Audio (`imp.audio`).
+    Audio,
+    /// Native (`imp.native`).
+    Native,
+}
+
+impl MediaType {
+    /// Every media type, in spec order.
+    pub const ALL: [MediaType; 4] = [Self::Banner, Self::Video, Self::Audio, Self::Native];
+
+    /// The spec's `mtype` value (List: Creative Markup Types).
+    pub fn mtype(self) -> u8 {
+        match self {
+            Self::Banner => 1,
+            Self::Video => 2,
+            Self::Audio => 3,
+            Self::Native => 4,
+        }
+    }
+
+    /// The media type for a spec `mtype` value.
+    pub fn from_mtype(mtype: i64) -> Option<Self> {
+        match mtype {
+            1 => Some(Self::Banner),
+            2 => Some(Self::Video),
+            3 => Some(Self::Audio),
+            4 => Some(Self::Native),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, as used in config and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Banner => "banner",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Native => "native",
+        }
+    }
+}
+
+/// A small set of media types, as a bit mask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MediaTypes(u8);
+
+impl MediaTypes {
+    /// No media type.
+    pub const NONE: MediaTypes = MediaTypes(0);
+    /// Every media type.
+    pub const ALL: MediaTypes = MediaTypes(0b1111);
+
+    fn bit(media: MediaType) -> u8 {
+        1 << (media.mtype() - 1)
+    }
+
+    /// This set with `media` added.
+    pub fn with(self, media: MediaType) -> Self {
+        MediaTypes(self.0 | Self::bit(media))
+    }
+
+    /// Whether `media` is in the set.
+    pub fn contains(self, media: MediaType) -> bool {
+        self.0 & Self::bit(media) != 0
+    }
+
+    /// Whether the two sets share a media type.
+    pub fn intersects(self, other: MediaTypes) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// The media types both sets hold.
+    pub fn intersection(self, other: MediaTypes) -> MediaTypes {
+        MediaTypes(self.0 & other.0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The media types in the set, in spec order.
+    pub fn iter(self) -> impl Iterator<Item = MediaType> {
+        MediaType::ALL.into_iter().filter(move |m| self.contains(*m))
+    }
+}
+
+impl FromIterator<MediaType> for MediaTypes {
+    fn from_iter<I: IntoIterator<Item = MediaType>>(iter: I) -> Self {
+        iter.into_iter().fold(MediaTypes::NONE, MediaTypes::with)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,518 @@
+//! The BidRequest and its objects (OpenRTB 2.6 section 3.2).
+
+use super::{MediaType, MediaTypes, Raw};
+use crate::openrtb_object;
+
+openrtb_object! {
+    /// The top-level bid request (3.2.1).
+    pub struct BidRequest {
+        "id" => id: String,
+        "imp" => imp: Vec<Imp>,
+        "site" => site: Option<Site>,
+        "app" => app: Option<App>,
+        "dooh" => dooh: Option<Dooh>,
+        "device" => device: Option<Device>,
+        "user" => user: Option<User>,
+        "test" => test: Option<u8>,
+        /// Auction type: 1 first price, 2 second price plus (the default).
+        "at" => at: Option<i64>,
+        /// Milliseconds the supply side waits for our answer, including network latency.
+        "tmax" => tmax: Option<i64>,
+        "wseat" => wseat: Vec<String>,
+        "bseat" => bseat: Vec<String>,
+        "allimps" => allimps: Option<u8>,
+        "cur" => cur: Vec<String>,
+        "wlang" => wlang: Vec<String>,
+        "wlangb" => wlangb: Vec<String>,
+        "acat" => acat: Vec<String>,
+        "bcat" => bcat: Vec<String>,
+        "cattax" => cattax: Option<i64>,
+        "badv" => badv: Vec<String>,
+        "bapp" => bapp: Vec<String>,
+        "source" => source: Option<Source>,
+        "regs" => regs: Option<Regs>,
+    }
+}
+
+impl BidRequest {
+    /// The auction type with the spec's default (2, second price) applied.
+    pub fn auction_type(&self) -> i64 {
+        self.at.unwrap_or(2)
+    }
+
+    /// The impression with this id.
+    pub fn imp_by_id(&self, id: &str) -> Option<&Imp> {
+        self.imp.iter().find(|imp| imp.id == id)
+    }
+
+    /// The publisher, from whichever of site, app or dooh is present.
+    pub fn publisher(&self) -> Option<&Publisher> {
+        self.site
+            .as_ref()
+            .and_then(|s| s.publisher.as_ref())
+            .or_else(|| self.app.as_ref().and_then(|a| a.publisher.as_ref()))
+            .or_else(|| self.dooh.as_ref().and_then(|d| d.publisher.as_ref()))
+    }
+
+    /// The media types offered by any impression.
+    pub fn media_types(&self) -> MediaTypes {
+        self.imp.iter().fold(MediaTypes::NONE, |acc, imp| {
+            MediaTypes::from_iter(acc.iter().chain(imp.media_types().iter()))
+        })
+    }
+}
+
+openrtb_object! {
+    /// An impression on offer (3.2.4).
+    pub struct Imp {
+        "id" => id: String,
+        "metric" => metric: Vec<Metric>,
+        "banner" => banner: Option<Banner>,
+        "video" => video: Option<Video>,
+        "audio" => audio: Option<Audio>,
+        "native" => native: Option<Native>,
+        "pmp" => pmp: Option<Pmp>,
+        "displaymanager" => displaymanager: Option<String>,
+        "displaymanagerver" => displaymanagerver: Option<String>,
+        "instl" => instl: Option<u8>,
+        "tagid" => tagid: Option<String>,
+        "bidfloor" => bidfloor: Option<f64>,
+        "bidfloorcur" => bidfloorcur: Option<String>,
+        "clickbrowser" => clickbrowser: Option<u8>,
+        "secure" => secure: Option<u8>,
+        "iframebuster" => iframebuster: Vec<String>,
+        "rwdd" => rwdd: Option<u8>,
+        "ssai" => ssai: Option<i64>,
+        "exp" => exp: Option<i64>,
+        "qty" => qty: Option<Raw>,
+        "dt" => dt: Option<f64>,
+        "refresh" => refresh: Option<Raw>,
+    }
+}
+
+impl Imp {
+    /// The media types this impression offers.
+    pub fn media_types(&self) -> MediaTypes {
+        let mut set = MediaTypes::NONE;
+        if self.banner.is_some() {
+            set = set.with(MediaType::Banner);
+        }
+        if self.video.is_some() {
+            set = set.with(MediaType::Video);
+        }
+        if self.audio.is_some() {
+            set = set.with(MediaType::Audio);
+        }
+        if self.native.is_some() {
+            set = set.with(MediaType::Native);
+        }
+        set
+    }
+
+    /// Removes the media objects outside `keep`.
+    pub fn retain_media(&mut self, keep: MediaTypes) {
+        if !keep.contains(MediaType::Banner) {
+            self.banner = None;
+        }
+        if !keep.contains(MediaType::Video) {
+            self.video = None;
+        }
+        if !keep.contains(MediaType::Audio) {
+            self.audio = None;
+        }
+        if !keep.contains(MediaType::Native) {
+            self.native = None;
+        }
+    }
+
+    /// The deal with this id in the impression's private marketplace.
+    pub fn deal(&self, id: &str) -> Option<&Deal> {
+        self.pmp.as_ref()?.deals.iter().find(|d| d.id == id)
+    }
+
+    /// Whether only deal bids may win (`pmp.private_auction = 1`).
+    pub fn is_private_auction(&self) -> bool {
+        self.pmp.as_ref().and_then(|p| p.private_auction) == Some(1)
+    }
+}
+
+openrtb_object! {
+    /// A measurement about the impression, such as viewability (3.2.5).
+    pub struct Metric {
+        "type" => metric_type: Option<String>,
+        "value" => value: Option<f64>,
+        "vendor" => vendor: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// A display ad slot (3.2.6).
+    pub struct Banner {
+        "format" => format: Vec<Format>,
+        "w" => w: Option<u32>,
+        "h" => h: Option<u32>,
+        "btype" => btype: Vec<i64>,
+        "battr" => battr: Vec<i64>,
+        "pos" => pos: Option<i64>,
+        "mimes" => mimes: Vec<String>,
+        "topframe" => topframe: Option<u8>,
+        "expdir" => expdir: Vec<i64>,
+        "api" => api: Vec<i64>,
+        "id" => id: Option<String>,
+        "vcm" => vcm: Option<u8>,
+    }
+}
+
+openrtb_object! {
+    /// An allowed banner size (3.2.10).
+    pub struct Format {
+        "w" => w: Option<u32>,
+        "h" => h: Option<u32>,
+        "wratio" => wratio: Option<u32>,
+        "hratio" => hratio: Option<u32>,
+        "wmin" => wmin: Option<u32>,
+    }
+}
+
+openrtb_object! {
+    /// A video slot (3.2.7).
+    pub struct Video {
+        "mimes" => mimes: Vec<String>,
+        "minduration" => minduration: Option<i64>,
+        "maxduration" => maxduration: Option<i64>,
+        "startdelay" => startdelay: Option<i64>,
+        "maxseq" => maxseq: Option<i64>,
+        "poddur" => poddur: Option<i64>,
+        "protocols" => protocols: Vec<i64>,
+        "w" => w: Option<u32>,
+        "h" => h: Option<u32>,
+        "podid" => podid: Option<String>,
+        "podseq" => podseq: Option<i64>,
+        "rqddurs" => rqddurs: Vec<i64>,
+        "placement" => placement: Option<i64>,
+        "plcmt" => plcmt: Option<i64>,
+        "linearity" => linearity: Option<i64>,
+        "skip" => skip: Option<u8>,
+        "skipmin" => skipmin: Option<i64>,
+        "skipafter" => skipafter: Option<i64>,
+        "sequence" => sequence: Option<i64>,
+        "slotinpod" => slotinpod: Option<i64>,
+        "mincpmpersec" => mincpmpersec: Option<f64>,
+        "battr" => battr: Vec<i64>,
+        "maxextended" => maxextended: Option<i64>,
+        "minbitrate" => minbitrate: Option<i64>,
+        "maxbitrate" => maxbitrate: Option<i64>,
+        "boxingallowed" => boxingallowed: Option<u8>,
+        "playbackmethod" => playbackmethod: Vec<i64>,
+        "playbackend" => playbackend: Option<i64>,
+        "delivery" => delivery: Vec<i64>,
+        "pos" => pos: Option<i64>,
+        "companionad" => companionad: Vec<Banner>,
+        "api" => api: Vec<i64>,
+        "companiontype" => companiontype: Vec<i64>,
+        "poddedupe" => poddedupe: Vec<i64>,
+    }
+}
+
+openrtb_object! {
+    /// An audio slot (3.2.8).
+    pub struct Audio {
+        "mimes" => mimes: Vec<String>,
+        "minduration" => minduration: Option<i64>,
+        "maxduration" => maxduration: Option<i64>,
+        "poddur" => poddur: Option<i64>,
+        "protocols" => protocols: Vec<i64>,
+        "startdelay" => startdelay: Option<i64>,
+        "rqddurs" => rqddurs: Vec<i64>,
+        "podid" => podid: Option<String>,
+        "podseq" => podseq: Option<i64>,
+        "sequence" => sequence: Option<i64>,
+        "slotinpod" => slotinpod: Option<i64>,
+        "mincpmpersec" => mincpmpersec: Option<f64>,
+        "battr" => battr: Vec<i64>,
+        "maxextended" => maxextended: Option<i64>,
+        "minbitrate" => minbitrate: Option<i64>,
+        "maxbitrate" => maxbitrate: Option<i64>,
+        "delivery" => delivery: Vec<i64>,
+        "companionad" => companionad: Vec<Banner>,
+        "api" => api: Vec<i64>,
+        "companiontype" => companiontype: Vec<i64>,
+        "maxseq" => maxseq: Option<i64>,
+        "feed" => feed: Option<i64>,
+        "stitched" => stitched: Option<u8>,
+        "nvol" => nvol: Option<i64>,
+        "poddedupe" => poddedupe: Vec<i64>,
+    }
+}
+
+openrtb_object! {
+    /// A native slot; `request` is the Native Ads request as a JSON string (3.2.9).
+    pub struct Native {
+        "request" => request: Option<String>,
+        "ver" => ver: Option<String>,
+        "api" => api: Vec<i64>,
+        "battr" => battr: Vec<i64>,
+    }
+}
+
+openrtb_object! {
+    /// Private marketplace terms for an impression (3.2.11).
+    pub struct Pmp {
+        /// 1 when only the listed deals may bid.
+        "private_auction" => private_auction: Option<u8>,
+        "deals" => deals: Vec<Deal>,
+    }
+}
+
+openrtb_object! {
+    /// A deal between a buyer and the seller (3.2.12).
+    pub struct Deal {
+        "id" => id: String,
+        "bidfloor" => bidfloor: Option<f64>,
+        "bidfloorcur" => bidfloorcur: Option<String>,
+        "at" => at: Option<i64>,
+        "wseat" => wseat: Vec<String>,
+        "wadomain" => wadomain: Vec<String>,
+        "guar" => guar: Option<u8>,
+        "mincpmpersec" => mincpmpersec: Option<f64>,
+        "durfloors" => durfloors: Option<Raw>,
+    }
+}
+
+openrtb_object! {
+    /// A website carrying the impression (3.2.13).
+    pub struct Site {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "domain" => domain: Option<String>,
+        "cattax" => cattax: Option<i64>,
+        "cat" => cat: Vec<String>,
+        "sectioncat" => sectioncat: Vec<String>,
+        "pagecat" => pagecat: Vec<String>,
+        "page" => page: Option<String>,
+        "ref" => referrer: Option<String>,
+        "search" => search: Option<String>,
+        "mobile" => mobile: Option<u8>,
+        "privacypolicy" => privacypolicy: Option<u8>,
+        "publisher" => publisher: Option<Publisher>,
+        "content" => content: Option<Content>,
+        "keywords" => keywords: Option<String>,
+        "kwarray" => kwarray: Vec<String>,
+        "inventorypartnerdomain" => inventorypartnerdomain: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// A mobile or CTV application carrying the impression (3.2.14).
+    pub struct App {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "bundle" => bundle: Option<String>,
+        "domain" => domain: Option<String>,
+        "storeurl" => storeurl: Option<String>,
+        "cattax" => cattax: Option<i64>,
+        "cat" => cat: Vec<String>,
+        "sectioncat" => sectioncat: Vec<String>,
+        "pagecat" => pagecat: Vec<String>,
+        "ver" => ver: Option<String>,
+        "privacypolicy" => privacypolicy: Option<u8>,
+        "paid" => paid: Option<u8>,
+        "publisher" => publisher: Option<Publisher>,
+        "content" => content: Option<Content>,
+        "keywords" => keywords: Option<String>,
+        "kwarray" => kwarray: Vec<String>,
+        "inventorypartnerdomain" => inventorypartnerdomain: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// A digital out-of-home screen carrying the impression (3.2.23).
+    pub struct Dooh {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "venuetype" => venuetype: Vec<String>,
+        "venuetypetax" => venuetypetax: Option<i64>,
+        "publisher" => publisher: Option<Publisher>,
+        "domain" => domain: Option<String>,
+        "keywords" => keywords: Option<String>,
+        "content" => content: Option<Content>,
+    }
+}
+
+openrtb_object! {
+    /// The seller of the inventory (3.2.15).
+    pub struct Publisher {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "cattax" => cattax: Option<i64>,
+        "cat" => cat: Vec<String>,
+        "domain" => domain: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// The content around the impression (3.2.16); fields not listed pass through verbatim.
+    pub struct Content {
+        "id" => id: Option<String>,
+        "episode" => episode: Option<i64>,
+        "title" => title: Option<String>,
+        "series" => series: Option<String>,
+        "season" => season: Option<String>,
+        "url" => url: Option<String>,
+        "cattax" => cattax: Option<i64>,
+        "cat" => cat: Vec<String>,
+        "livestream" => livestream: Option<u8>,
+        "len" => len: Option<i64>,
+        "language" => language: Option<String>,
+        "langb" => langb: Option<String>,
+        "data" => data: Vec<Data>,
+    }
+}
+
+openrtb_object! {
+    /// The user's device (3.2.18).
+    pub struct Device {
+        "geo" => geo: Option<Geo>,
+        "dnt" => dnt: Option<u8>,
+        "lmt" => lmt: Option<u8>,
+        "ua" => ua: Option<String>,
+        "sua" => sua: Option<Raw>,
+        "ip" => ip: Option<String>,
+        "ipv6" => ipv6: Option<String>,
+        "devicetype" => devicetype: Option<i64>,
+        "make" => make: Option<String>,
+        "model" => model: Option<String>,
+        "os" => os: Option<String>,
+        "osv" => osv: Option<String>,
+        "hwv" => hwv: Option<String>,
+        "h" => h: Option<u32>,
+        "w" => w: Option<u32>,
+        "ppi" => ppi: Option<u32>,
+        "pxratio" => pxratio: Option<f64>,
+        "js" => js: Option<u8>,
+        "geofetch" => geofetch: Option<u8>,
+        "flashver" => flashver: Option<String>,
+        "language" => language: Option<String>,
+        "langb" => langb: Option<String>,
+        "carrier" => carrier: Option<String>,
+        "mccmnc" => mccmnc: Option<String>,
+        "connectiontype" => connectiontype: Option<i64>,
+        "ifa" => ifa: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// A location (3.2.19).
+    pub struct Geo {
+        "lat" => lat: Option<f64>,
+        "lon" => lon: Option<f64>,
+        "type" => geo_type: Option<i64>,
+        "accuracy" => accuracy: Option<i64>,
+        "lastfix" => lastfix: Option<i64>,
+        "ipservice" => ipservice: Option<i64>,
+        "country" => country: Option<String>,
+        "region" => region: Option<String>,
+        "regionfips104" => regionfips104: Option<String>,
+        "metro" => metro: Option<String>,
+        "city" => city: Option<String>,
+        "zip" => zip: Option<String>,
+        "utcoffset" => utcoffset: Option<i64>,
+    }
+}
+
+openrtb_object! {
+    /// The human user (3.2.20).
+    pub struct User {
+        "id" => id: Option<String>,
+        "buyeruid" => buyeruid: Option<String>,
+        "yob" => yob: Option<i64>,
+        "gender" => gender: Option<String>,
+        "keywords" => keywords: Option<String>,
+        "kwarray" => kwarray: Vec<String>,
+        "customdata" => customdata: Option<String>,
+        "geo" => geo: Option<Geo>,
+        "data" => data: Vec<Data>,
+        /// The TCF consent string when GDPR applies.
+        "consent" => consent: Option<String>,
+        "eids" => eids: Vec<Eid>,
+    }
+}
+
+openrtb_object! {
+    /// Third-party data about the user or content (3.2.21).
+    pub struct Data {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "segment" => segment: Vec<Segment>,
+    }
+}
+
+openrtb_object! {
+    /// One data segment (3.2.22).
+    pub struct Segment {
+        "id" => id: Option<String>,
+        "name" => name: Option<String>,
+        "value" => value: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// Extended identifiers from one source (3.2.27).
+    pub struct Eid {
+        "inserter" => inserter: Option<String>,
+        "source" => source: Option<String>,
+        "matcher" => matcher: Option<String>,
+        "mm" => mm: Option<i64>,
+        "uids" => uids: Vec<Uid>,
+    }
+}
+
+openrtb_object! {
+    /// One identifier of a user (3.2.28).
+    pub struct Uid {
+        "id" => id: Option<String>,
+        "atype" => atype: Option<i64>,
+    }
+}
+
+openrtb_object! {
+    /// Regulations that apply to the request (3.2.3).
+    pub struct Regs {
+        "coppa" => coppa: Option<u8>,
+        "gdpr" => gdpr: Option<u8>,
+        "us_privacy" => us_privacy: Option<String>,
+        "gpp" => gpp: Option<String>,
+        "gpp_sid" => gpp_sid: Vec<i64>,
+    }
+}
+
+openrtb_object! {
+    /// Upstream decisioning and the supply chain (3.2.2).
+    pub struct Source {
+        "fd" => fd: Option<u8>,
+        "tid" => tid: Option<String>,
+        "pchain" => pchain: Option<String>,
+        "schain" => schain: Option<SupplyChain>,
+    }
+}
+
+openrtb_object! {
+    /// The chain of sellers the request passed through (3.2.25).
+    pub struct SupplyChain {
+        "complete" => complete: Option<u8>,
+        "nodes" => nodes: Vec<SupplyChainNode>,
+        "ver" => ver: Option<String>,
+    }
+}
+
+openrtb_object! {
+    /// One seller in the supply chain (3.2.26).
+    pub struct SupplyChainNode {
+        "asi" => asi: Option<String>,
+        "sid" => sid: Option<String>,
+        "rid" => rid: Option<String>,
+        "name" => name: Option<String>,
+        "domain" => domain: Option<String>,
+        "hp" => hp: Option<u8>,
+    }
+}
