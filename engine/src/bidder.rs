@@ -143,6 +143,8 @@ pub struct BidderBids {
     pub currency: Option<String>,
     /// The bids.
     pub bids: Vec<TypedBid>,
+    /// Bids the adapter had to drop (for example an unknown markup type), with the reason.
+    pub errors: Vec<AdapterError>,
 }
 
 /// What went wrong inside an adapter, and whose fault it was.
@@ -257,9 +259,11 @@ pub trait Bidder: Send + Sync + 'static {
         call: &CallInfo<'_>,
     ) -> Result<Vec<BidderRequest>, AdapterError>;
 
-    /// Turns one HTTP response into bids; `Ok(None)` is a no-bid.
+    /// Turns one HTTP response into bids; `Ok(None)` is a no-bid. `auction` is the outbound
+    /// request the call was built from (its id and impressions, for checking the answer).
     fn make_bids(
         &self,
+        auction: &BidRequest,
         request: &BidderRequest,
         response: &BidderResponse,
     ) -> Result<Option<BidderBids>, AdapterError>;
