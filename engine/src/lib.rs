@@ -2,6 +2,12 @@
 
 pub mod auction;
 pub mod bidder;
+pub mod client;
 pub mod currency;
+pub mod exchange;
+pub mod metrics;
+pub mod notice;
 pub mod openrtb;
 pub mod validate;
+
+pub use exchange::{ExchangeConfig, ExchangePlugin};

@@ -1,0 +1,221 @@
+//! The exchange plugin's configuration (`[plugins.exchange]`) and its semantic checks.
+
+use crate::bidder::{AdapterRegistry, BidderSpec};
+use crate::currency::is_currency_code;
+use bourse_kernel::ConfigIssue;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// Everything the exchange is configured with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Base currency: the auction currency when a request names none, and the metrics currency.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Static conversion rates: units of the base currency per unit of each currency.
+    #[serde(default)]
+    pub rates: BTreeMap<String, f64>,
+    /// `tmax` assumed when a request carries none, in milliseconds.
+    #[serde(default = "default_tmax")]
+    pub default_tmax_ms: u64,
+    /// Our own share of `tmax` (parsing, auction, network back to the caller); bidders get the rest.
+    #[serde(default = "default_budget")]
+    pub budget_ms: u64,
+    /// Largest request body accepted, in bytes (after gzip decoding too).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most impressions in one request.
+    #[serde(default = "default_max_imps")]
+    pub max_imps: usize,
+    /// Our fee as a fraction of the clearing price, in `[0, 1)`.
+    #[serde(default)]
+    pub fee: f64,
+    /// Added to the second price in second-price auctions, in the auction currency.
+    #[serde(default = "default_increment")]
+    pub increment: f64,
+    /// A floor applied to every impression, in the base currency.
+    #[serde(default)]
+    pub min_floor: f64,
+    /// Public base URL of this exchange, used in the notice URLs we hand out.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    /// Key that signs notice tokens; every node of a cluster needs the same one. Empty: a random
+    /// key per process (notices then only work on the node that ran the auction).
+    #[serde(default)]
+    pub notice_secret: String,
+    /// How long our notice URLs stay valid, in seconds.
+    #[serde(default = "default_notice_ttl")]
+    pub notice_ttl_secs: u64,
+    /// Our supply-chain node's `asi` (our domain); when set, bourse appends itself to `source.schain`.
+    #[serde(default)]
+    pub schain_asi: Option<String>,
+    /// Delivery of notices to partners.
+    #[serde(default)]
+    pub notices: NoticeDelivery,
+    /// Demand partners.
+    #[serde(default)]
+    pub bidders: Vec<BidderSpec>,
+}
+
+/// How partner notices are delivered.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeDelivery {
+    /// Attempts per notice, at least 1.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry, doubling after.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+    /// Per-attempt timeout.
+    #[serde(default = "default_notice_timeout")]
+    pub timeout_ms: u64,
+    /// Notices queued at most; beyond it they are dropped and counted.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+impl Default for NoticeDelivery {
+    fn default() -> Self {
+        NoticeDelivery {
+            attempts: default_attempts(),
+            backoff_ms: default_backoff(),
+            timeout_ms: default_notice_timeout(),
+            queue: default_queue(),
+        }
+    }
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        // An empty table takes every serde default.
+        serde_json::from_str("{}").expect("defaults deserialize")
+    }
+}
+
+fn default_currency() -> String {
+    "USD".into()
+}
+fn default_tmax() -> u64 {
+    300
+}
+fn default_budget() -> u64 {
+    20
+}
+fn default_max_body() -> usize {
+    256 * 1024
+}
+fn default_max_imps() -> usize {
+    100
+}
+fn default_increment() -> f64 {
+    0.01
+}
+fn default_public_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_notice_ttl() -> u64 {
+    24 * 3600
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> u64 {
+    100
+}
+fn default_notice_timeout() -> u64 {
+    2000
+}
+fn default_queue() -> usize {
+    65536
+}
+
+fn issue(path: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
+    ConfigIssue { path: path.into(), message: message.into() }
+}
+
+fn http_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err(format!("`{text}` must be an http:// or https:// URL with a host")),
+    }
+}
+
+impl ExchangeConfig {
+    /// Every problem with this configuration, with paths relative to `[plugins.exchange]`.
+    pub fn check(&self, registry: &AdapterRegistry) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if !is_currency_code(&self.currency) {
+            issues.push(issue("currency", format!("`{}` is not an ISO-4217 code", self.currency)));
+        }
+        for (code, rate) in &self.rates {
+            if !is_currency_code(code) {
+                issues.push(issue(format!("rates.{code}"), "not an ISO-4217 code"));
+            }
+            if !rate.is_finite() || *rate <= 0.0 {
+                issues.push(issue(format!("rates.{code}"), "a rate must be a positive number"));
+            }
+        }
+        if self.budget_ms >= self.default_tmax_ms {
+            issues.push(issue("budget_ms", "must be smaller than default_tmax_ms, or bidders get no time"));
+        }
+        if !(0.0..1.0).contains(&self.fee) {
+            issues.push(issue("fee", "must be a fraction in [0, 1)"));
+        }
+        if !self.increment.is_finite() || self.increment < 0.0 {
+            issues.push(issue("increment", "must be >= 0"));
+        }
+        if !self.min_floor.is_finite() || self.min_floor < 0.0 {
+            issues.push(issue("min_floor", "must be >= 0"));
+        }
+        if self.max_body_bytes < 1024 {
+            issues.push(issue("max_body_bytes", "must be at least 1024"));
+        }
+        if let Err(e) = http_url(&self.public_url) {
+            issues.push(issue("public_url", e));
+        }
+        if self.notices.attempts == 0 {
+            issues.push(issue("notices.attempts", "must be at least 1"));
+        }
+        if self.notices.queue == 0 {
+            issues.push(issue("notices.queue", "must be at least 1"));
+        }
+        let mut names = HashSet::new();
+        for (i, spec) in self.bidders.iter().enumerate() {
+            let at = format!("bidders[{i}]");
+            let name_ok = !spec.name.is_empty()
+                && spec.name.len() <= 64
+                && spec.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !name_ok {
+                issues.push(issue(format!("{at}.name"), "use 1-64 characters of a-z, 0-9, - and _"));
+            }
+            if !names.insert(spec.name.as_str()) {
+                issues.push(issue(format!("{at}.name"), format!("bidder `{}` is listed twice", spec.name)));
+            }
+            if let Err(e) = http_url(&spec.endpoint) {
+                issues.push(issue(format!("{at}.endpoint"), e));
+            }
+            if spec.timeout_ms == 0 || spec.timeout_ms > 10_000 {
+                issues.push(issue(format!("{at}.timeout_ms"), "must be between 1 and 10000"));
+            }
+            if !spec.adjustment.is_finite() || spec.adjustment <= 0.0 {
+                issues.push(issue(format!("{at}.adjustment"), "must be a positive number"));
+            }
+            if spec.media.is_empty() {
+                issues.push(issue(format!("{at}.media"), "list at least one media type"));
+            }
+            for name in spec.headers.keys() {
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    issues.push(issue(format!("{at}.headers"), format!("`{name}` is not a header name")));
+                }
+            }
+            if let Err(e) = registry.build(spec) {
+                let field = if registry.names().any(|n| n == spec.adapter) { "params" } else { "adapter" };
+                issues.push(issue(format!("{at}.{field}"), e));
+            }
+        }
+        issues
+    }
+}

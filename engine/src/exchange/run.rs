@@ -1,0 +1,412 @@
+//! One auction, from request bytes to response: parse, validate, fan out, clear, answer.
+
+use super::{BidderRuntime, Exchange};
+use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
+use crate::bidder::{BidderRequest, CallInfo, Outbound};
+use crate::client::CallError;
+use crate::notice::{MacroValues, NoticeKind, Target, WinToken, expand};
+use crate::openrtb::{Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode};
+use crate::validate::{Rejection, validate};
+use bourse_kernel::{Request, Response, json_response, read_body};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use http::StatusCode;
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// What we know about a candidate beyond the auction's view of it.
+struct BidOrigin {
+    /// The partner's currency.
+    currency: String,
+    /// Partner price units per auction-currency unit on the adjusted scale.
+    to_bidder: f64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn no_content() -> Response {
+    let mut response = Response::new(bourse_kernel::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+impl Exchange {
+    fn outcome(&self, outcome: &str) {
+        self.shared.metrics.requests.with_label_values(&["auction", outcome]).inc();
+    }
+
+    fn refuse(&self, rejection: &Rejection) -> Response {
+        self.outcome("invalid");
+        tracing::debug!(field = %rejection.field, rule = rejection.rule, "bid request refused");
+        json_response(StatusCode::BAD_REQUEST, rejection)
+    }
+
+    /// Handles `POST /openrtb2/auction`.
+    pub(crate) async fn auction(&self, req: Request) -> Response {
+        let started = Instant::now();
+        if req.method() != http::Method::POST {
+            self.outcome("bad_method");
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({"error": "method_not_allowed", "message": "use POST"}),
+            );
+            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            return response;
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                self.outcome(err.code());
+                return json_response(err.status(), &serde_json::json!({"error": err.code(), "message": err.to_string()}));
+            }
+        };
+        let request: BidRequest = match serde_json::from_slice(&bytes) {
+            Ok(request) => request,
+            Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
+        };
+        let response = match self.run(&request, started).await {
+            Ok(Some(response)) => {
+                self.outcome("bid");
+                let body = serde_json::to_vec(&response).expect("response serializes");
+                let mut http = Response::new(bourse_kernel::full(body));
+                http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                http
+            }
+            Ok(None) => {
+                self.outcome("no_bid");
+                no_content()
+            }
+            Err(rejection) => return self.refuse(&rejection),
+        };
+        self.shared.metrics.auction_seconds.observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    /// The auction currency: the first of the request's currencies we can convert, else ours.
+    fn auction_currency(&self, request: &BidRequest) -> Result<String, Rejection> {
+        if request.cur.is_empty() {
+            return Ok(self.config.currency.clone());
+        }
+        request.cur.iter().find(|c| self.rates.knows(c)).cloned().ok_or_else(|| {
+            Rejection::new("cur", "currency", format!("none of {:?} is supported by this exchange", request.cur))
+        })
+    }
+
+    /// The request as partners see it: with our supply-chain node and a transaction id.
+    fn outbound_request<'r>(&self, request: &'r BidRequest) -> Cow<'r, BidRequest> {
+        let Some(asi) = &self.config.schain_asi else {
+            return Cow::Borrowed(request);
+        };
+        let mut out = request.clone();
+        let source = out.source.get_or_insert_with(Default::default);
+        if source.tid.is_none() {
+            source.tid = Some(request.id.clone());
+        }
+        let schain = source.schain.get_or_insert_with(|| SupplyChain {
+            complete: Some(0),
+            ver: Some("1.0".into()),
+            ..SupplyChain::default()
+        });
+        schain.nodes.push(SupplyChainNode {
+            asi: Some(asi.clone()),
+            sid: Some(request.publisher().and_then(|p| p.id.clone()).unwrap_or_else(|| "unknown".into())),
+            rid: Some(request.id.clone()),
+            hp: Some(1),
+            ..SupplyChainNode::default()
+        });
+        Cow::Owned(out)
+    }
+
+    fn eligible(&self, request: &BidRequest) -> Vec<usize> {
+        let media = request.media_types();
+        self.bidders
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.spec.enabled && b.spec.media_types().intersects(media))
+            .filter(|(_, b)| match &b.limiter {
+                Some(limiter) if limiter.check().is_err() => {
+                    b.metrics.throttled.inc();
+                    false
+                }
+                _ => true,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    async fn run(&self, request: &BidRequest, started: Instant) -> Result<Option<BidResponse>, Rejection> {
+        validate(request, &self.limits)?;
+        let currency = self.auction_currency(request)?;
+        let min_floor = self.rates.convert(self.config.min_floor, &self.config.currency, &currency).unwrap_or(0.0);
+        let terms = request
+            .imp
+            .iter()
+            .enumerate()
+            .map(|(i, imp)| {
+                imp_terms(imp, min_floor, |amount, from| self.rates.convert(amount, from, &currency))
+                    .map_err(|e| Rejection::new(format!("imp[{i}].bidfloorcur"), "currency", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tmax = request.tmax.map_or(self.config.default_tmax_ms, |t| t as u64);
+        let budget = tmax.saturating_sub(self.config.budget_ms);
+        let eligible = self.eligible(request);
+        if eligible.is_empty() || budget == 0 {
+            return Ok(None);
+        }
+
+        let outbound_request = self.outbound_request(request);
+        let calls = self.build_calls(&outbound_request, &eligible, budget);
+        if calls.is_empty() {
+            return Ok(None);
+        }
+        let waiting_since = Instant::now();
+        let mut pending: FuturesUnordered<_> = calls
+            .into_iter()
+            .map(|(bidder, call, timeout_ms)| {
+                let runtime = &self.bidders[bidder];
+                let deadline = started + Duration::from_millis(timeout_ms);
+                async move {
+                    runtime.metrics.requests.inc();
+                    let sent = Instant::now();
+                    let body = runtime.client.encode_body(&call.body);
+                    let result = runtime.client.call(&call, body, deadline).await;
+                    if result.is_ok() {
+                        runtime.metrics.response_seconds.observe(sent.elapsed().as_secs_f64());
+                    }
+                    (bidder, call, result)
+                }
+            })
+            .collect();
+        let mut candidates = Vec::new();
+        let mut origins = Vec::new();
+        while let Some((bidder, call, result)) = pending.next().await {
+            self.collect_bids(request, &outbound_request, &currency, bidder, &call, result, &mut candidates, &mut origins);
+        }
+        let waited = waiting_since.elapsed();
+
+        let valid: Vec<bool> = candidates
+            .iter()
+            .map(|c| match check_bid(request, &terms, c) {
+                Ok(()) => true,
+                Err(reason) => {
+                    self.bidders[c.bidder].metrics.rejected(reason.label());
+                    false
+                }
+            })
+            .collect();
+        let rules = Rules { auction_type: request.auction_type(), increment: self.config.increment };
+        let outcome = clear(&terms, &candidates, &valid, rules);
+        let mut rejected: Vec<(usize, LossReason)> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !valid[*i])
+            .map(|(i, c)| (i, check_bid(request, &terms, c).err().unwrap_or(LossReason::InternalError)))
+            .collect();
+        rejected.extend(outcome.losers.iter().copied());
+        let response = self.respond(request, &currency, &terms, &candidates, &origins, &outcome.winners, &rejected);
+        self.shared.metrics.overhead_seconds.observe(started.elapsed().saturating_sub(waited).as_secs_f64());
+        Ok(response)
+    }
+
+    /// Builds every partner's HTTP requests (each body once) before any I/O starts.
+    fn build_calls(&self, outbound_request: &BidRequest, eligible: &[usize], budget: u64) -> Vec<(usize, BidderRequest, u64)> {
+        let outbound = Outbound::new(outbound_request);
+        let mut calls = Vec::with_capacity(eligible.len());
+        for &i in eligible {
+            let runtime = &self.bidders[i];
+            let timeout_ms = budget.min(runtime.spec.timeout_ms);
+            match runtime.adapter.make_requests(&outbound, &CallInfo { spec: &runtime.spec, tmax_ms: timeout_ms }) {
+                Ok(requests) => calls.extend(requests.into_iter().map(|r| (i, r, timeout_ms))),
+                Err(err) => {
+                    runtime.metrics.error(err.kind());
+                    tracing::debug!(bidder = %runtime.spec.name, error = %err, "adapter could not build a request");
+                }
+            }
+        }
+        calls
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn collect_bids(
+        &self,
+        request: &BidRequest,
+        outbound_request: &BidRequest,
+        currency: &str,
+        bidder: usize,
+        call: &BidderRequest,
+        result: Result<crate::bidder::BidderResponse, CallError>,
+        candidates: &mut Vec<Candidate>,
+        origins: &mut Vec<BidOrigin>,
+    ) {
+        let runtime: &BidderRuntime = &self.bidders[bidder];
+        let response = match result {
+            Ok(response) => response,
+            Err(CallError::Timeout) => return runtime.metrics.timeouts.inc(),
+            Err(err) => {
+                tracing::debug!(bidder = %runtime.spec.name, error = %err, "bidder call failed");
+                return runtime.metrics.error(err.kind());
+            }
+        };
+        let bids = match runtime.adapter.make_bids(outbound_request, call, &response) {
+            Ok(Some(bids)) => bids,
+            Ok(None) => return runtime.metrics.nobids.inc(),
+            Err(err) => {
+                tracing::debug!(bidder = %runtime.spec.name, error = %err, "bidder response refused");
+                return runtime.metrics.error(err.kind());
+            }
+        };
+        for err in &bids.errors {
+            runtime.metrics.error(err.kind());
+        }
+        if bids.bids.is_empty() {
+            return runtime.metrics.nobids.inc();
+        }
+        let bid_currency = bids.currency.as_deref().unwrap_or(DEFAULT_CURRENCY);
+        let fx = self.rates.convert(1.0, bid_currency, currency);
+        for typed in bids.bids {
+            runtime.metrics.bids.inc();
+            let offered = call.imp_ids.iter().any(|id| *id == typed.bid.impid);
+            let Some(imp) = request.imp.iter().position(|imp| imp.id == typed.bid.impid).filter(|_| offered) else {
+                runtime.metrics.rejected(LossReason::InvalidBidResponse.label());
+                continue;
+            };
+            let Some(fx) = fx else {
+                runtime.metrics.rejected("unknown_currency");
+                continue;
+            };
+            let price = typed.bid.price.unwrap_or(f64::NAN) * fx * runtime.spec.adjustment;
+            candidates.push(Candidate {
+                bidder,
+                imp,
+                seat: typed.seat.clone().unwrap_or_else(|| runtime.spec.name.clone()),
+                media_type: typed.media_type,
+                bid: typed.bid,
+                price,
+            });
+            origins.push(BidOrigin { currency: bid_currency.to_owned(), to_bidder: 1.0 / (fx * runtime.spec.adjustment) });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        request: &BidRequest,
+        currency: &str,
+        terms: &[ImpTerms],
+        candidates: &[Candidate],
+        origins: &[BidOrigin],
+        winners: &[crate::auction::Winner],
+        losers: &[(usize, LossReason)],
+    ) -> Option<BidResponse> {
+        let seq = self.shared.auction_seq.fetch_add(1, Ordering::Relaxed);
+        let auction_ref = format!("{:08x}{:x}", self.shared.process_tag, seq);
+        let fee = self.config.fee;
+        let to_base = self.rates.convert(1.0, currency, &self.config.currency).unwrap_or(1.0);
+        let mut seatbids: Vec<SeatBid> = Vec::new();
+        for (n, winner) in winners.iter().enumerate() {
+            let c = &candidates[winner.candidate];
+            let origin = &origins[winner.candidate];
+            let runtime = &self.bidders[c.bidder];
+            let bid_price = c.bid.price.unwrap_or_default();
+            let bidder_price = (winner.clearing * origin.to_bidder).min(bid_price);
+            let values = MacroValues {
+                auction_id: &request.id,
+                bid_id: &c.bid.id,
+                imp_id: &c.bid.impid,
+                seat_id: &c.seat,
+                ad_id: c.bid.adid.as_deref().unwrap_or(""),
+                price: Some(bidder_price),
+                currency: &origin.currency,
+                market_bid_ratio: Some(bidder_price / bid_price),
+                ..MacroValues::default()
+            };
+            let token = WinToken {
+                auction: request.id.clone(),
+                bid: c.bid.id.clone(),
+                imp: c.bid.impid.clone(),
+                seat: c.seat.clone(),
+                ad: c.bid.adid.clone().unwrap_or_default(),
+                bidder: runtime.spec.name.clone(),
+                price: bidder_price,
+                bid_price,
+                cur: origin.currency.clone(),
+                gross_up: origin.to_bidder / (1.0 - fee),
+                nurl: c.bid.nurl.clone(),
+                burl: c.bid.burl.clone(),
+                lurl: c.bid.lurl.clone(),
+                exp: now_secs() + self.config.notice_ttl_secs,
+            };
+            let token = self.signer.sign(&token);
+            let mut bid: Bid = c.bid.clone();
+            bid.id = format!("{auction_ref}-{n}");
+            bid.price = Some(winner.clearing * (1.0 - fee));
+            match bid.adm.take().filter(|adm| !adm.is_empty()) {
+                Some(adm) => {
+                    bid.adm = Some(expand(&adm, &values, Target::Markup));
+                    bid.nurl = Some(format!("{}/win?t={token}&p=${{AUCTION_PRICE}}", self.notice_base));
+                }
+                // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
+                None => bid.nurl = c.bid.nurl.as_deref().map(|nurl| expand(nurl, &values, Target::Url)),
+            }
+            bid.burl = Some(format!("{}/bill?t={token}&p=${{AUCTION_PRICE}}", self.notice_base));
+            bid.lurl = Some(format!("{}/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}", self.notice_base));
+            runtime.metrics.wins.inc();
+            runtime.metrics.win_price.observe(winner.clearing * to_base);
+            self.shared.metrics.cleared_value.inc_by(winner.clearing * to_base / 1000.0);
+            match seatbids.iter_mut().find(|s| s.seat.as_deref() == Some(c.seat.as_str())) {
+                Some(seatbid) => seatbid.bid.push(bid),
+                None => seatbids.push(SeatBid { bid: vec![bid], seat: Some(c.seat.clone()), ..SeatBid::default() }),
+            }
+        }
+        self.fire_losses(request, terms, candidates, origins, winners, losers);
+        if seatbids.is_empty() {
+            return None;
+        }
+        Some(BidResponse {
+            id: request.id.clone(),
+            seatbid: seatbids,
+            bidid: Some(auction_ref),
+            cur: Some(currency.to_owned()),
+            ..BidResponse::default()
+        })
+    }
+
+    /// Tells every partner that lost (or was refused) why, off the request path.
+    fn fire_losses(
+        &self,
+        request: &BidRequest,
+        terms: &[ImpTerms],
+        candidates: &[Candidate],
+        origins: &[BidOrigin],
+        winners: &[crate::auction::Winner],
+        losers: &[(usize, LossReason)],
+    ) {
+        for &(i, reason) in losers {
+            let c = &candidates[i];
+            let Some(lurl) = c.bid.lurl.as_deref() else { continue };
+            let origin = &origins[i];
+            // What it would have taken: the winning price, or the floor when nobody won.
+            let to_win = winners
+                .iter()
+                .find(|w| candidates[w.candidate].imp == c.imp)
+                .map_or(terms[c.imp].floor, |w| w.clearing);
+            let values = MacroValues {
+                auction_id: &request.id,
+                bid_id: &c.bid.id,
+                imp_id: &c.bid.impid,
+                seat_id: &c.seat,
+                ad_id: c.bid.adid.as_deref().unwrap_or(""),
+                currency: &origin.currency,
+                loss: Some(reason.code()),
+                min_to_win: Some(to_win * origin.to_bidder),
+                ..MacroValues::default()
+            };
+            self.notices.fire(expand(lurl, &values, Target::Url), &self.notice_counters[NoticeKind::Loss as usize]);
+        }
+    }
+}

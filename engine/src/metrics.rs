@@ -1,0 +1,166 @@
+//! The exchange's Prometheus metrics, registered once per process and resolved per bidder
+//! when a configuration generation starts, so the auction path only touches atomics.
+
+use crate::notice::{NoticeCounters, NoticeKind};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+
+/// Latency buckets fine enough to show sub-millisecond overhead.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
+const CPM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0, 50.0];
+
+/// Every metric family the exchange exports.
+#[derive(Debug, Clone)]
+pub struct ExchangeMetrics {
+    /// `bourse_exchange_requests_total{endpoint,outcome}`.
+    pub requests: IntCounterVec,
+    /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
+    pub auction_seconds: Histogram,
+    /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
+    pub overhead_seconds: Histogram,
+    /// `bourse_exchange_cleared_value_total`: sum of clearing prices / 1000, base currency.
+    pub cleared_value: prometheus::Counter,
+    /// `bourse_exchange_billed_revenue_total`: gross billed on burl notices / 1000, base currency.
+    pub billed_revenue: prometheus::Counter,
+    /// `bourse_exchange_fee_total`: our fee on billed impressions / 1000, base currency.
+    pub fee: prometheus::Counter,
+    /// `bourse_exchange_notices_total{kind,outcome}`: notices fired at partners.
+    pub notices: IntCounterVec,
+    /// `bourse_exchange_notice_requests_total{kind,outcome}`: notices the supply side sent us.
+    pub notice_requests: IntCounterVec,
+    bidder_requests: IntCounterVec,
+    bidder_bids: IntCounterVec,
+    bidder_nobids: IntCounterVec,
+    bidder_timeouts: IntCounterVec,
+    bidder_throttled: IntCounterVec,
+    bidder_errors: IntCounterVec,
+    bidder_rejected: IntCounterVec,
+    bidder_wins: IntCounterVec,
+    bidder_response_seconds: HistogramVec,
+    bidder_win_price: HistogramVec,
+}
+
+/// One bidder's handles, resolved once per generation.
+#[derive(Debug, Clone)]
+pub struct BidderMetrics {
+    /// Requests sent.
+    pub requests: IntCounter,
+    /// Bids received.
+    pub bids: IntCounter,
+    /// Answers without a bid.
+    pub nobids: IntCounter,
+    /// Calls that passed their deadline.
+    pub timeouts: IntCounter,
+    /// Auctions the QPS cap kept this bidder out of.
+    pub throttled: IntCounter,
+    /// Auctions won.
+    pub wins: IntCounter,
+    /// Response time of completed calls.
+    pub response_seconds: Histogram,
+    /// Clearing CPM of wins, base currency.
+    pub win_price: Histogram,
+    errors: IntCounterVec,
+    rejected: IntCounterVec,
+    name: String,
+}
+
+impl BidderMetrics {
+    /// Counts a failure of `kind` (a bounded label).
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[self.name.as_str(), kind]).inc();
+    }
+
+    /// Counts a bid refused for `reason` (a bounded label).
+    pub fn rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[self.name.as_str(), reason]).inc();
+    }
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric")
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric")
+}
+
+impl ExchangeMetrics {
+    /// Creates the families and registers them.
+    pub fn register(metrics: &bourse_kernel::Metrics) -> Result<Self, prometheus::Error> {
+        let m = ExchangeMetrics {
+            requests: counter_vec("bourse_exchange_requests_total", "Requests to the exchange by endpoint and outcome.", &["endpoint", "outcome"]),
+            auction_seconds: histogram("bourse_exchange_auction_duration_seconds", "Auction response time, request arrival to response.", LATENCY_BUCKETS),
+            overhead_seconds: histogram("bourse_exchange_overhead_seconds", "Auction time not spent waiting for bidders.", OVERHEAD_BUCKETS),
+            cleared_value: prometheus::Counter::new("bourse_exchange_cleared_value_total", "Sum of clearing prices of won impressions (CPM/1000, base currency).").expect("valid metric"),
+            billed_revenue: prometheus::Counter::new("bourse_exchange_billed_revenue_total", "Gross billed on billing notices (CPM/1000, base currency).").expect("valid metric"),
+            fee: prometheus::Counter::new("bourse_exchange_fee_total", "Exchange fee on billed impressions (CPM/1000, base currency).").expect("valid metric"),
+            notices: counter_vec("bourse_exchange_notices_total", "Notices fired at partners by kind and outcome.", &["kind", "outcome"]),
+            notice_requests: counter_vec("bourse_exchange_notice_requests_total", "Notices received from the supply side by kind and outcome.", &["kind", "outcome"]),
+            bidder_requests: counter_vec("bourse_bidder_requests_total", "Requests sent to each bidder.", &["bidder"]),
+            bidder_bids: counter_vec("bourse_bidder_bids_total", "Bids received from each bidder.", &["bidder"]),
+            bidder_nobids: counter_vec("bourse_bidder_nobids_total", "No-bid answers from each bidder.", &["bidder"]),
+            bidder_timeouts: counter_vec("bourse_bidder_timeouts_total", "Calls to each bidder that passed their deadline.", &["bidder"]),
+            bidder_throttled: counter_vec("bourse_bidder_throttled_total", "Auctions a bidder sat out because of its QPS cap.", &["bidder"]),
+            bidder_errors: counter_vec("bourse_bidder_errors_total", "Failed calls to each bidder by kind.", &["bidder", "kind"]),
+            bidder_rejected: counter_vec("bourse_bidder_rejected_bids_total", "Bids refused by the auction by reason.", &["bidder", "reason"]),
+            bidder_wins: counter_vec("bourse_bidder_wins_total", "Impressions won by each bidder.", &["bidder"]),
+            bidder_response_seconds: histogram_vec("bourse_bidder_response_duration_seconds", "Response time of each bidder's completed calls.", &["bidder"], LATENCY_BUCKETS),
+            bidder_win_price: histogram_vec("bourse_bidder_win_price_cpm", "Clearing CPM of each bidder's wins, base currency.", &["bidder"], CPM_BUCKETS),
+        };
+        metrics.register(m.requests.clone())?;
+        metrics.register(m.auction_seconds.clone())?;
+        metrics.register(m.overhead_seconds.clone())?;
+        metrics.register(m.cleared_value.clone())?;
+        metrics.register(m.billed_revenue.clone())?;
+        metrics.register(m.fee.clone())?;
+        metrics.register(m.notices.clone())?;
+        metrics.register(m.notice_requests.clone())?;
+        metrics.register(m.bidder_requests.clone())?;
+        metrics.register(m.bidder_bids.clone())?;
+        metrics.register(m.bidder_nobids.clone())?;
+        metrics.register(m.bidder_timeouts.clone())?;
+        metrics.register(m.bidder_throttled.clone())?;
+        metrics.register(m.bidder_errors.clone())?;
+        metrics.register(m.bidder_rejected.clone())?;
+        metrics.register(m.bidder_wins.clone())?;
+        metrics.register(m.bidder_response_seconds.clone())?;
+        metrics.register(m.bidder_win_price.clone())?;
+        Ok(m)
+    }
+
+    /// Handles for one configured bidder.
+    pub fn bidder(&self, name: &str) -> BidderMetrics {
+        let l = &[name];
+        BidderMetrics {
+            requests: self.bidder_requests.with_label_values(l),
+            bids: self.bidder_bids.with_label_values(l),
+            nobids: self.bidder_nobids.with_label_values(l),
+            timeouts: self.bidder_timeouts.with_label_values(l),
+            throttled: self.bidder_throttled.with_label_values(l),
+            wins: self.bidder_wins.with_label_values(l),
+            response_seconds: self.bidder_response_seconds.with_label_values(l),
+            win_price: self.bidder_win_price.with_label_values(l),
+            errors: self.bidder_errors.clone(),
+            rejected: self.bidder_rejected.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Counters for notices of one kind fired at partners.
+    pub fn notice_counters(&self, kind: NoticeKind) -> NoticeCounters {
+        let k = kind.as_str();
+        NoticeCounters {
+            sent: self.notices.with_label_values(&[k, "sent"]),
+            retried: self.notices.with_label_values(&[k, "retried"]),
+            failed: self.notices.with_label_values(&[k, "failed"]),
+            dropped: self.notices.with_label_values(&[k, "dropped"]),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Win, billing and loss notices: OpenRTB macro substitution, signed notice tokens, and a
+//! background sender that fires partners' URLs off the request path with bounded retries.
+
+use crate::client::connector;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use prometheus::IntCounter;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Values for the OpenRTB substitution macros (spec 4.4); `None` leaves a macro empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MacroValues<'a> {
+    /// `${AUCTION_ID}`: the bid request id.
+    pub auction_id: &'a str,
+    /// `${AUCTION_BID_ID}`: the bidder's bid id (or its response's `bidid`).
+    pub bid_id: &'a str,
+    /// `${AUCTION_IMP_ID}`.
+    pub imp_id: &'a str,
+    /// `${AUCTION_SEAT_ID}`.
+    pub seat_id: &'a str,
+    /// `${AUCTION_AD_ID}`.
+    pub ad_id: &'a str,
+    /// `${AUCTION_PRICE}`: clearing price in the bid's currency and scale.
+    pub price: Option<f64>,
+    /// `${AUCTION_CURRENCY}`.
+    pub currency: &'a str,
+    /// `${AUCTION_MBR}`: clearing price divided by the bid.
+    pub market_bid_ratio: Option<f64>,
+    /// `${AUCTION_LOSS}`: loss reason code.
+    pub loss: Option<u16>,
+    /// `${AUCTION_MIN_TO_WIN}`: the price that would have won.
+    pub min_to_win: Option<f64>,
+    /// `${AUCTION_IMP_TS}`: when the impression happened, Unix milliseconds.
+    pub imp_ts: Option<u64>,
+}
+
+fn price_text(v: f64) -> String {
+    let text = format!("{v:.6}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Where substituted text goes: URLs get percent-encoded values, markup gets them raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A notice URL.
+    Url,
+    /// Ad markup.
+    Markup,
+}
+
+/// Replaces every known `${AUCTION_*}` macro (optionally with `:B64`) in `template`.
+/// Unknown macros are left as they are.
+pub fn expand(template: &str, v: &MacroValues<'_>, target: Target) -> String {
+    if !template.contains("${") {
+        return template.to_owned();
+    }
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let (name, b64) = match after[..end].strip_suffix(":B64") {
+            Some(name) => (name, true),
+            None => (&after[..end], false),
+        };
+        let value: Option<String> = match name {
+            "AUCTION_ID" => Some(v.auction_id.to_owned()),
+            "AUCTION_BID_ID" => Some(v.bid_id.to_owned()),
+            "AUCTION_IMP_ID" => Some(v.imp_id.to_owned()),
+            "AUCTION_SEAT_ID" => Some(v.seat_id.to_owned()),
+            "AUCTION_AD_ID" => Some(v.ad_id.to_owned()),
+            "AUCTION_PRICE" => Some(v.price.map(price_text).unwrap_or_default()),
+            "AUCTION_CURRENCY" => Some(v.currency.to_owned()),
+            "AUCTION_MBR" => Some(v.market_bid_ratio.map(price_text).unwrap_or_default()),
+            "AUCTION_LOSS" => Some(v.loss.map(|l| l.to_string()).unwrap_or_default()),
+            "AUCTION_MIN_TO_WIN" => Some(v.min_to_win.map(price_text).unwrap_or_default()),
+            "AUCTION_IMP_TS" => Some(v.imp_ts.map(|t| t.to_string()).unwrap_or_default()),
+            _ => None,
+        };
+        match value {
+            Some(value) => {
+                let value = if b64 { B64.encode(value) } else { value };
+                match target {
+                    Target::Url => out.extend(url::form_urlencoded::byte_serialize(value.as_bytes())),
+                    Target::Markup => out.push_str(&value),
+                }
+            }
+            None => out.push_str(&rest[start..start + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What bourse needs, when the supply side fires its notice, to notify the winning partner.
+/// It travels inside our own nurl/burl/lurl, signed, so any node can serve the notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WinToken {
+    /// Bid request id.
+    pub auction: String,
+    /// The partner's bid id.
+    pub bid: String,
+    /// Impression id.
+    pub imp: String,
+    /// Seat that won.
+    pub seat: String,
+    /// The partner's ad id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ad: String,
+    /// Bidder name from config.
+    pub bidder: String,
+    /// Clearing price in the partner's currency and scale.
+    pub price: f64,
+    /// The partner's bid price, same terms.
+    pub bid_price: f64,
+    /// The partner's currency.
+    pub cur: String,
+    /// Partner price units per unit of the price we quoted upstream (fee, currency, adjustment).
+    pub gross_up: f64,
+    /// The partner's win notice URL template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nurl: Option<String>,
+    /// The partner's billing notice URL template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burl: Option<String>,
+    /// The partner's loss notice URL template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lurl: Option<String>,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+/// Why a notice token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token we could have made.
+    #[error("malformed token")]
+    Malformed,
+    /// The signature does not match: forged or altered.
+    #[error("bad signature")]
+    BadSignature,
+    /// Valid but past its expiry.
+    #[error("token expired")]
+    Expired,
+}
+
+/// Signs and verifies notice tokens with HMAC-SHA256.
+#[derive(Clone)]
+pub struct TokenSigner {
+    key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSigner(..)")
+    }
+}
+
+const SIGNATURE_BYTES: usize = 16;
+
+impl TokenSigner {
+    /// A signer with this secret key.
+    pub fn new(key: &[u8]) -> Self {
+        TokenSigner { key: key.into() }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC takes keys of any length.
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length")
+    }
+
+    /// `base64(payload).base64(signature)`.
+    pub fn sign(&self, token: &WinToken) -> String {
+        let payload = serde_json::to_vec(token).expect("token serializes");
+        let mut mac = self.mac();
+        mac.update(&payload);
+        let signature = mac.finalize().into_bytes();
+        format!("{}.{}", B64.encode(&payload), B64.encode(&signature[..SIGNATURE_BYTES]))
+    }
+
+    /// Checks signature then expiry against `now` (Unix seconds).
+    pub fn verify(&self, text: &str, now: u64) -> Result<WinToken, TokenError> {
+        let (payload, signature) = text.split_once('.').ok_or(TokenError::Malformed)?;
+        let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
+        if signature.len() != SIGNATURE_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_truncated_left(&signature).map_err(|_| TokenError::BadSignature)?;
+        let token: WinToken = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if token.exp < now {
+            return Err(TokenError::Expired);
+        }
+        Ok(token)
+    }
+}
+
+/// The kind of notice being fired at a partner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// nurl.
+    Win,
+    /// burl.
+    Bill,
+    /// lurl.
+    Loss,
+}
+
+impl NoticeKind {
+    /// Label for metrics and routes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Win => "win",
+            NoticeKind::Bill => "bill",
+            NoticeKind::Loss => "loss",
+        }
+    }
+}
+
+/// Counters for one kind of notice, resolved once.
+#[derive(Debug, Clone)]
+pub struct NoticeCounters {
+    /// Delivered (2xx or 3xx).
+    pub sent: IntCounter,
+    /// Retried after a failure.
+    pub retried: IntCounter,
+    /// Given up on after the last attempt, or refused with 4xx.
+    pub failed: IntCounter,
+    /// Not queued because the queue was full.
+    pub dropped: IntCounter,
+}
+
+/// How notices are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, at least 1.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles each time.
+    pub backoff: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 3, backoff: Duration::from_millis(100), timeout: Duration::from_secs(2) }
+    }
+}
+
+enum Job {
+    Fire { url: String, counters: NoticeCounters },
+    Flush(oneshot::Sender<()>),
+}
+
+/// Queues notices for background delivery; cloning shares the queue.
+#[derive(Clone, Debug)]
+pub struct NoticeSender {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Fire { url, .. } => write!(f, "Fire({url})"),
+            Job::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+const MAX_CONCURRENT_NOTICES: usize = 256;
+
+impl NoticeSender {
+    /// Starts the delivery task with a queue of `capacity` notices.
+    pub fn spawn(capacity: usize, policy: RetryPolicy) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(capacity);
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector());
+        tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_NOTICES));
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Fire { url, counters } => {
+                        let permit = permits.clone().acquire_owned().await.expect("never closed");
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            deliver(&client, &url, &counters, policy).await;
+                            drop(permit);
+                        });
+                    }
+                    Job::Flush(done) => {
+                        let all = permits.acquire_many(MAX_CONCURRENT_NOTICES as u32).await.expect("never closed");
+                        drop(all);
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        NoticeSender { tx }
+    }
+
+    /// Queues one URL; never waits. A full queue drops the notice and counts it.
+    pub fn fire(&self, url: String, counters: &NoticeCounters) {
+        if url.is_empty() {
+            return;
+        }
+        if self.tx.try_send(Job::Fire { url, counters: counters.clone() }).is_err() {
+            counters.dropped.inc();
+        }
+    }
+
+    /// Waits until every notice queued so far has been delivered or given up on.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn deliver<C>(client: &Client<C, Empty<Bytes>>, url: &str, counters: &NoticeCounters, policy: RetryPolicy)
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        counters.failed.inc();
+        tracing::debug!(url, "notice URL is not a valid URI");
+        return;
+    };
+    let mut backoff = policy.backoff;
+    for attempt in 1..=policy.attempts.max(1) {
+        let request = http::Request::get(uri.clone()).body(Empty::new()).expect("valid request");
+        let result = tokio::time::timeout(policy.timeout, client.request(request)).await;
+        let retry = match result {
+            Ok(Ok(response)) if response.status().is_success() || response.status().is_redirection() => {
+                counters.sent.inc();
+                return;
+            }
+            Ok(Ok(response)) if response.status().is_client_error() => false,
+            _ => true,
+        };
+        if !retry || attempt == policy.attempts.max(1) {
+            break;
+        }
+        counters.retried.inc();
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+    counters.failed.inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_every_macro_and_leaves_unknown_ones() {
+        let values = MacroValues {
+            auction_id: "a 1",
+            bid_id: "b",
+            imp_id: "i",
+            seat_id: "s",
+            ad_id: "ad",
+            price: Some(1.25),
+            currency: "EUR",
+            market_bid_ratio: Some(0.5),
+            loss: Some(102),
+            min_to_win: Some(2.0),
+            imp_ts: Some(42),
+        };
+        let url = "http://x/?a=${AUCTION_ID}&b=${AUCTION_BID_ID}&i=${AUCTION_IMP_ID}&s=${AUCTION_SEAT_ID}&ad=${AUCTION_AD_ID}&p=${AUCTION_PRICE}&c=${AUCTION_CURRENCY}&m=${AUCTION_MBR}&l=${AUCTION_LOSS}&w=${AUCTION_MIN_TO_WIN}&t=${AUCTION_IMP_TS}&u=${OTHER}&p64=${AUCTION_PRICE:B64}";
+        assert_eq!(
+            expand(url, &values, Target::Url),
+            "http://x/?a=a+1&b=b&i=i&s=s&ad=ad&p=1.25&c=EUR&m=0.5&l=102&w=2&t=42&u=${OTHER}&p64=MS4yNQ"
+        );
+        assert_eq!(expand("<img src=x?p=${AUCTION_PRICE}>${AUCTION_ID}", &values, Target::Markup), "<img src=x?p=1.25>a 1");
+        assert_eq!(expand("unterminated ${AUCTION_PRICE", &values, Target::Url), "unterminated ${AUCTION_PRICE");
+    }
+
+    fn token() -> WinToken {
+        WinToken {
+            auction: "a".into(),
+            bid: "b".into(),
+            imp: "1".into(),
+            seat: "s".into(),
+            ad: String::new(),
+            bidder: "dsp".into(),
+            price: 1.5,
+            bid_price: 2.0,
+            cur: "USD".into(),
+            gross_up: 1.1,
+            nurl: Some("http://dsp/win?p=${AUCTION_PRICE}".into()),
+            burl: None,
+            lurl: None,
+            exp: 1000,
+        }
+    }
+
+    #[test]
+    fn tokens_verify_and_refuse_tampering_and_expiry() {
+        let signer = TokenSigner::new(b"secret");
+        let text = signer.sign(&token());
+        assert_eq!(signer.verify(&text, 999), Ok(token()));
+        assert_eq!(signer.verify(&text, 1001), Err(TokenError::Expired));
+        assert_eq!(TokenSigner::new(b"other").verify(&text, 0), Err(TokenError::BadSignature));
+        let mut altered = token();
+        altered.price = 0.01;
+        let forged = format!("{}.{}", B64.encode(serde_json::to_vec(&altered).unwrap()), text.split_once('.').unwrap().1);
+        assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
+        assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
+        assert_eq!(signer.verify("a.b", 0), Err(TokenError::Malformed));
+    }
+}

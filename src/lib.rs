@@ -1,0 +1,11 @@
+//! Wiring of the bourse binary: which plugins the kernel hosts, and the demo setup.
+
+use bourse_engine::ExchangePlugin;
+use bourse_kernel::Kernel;
+
+pub mod demo;
+
+/// The kernel with every compiled-in plugin registered.
+pub fn kernel() -> Kernel {
+    Kernel::builder().plugin(ExchangePlugin::new(bourse_bidders::registry())).build()
+}
