@@ -154,13 +154,19 @@ pub fn imp_terms(
     min_floor: f64,
     convert: impl Fn(f64, &str) -> Option<f64>,
 ) -> Result<ImpTerms, String> {
-    let cur = imp.bidfloorcur.as_deref().unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
+    let cur = imp
+        .bidfloorcur
+        .as_deref()
+        .unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
     let floor = convert(imp.bidfloor.unwrap_or(0.0), cur)
         .ok_or_else(|| format!("no conversion rate for bidfloorcur `{cur}`"))?;
     let mut deals = Vec::new();
     if let Some(pmp) = &imp.pmp {
         for deal in &pmp.deals {
-            let dcur = deal.bidfloorcur.as_deref().unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
+            let dcur = deal
+                .bidfloorcur
+                .as_deref()
+                .unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
             let dfloor = convert(deal.bidfloor.unwrap_or(0.0), dcur)
                 .ok_or_else(|| format!("no conversion rate for deal bidfloorcur `{dcur}`"))?;
             deals.push(DealTerms {
@@ -171,12 +177,22 @@ pub fn imp_terms(
             });
         }
     }
-    Ok(ImpTerms { floor: floor.max(min_floor), deals, private_auction: imp.is_private_auction() })
+    Ok(ImpTerms {
+        floor: floor.max(min_floor),
+        deals,
+        private_auction: imp.is_private_auction(),
+    })
 }
 
 fn domain_blocked(adomain: &str, blocked: &str) -> bool {
-    let adomain = adomain.trim().trim_start_matches("www.").to_ascii_lowercase();
-    let blocked = blocked.trim().trim_start_matches("www.").to_ascii_lowercase();
+    let adomain = adomain
+        .trim()
+        .trim_start_matches("www.")
+        .to_ascii_lowercase();
+    let blocked = blocked
+        .trim()
+        .trim_start_matches("www.")
+        .to_ascii_lowercase();
     adomain == blocked || adomain.ends_with(&format!(".{blocked}"))
 }
 
@@ -211,7 +227,11 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
                 return Err(LossReason::SizeNotAllowed);
             }
         }
-        let battr = imp.banner.as_ref().map(|b| b.battr.as_slice()).unwrap_or(&[]);
+        let battr = imp
+            .banner
+            .as_ref()
+            .map(|b| b.battr.as_slice())
+            .unwrap_or(&[]);
         if bid.attr.iter().any(|a| battr.contains(a)) {
             return Err(LossReason::CreativeAttributeExclusions);
         }
@@ -222,17 +242,25 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
     if bid.cat.iter().any(|cat| req.bcat.contains(cat)) {
         return Err(LossReason::CategoryExclusions);
     }
-    if bid.adomain.iter().any(|d| req.badv.iter().any(|b| domain_blocked(d, b))) {
+    if bid
+        .adomain
+        .iter()
+        .any(|d| req.badv.iter().any(|b| domain_blocked(d, b)))
+    {
         return Err(LossReason::AdvertiserExclusions);
     }
-    if let Some(bundle) = &bid.bundle {
-        if req.bapp.contains(bundle) {
-            return Err(LossReason::AppBundleExclusions);
-        }
+    if let Some(bundle) = &bid.bundle
+        && req.bapp.contains(bundle)
+    {
+        return Err(LossReason::AppBundleExclusions);
     }
     match bid.dealid.as_deref().filter(|d| !d.is_empty()) {
         Some(deal_id) => {
-            let deal = terms.deals.iter().find(|d| d.id == deal_id).ok_or(LossReason::InvalidDealId)?;
+            let deal = terms
+                .deals
+                .iter()
+                .find(|d| d.id == deal_id)
+                .ok_or(LossReason::InvalidDealId)?;
             if !deal.wseat.is_empty() && !deal.wseat.contains(&c.seat) {
                 return Err(LossReason::BuyerSeatBlocked);
             }
@@ -249,7 +277,12 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
 
 /// Runs the auction over already-checked candidates: `valid[i]` says whether candidate `i`
 /// passed [`check_bid`]. Ties go to the candidate that arrived first.
-pub fn clear(terms: &[ImpTerms], candidates: &[Candidate], valid: &[bool], rules: Rules) -> Outcome {
+pub fn clear(
+    terms: &[ImpTerms],
+    candidates: &[Candidate],
+    valid: &[bool],
+    rules: Rules,
+) -> Outcome {
     let mut outcome = Outcome::default();
     let mut order: Vec<usize> = (0..candidates.len()).filter(|&i| valid[i]).collect();
     // Stable sort keeps arrival order among equal prices.
@@ -260,7 +293,11 @@ pub fn clear(terms: &[ImpTerms], candidates: &[Candidate], valid: &[bool], rules
     let mut start = 0;
     while start < order.len() {
         let imp = candidates[order[start]].imp;
-        let end = start + order[start..].iter().take_while(|&&i| candidates[i].imp == imp).count();
+        let end = start
+            + order[start..]
+                .iter()
+                .take_while(|&&i| candidates[i].imp == imp)
+                .count();
         let ranked = &order[start..end];
         let winner = &candidates[ranked[0]];
         let deal = winner
@@ -278,11 +315,25 @@ pub fn clear(terms: &[ImpTerms], candidates: &[Candidate], valid: &[bool], rules
                 (second.max(floor) + rules.increment).min(winner.price)
             }
         };
-        outcome.winners.push(Winner { candidate: ranked[0], clearing });
-        let reason = if deal.is_some() { LossReason::LostToDealBid } else { LossReason::LostToHigherBid };
+        outcome.winners.push(Winner {
+            candidate: ranked[0],
+            clearing,
+        });
+        let reason = if deal.is_some() {
+            LossReason::LostToDealBid
+        } else {
+            LossReason::LostToHigherBid
+        };
         for &i in &ranked[1..] {
             let loser_is_deal = candidates[i].bid.dealid.is_some();
-            outcome.losers.push((i, if loser_is_deal { LossReason::LostToHigherBid } else { reason }));
+            outcome.losers.push((
+                i,
+                if loser_is_deal {
+                    LossReason::LostToHigherBid
+                } else {
+                    reason
+                },
+            ));
         }
         start = end;
     }

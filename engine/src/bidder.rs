@@ -108,7 +108,7 @@ pub struct BidderRequest {
     pub method: http::Method,
     /// Full URL.
     pub uri: String,
-    /// Headers beyond the ones the engine adds (content-type, content-encoding, OpenRTB version).
+    /// Headers beyond the ones the engine adds (content-type, and content-encoding for gzip).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Body bytes (uncompressed; the engine gzips when the partner asks for it).
     pub body: Bytes,
@@ -185,14 +185,20 @@ pub struct Outbound<'a> {
 
 impl fmt::Debug for Outbound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outbound").field("id", &self.request.id).finish()
+        f.debug_struct("Outbound")
+            .field("id", &self.request.id)
+            .finish()
     }
 }
 
 impl<'a> Outbound<'a> {
     /// Wraps the auction's outbound request.
     pub fn new(request: &'a BidRequest) -> Self {
-        Outbound { request, restricted: RefCell::default(), bodies: RefCell::default() }
+        Outbound {
+            request,
+            restricted: RefCell::default(),
+            bodies: RefCell::default(),
+        }
     }
 
     /// The whole outbound request.
@@ -222,8 +228,11 @@ impl<'a> Outbound<'a> {
     pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<String>)> {
         let req = self.restricted(media)?;
         let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();
-        if let Some((_, _, body)) =
-            self.bodies.borrow().iter().find(|(m, t, _)| *m == media && *t == tmax_ms)
+        if let Some((_, _, body)) = self
+            .bodies
+            .borrow()
+            .iter()
+            .find(|(m, t, _)| *m == media && *t == tmax_ms)
         {
             return Some((body.clone(), imp_ids));
         }
@@ -236,7 +245,9 @@ impl<'a> Outbound<'a> {
         };
         // Serializing our own model cannot fail: every map key is a string.
         let body = Bytes::from(body.expect("BidRequest serializes"));
-        self.bodies.borrow_mut().push((media, tmax_ms, body.clone()));
+        self.bodies
+            .borrow_mut()
+            .push((media, tmax_ms, body.clone()));
         Some((body, imp_ids))
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::bidder::{BidderRequest, BidderResponse, BidderSpec};
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::HeaderValue;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -69,7 +69,10 @@ impl BidderClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(spec.max_idle_connections)
             .http2_only(spec.http2);
-        BidderClient { client: builder.build(connector()), gzip: spec.gzip }
+        BidderClient {
+            client: builder.build(connector()),
+            gzip: spec.gzip,
+        }
     }
 
     /// Compresses a request body when the partner takes gzip; done once per request.
@@ -77,15 +80,25 @@ impl BidderClient {
         if !self.gzip {
             return body.clone();
         }
-        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::fast());
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 3),
+            flate2::Compression::fast(),
+        );
         // Writing into a Vec cannot fail.
         enc.write_all(body).expect("gzip into memory");
         Bytes::from(enc.finish().expect("gzip into memory"))
     }
 
     /// Sends one request and reads the whole response before `deadline`.
-    pub async fn call(&self, req: &BidderRequest, body: Bytes, deadline: Instant) -> Result<BidderResponse, CallError> {
-        let mut builder = http::Request::builder().method(req.method.clone()).uri(&req.uri);
+    pub async fn call(
+        &self,
+        req: &BidderRequest,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<BidderResponse, CallError> {
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(&req.uri);
         let headers = builder.headers_mut().expect("fresh builder");
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.gzip {
@@ -95,20 +108,34 @@ impl BidderClient {
         for (name, value) in &req.headers {
             headers.insert(name.clone(), value.clone());
         }
-        let request = builder.body(Full::new(body)).map_err(|e| CallError::Connect(e.to_string()))?;
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| CallError::Connect(e.to_string()))?;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| CallError::Connect(error_chain(&e)))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| CallError::Connect(error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|e| CallError::Body(e.to_string()))?
                 .to_bytes();
-            let gzipped = parts.headers.get(CONTENT_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            let gzipped = parts
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
             let body = if gzipped { gunzip(&bytes)? } else { bytes };
-            Ok(BidderResponse { status: parts.status, body })
+            Ok(BidderResponse {
+                status: parts.status,
+                body,
+            })
         };
-        tokio::time::timeout_at(deadline, exchange).await.unwrap_or(Err(CallError::Timeout))
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(Err(CallError::Timeout))
     }
 }
 

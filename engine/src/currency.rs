@@ -14,7 +14,10 @@ impl Rates {
     pub fn new(base: &str, rates: impl IntoIterator<Item = (String, f64)>) -> Self {
         let mut base_per_unit: HashMap<String, f64> = rates.into_iter().collect();
         base_per_unit.insert(base.to_owned(), 1.0);
-        Rates { base: base.to_owned(), base_per_unit }
+        Rates {
+            base: base.to_owned(),
+            base_per_unit,
+        }
     }
 
     /// The pivot currency.

@@ -8,9 +8,12 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterV
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
-const OVERHEAD_BUCKETS: &[f64] =
-    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
-const CPM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0, 50.0];
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+const CPM_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0, 50.0,
+];
 
 /// Every metric family the exchange exports.
 #[derive(Debug, Clone)]
@@ -70,12 +73,16 @@ pub struct BidderMetrics {
 impl BidderMetrics {
     /// Counts a failure of `kind` (a bounded label).
     pub fn error(&self, kind: &str) {
-        self.errors.with_label_values(&[self.name.as_str(), kind]).inc();
+        self.errors
+            .with_label_values(&[self.name.as_str(), kind])
+            .inc();
     }
 
     /// Counts a bid refused for `reason` (a bounded label).
     pub fn rejected(&self, reason: &str) {
-        self.rejected.with_label_values(&[self.name.as_str(), reason]).inc();
+        self.rejected
+            .with_label_values(&[self.name.as_str(), reason])
+            .inc();
     }
 }
 
@@ -84,35 +91,114 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
-    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec())).expect("valid metric")
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric")
 }
 
 fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid metric")
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric")
 }
 
 impl ExchangeMetrics {
     /// Creates the families and registers them.
     pub fn register(metrics: &bourse_kernel::Metrics) -> Result<Self, prometheus::Error> {
         let m = ExchangeMetrics {
-            requests: counter_vec("bourse_exchange_requests_total", "Requests to the exchange by endpoint and outcome.", &["endpoint", "outcome"]),
-            auction_seconds: histogram("bourse_exchange_auction_duration_seconds", "Auction response time, request arrival to response.", LATENCY_BUCKETS),
-            overhead_seconds: histogram("bourse_exchange_overhead_seconds", "Auction time not spent waiting for bidders.", OVERHEAD_BUCKETS),
-            cleared_value: prometheus::Counter::new("bourse_exchange_cleared_value_total", "Sum of clearing prices of won impressions (CPM/1000, base currency).").expect("valid metric"),
-            billed_revenue: prometheus::Counter::new("bourse_exchange_billed_revenue_total", "Gross billed on billing notices (CPM/1000, base currency).").expect("valid metric"),
-            fee: prometheus::Counter::new("bourse_exchange_fee_total", "Exchange fee on billed impressions (CPM/1000, base currency).").expect("valid metric"),
-            notices: counter_vec("bourse_exchange_notices_total", "Notices fired at partners by kind and outcome.", &["kind", "outcome"]),
-            notice_requests: counter_vec("bourse_exchange_notice_requests_total", "Notices received from the supply side by kind and outcome.", &["kind", "outcome"]),
-            bidder_requests: counter_vec("bourse_bidder_requests_total", "Requests sent to each bidder.", &["bidder"]),
-            bidder_bids: counter_vec("bourse_bidder_bids_total", "Bids received from each bidder.", &["bidder"]),
-            bidder_nobids: counter_vec("bourse_bidder_nobids_total", "No-bid answers from each bidder.", &["bidder"]),
-            bidder_timeouts: counter_vec("bourse_bidder_timeouts_total", "Calls to each bidder that passed their deadline.", &["bidder"]),
-            bidder_throttled: counter_vec("bourse_bidder_throttled_total", "Auctions a bidder sat out because of its QPS cap.", &["bidder"]),
-            bidder_errors: counter_vec("bourse_bidder_errors_total", "Failed calls to each bidder by kind.", &["bidder", "kind"]),
-            bidder_rejected: counter_vec("bourse_bidder_rejected_bids_total", "Bids refused by the auction by reason.", &["bidder", "reason"]),
-            bidder_wins: counter_vec("bourse_bidder_wins_total", "Impressions won by each bidder.", &["bidder"]),
-            bidder_response_seconds: histogram_vec("bourse_bidder_response_duration_seconds", "Response time of each bidder's completed calls.", &["bidder"], LATENCY_BUCKETS),
-            bidder_win_price: histogram_vec("bourse_bidder_win_price_cpm", "Clearing CPM of each bidder's wins, base currency.", &["bidder"], CPM_BUCKETS),
+            requests: counter_vec(
+                "bourse_exchange_requests_total",
+                "Requests to the exchange by endpoint and outcome.",
+                &["endpoint", "outcome"],
+            ),
+            auction_seconds: histogram(
+                "bourse_exchange_auction_duration_seconds",
+                "Auction response time, request arrival to response.",
+                LATENCY_BUCKETS,
+            ),
+            overhead_seconds: histogram(
+                "bourse_exchange_overhead_seconds",
+                "Auction time not spent waiting for bidders.",
+                OVERHEAD_BUCKETS,
+            ),
+            cleared_value: prometheus::Counter::new(
+                "bourse_exchange_cleared_value_total",
+                "Sum of clearing prices of won impressions (CPM/1000, base currency).",
+            )
+            .expect("valid metric"),
+            billed_revenue: prometheus::Counter::new(
+                "bourse_exchange_billed_revenue_total",
+                "Gross billed on billing notices (CPM/1000, base currency).",
+            )
+            .expect("valid metric"),
+            fee: prometheus::Counter::new(
+                "bourse_exchange_fee_total",
+                "Exchange fee on billed impressions (CPM/1000, base currency).",
+            )
+            .expect("valid metric"),
+            notices: counter_vec(
+                "bourse_exchange_notices_total",
+                "Notices fired at partners by kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            notice_requests: counter_vec(
+                "bourse_exchange_notice_requests_total",
+                "Notices received from the supply side by kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            bidder_requests: counter_vec(
+                "bourse_bidder_requests_total",
+                "Requests sent to each bidder.",
+                &["bidder"],
+            ),
+            bidder_bids: counter_vec(
+                "bourse_bidder_bids_total",
+                "Bids received from each bidder.",
+                &["bidder"],
+            ),
+            bidder_nobids: counter_vec(
+                "bourse_bidder_nobids_total",
+                "No-bid answers from each bidder.",
+                &["bidder"],
+            ),
+            bidder_timeouts: counter_vec(
+                "bourse_bidder_timeouts_total",
+                "Calls to each bidder that passed their deadline.",
+                &["bidder"],
+            ),
+            bidder_throttled: counter_vec(
+                "bourse_bidder_throttled_total",
+                "Auctions a bidder sat out because of its QPS cap.",
+                &["bidder"],
+            ),
+            bidder_errors: counter_vec(
+                "bourse_bidder_errors_total",
+                "Failed calls to each bidder by kind.",
+                &["bidder", "kind"],
+            ),
+            bidder_rejected: counter_vec(
+                "bourse_bidder_rejected_bids_total",
+                "Bids refused by the auction by reason.",
+                &["bidder", "reason"],
+            ),
+            bidder_wins: counter_vec(
+                "bourse_bidder_wins_total",
+                "Impressions won by each bidder.",
+                &["bidder"],
+            ),
+            bidder_response_seconds: histogram_vec(
+                "bourse_bidder_response_duration_seconds",
+                "Response time of each bidder's completed calls.",
+                &["bidder"],
+                LATENCY_BUCKETS,
+            ),
+            bidder_win_price: histogram_vec(
+                "bourse_bidder_win_price_cpm",
+                "Clearing CPM of each bidder's wins, base currency.",
+                &["bidder"],
+                CPM_BUCKETS,
+            ),
         };
         metrics.register(m.requests.clone())?;
         metrics.register(m.auction_seconds.clone())?;

@@ -94,7 +94,9 @@ pub fn expand(template: &str, v: &MacroValues<'_>, target: Target) -> String {
             Some(value) => {
                 let value = if b64 { B64.encode(value) } else { value };
                 match target {
-                    Target::Url => out.extend(url::form_urlencoded::byte_serialize(value.as_bytes())),
+                    Target::Url => {
+                        out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()))
+                    }
                     Target::Markup => out.push_str(&value),
                 }
             }
@@ -189,7 +191,11 @@ impl TokenSigner {
         let mut mac = self.mac();
         mac.update(&payload);
         let signature = mac.finalize().into_bytes();
-        format!("{}.{}", B64.encode(&payload), B64.encode(&signature[..SIGNATURE_BYTES]))
+        format!(
+            "{}.{}",
+            B64.encode(&payload),
+            B64.encode(&signature[..SIGNATURE_BYTES])
+        )
     }
 
     /// Checks signature then expiry against `now` (Unix seconds).
@@ -202,8 +208,10 @@ impl TokenSigner {
         }
         let mut mac = self.mac();
         mac.update(&payload);
-        mac.verify_truncated_left(&signature).map_err(|_| TokenError::BadSignature)?;
-        let token: WinToken = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        mac.verify_truncated_left(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        let token: WinToken =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if token.exp < now {
             return Err(TokenError::Expired);
         }
@@ -259,12 +267,19 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 3, backoff: Duration::from_millis(100), timeout: Duration::from_secs(2) }
+        RetryPolicy {
+            attempts: 3,
+            backoff: Duration::from_millis(100),
+            timeout: Duration::from_secs(2),
+        }
     }
 }
 
 enum Job {
-    Fire { url: String, counters: NoticeCounters },
+    Fire {
+        url: String,
+        counters: NoticeCounters,
+    },
     Flush(oneshot::Sender<()>),
 }
 
@@ -305,7 +320,10 @@ impl NoticeSender {
                         });
                     }
                     Job::Flush(done) => {
-                        let all = permits.acquire_many(MAX_CONCURRENT_NOTICES as u32).await.expect("never closed");
+                        let all = permits
+                            .acquire_many(MAX_CONCURRENT_NOTICES as u32)
+                            .await
+                            .expect("never closed");
                         drop(all);
                         let _ = done.send(());
                     }
@@ -320,7 +338,14 @@ impl NoticeSender {
         if url.is_empty() {
             return;
         }
-        if self.tx.try_send(Job::Fire { url, counters: counters.clone() }).is_err() {
+        if self
+            .tx
+            .try_send(Job::Fire {
+                url,
+                counters: counters.clone(),
+            })
+            .is_err()
+        {
             counters.dropped.inc();
         }
     }
@@ -334,8 +359,12 @@ impl NoticeSender {
     }
 }
 
-async fn deliver<C>(client: &Client<C, Empty<Bytes>>, url: &str, counters: &NoticeCounters, policy: RetryPolicy)
-where
+async fn deliver<C>(
+    client: &Client<C, Empty<Bytes>>,
+    url: &str,
+    counters: &NoticeCounters,
+    policy: RetryPolicy,
+) where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
     let Ok(uri) = url.parse::<http::Uri>() else {
@@ -345,10 +374,14 @@ where
     };
     let mut backoff = policy.backoff;
     for attempt in 1..=policy.attempts.max(1) {
-        let request = http::Request::get(uri.clone()).body(Empty::new()).expect("valid request");
+        let request = http::Request::get(uri.clone())
+            .body(Empty::new())
+            .expect("valid request");
         let result = tokio::time::timeout(policy.timeout, client.request(request)).await;
         let retry = match result {
-            Ok(Ok(response)) if response.status().is_success() || response.status().is_redirection() => {
+            Ok(Ok(response))
+                if response.status().is_success() || response.status().is_redirection() =>
+            {
                 counters.sent.inc();
                 return;
             }
@@ -389,8 +422,18 @@ mod tests {
             expand(url, &values, Target::Url),
             "http://x/?a=a+1&b=b&i=i&s=s&ad=ad&p=1.25&c=EUR&m=0.5&l=102&w=2&t=42&u=${OTHER}&p64=MS4yNQ"
         );
-        assert_eq!(expand("<img src=x?p=${AUCTION_PRICE}>${AUCTION_ID}", &values, Target::Markup), "<img src=x?p=1.25>a 1");
-        assert_eq!(expand("unterminated ${AUCTION_PRICE", &values, Target::Url), "unterminated ${AUCTION_PRICE");
+        assert_eq!(
+            expand(
+                "<img src=x?p=${AUCTION_PRICE}>${AUCTION_ID}",
+                &values,
+                Target::Markup
+            ),
+            "<img src=x?p=1.25>a 1"
+        );
+        assert_eq!(
+            expand("unterminated ${AUCTION_PRICE", &values, Target::Url),
+            "unterminated ${AUCTION_PRICE"
+        );
     }
 
     fn token() -> WinToken {
@@ -418,10 +461,17 @@ mod tests {
         let text = signer.sign(&token());
         assert_eq!(signer.verify(&text, 999), Ok(token()));
         assert_eq!(signer.verify(&text, 1001), Err(TokenError::Expired));
-        assert_eq!(TokenSigner::new(b"other").verify(&text, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            TokenSigner::new(b"other").verify(&text, 0),
+            Err(TokenError::BadSignature)
+        );
         let mut altered = token();
         altered.price = 0.01;
-        let forged = format!("{}.{}", B64.encode(serde_json::to_vec(&altered).unwrap()), text.split_once('.').unwrap().1);
+        let forged = format!(
+            "{}.{}",
+            B64.encode(serde_json::to_vec(&altered).unwrap()),
+            text.split_once('.').unwrap().1
+        );
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
         assert_eq!(signer.verify("a.b", 0), Err(TokenError::Malformed));

@@ -22,7 +22,12 @@ pub struct Rejection {
 impl Rejection {
     /// A rejection of `field` under `rule`.
     pub fn new(field: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
-        Rejection { error: "invalid_request", field: field.into(), rule, message: message.into() }
+        Rejection {
+            error: "invalid_request",
+            field: field.into(),
+            rule,
+            message: message.into(),
+        }
     }
 
     /// A rejection for a body that is not a well-formed BidRequest.
@@ -34,7 +39,11 @@ impl Rejection {
                 let path = err.path().to_string();
                 let field = if path == "." { String::new() } else { path };
                 let inner = err.into_inner();
-                let rule = if inner.is_syntax() || inner.is_eof() { "json" } else { "type" };
+                let rule = if inner.is_syntax() || inner.is_eof() {
+                    "json"
+                } else {
+                    "type"
+                };
                 Rejection::new(field, rule, inner.to_string())
             }
         }
@@ -58,13 +67,20 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_imps: 100, max_tmax_ms: 10_000 }
+        Limits {
+            max_imps: 100,
+            max_tmax_ms: 10_000,
+        }
     }
 }
 
 type Check = Result<(), Rejection>;
 
-fn reject<T>(field: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Result<T, Rejection> {
+fn reject<T>(
+    field: impl Into<String>,
+    rule: &'static str,
+    message: impl Into<String>,
+) -> Result<T, Rejection> {
     Err(Rejection::new(field, rule, message))
 }
 
@@ -77,18 +93,22 @@ fn flag(field: &str, value: Option<u8>) -> Check {
 
 fn currency(field: &str, value: Option<&str>) -> Check {
     match value {
-        Some(code) if !is_currency_code(code) => {
-            reject(field, "currency", format!("`{code}` is not an ISO-4217 code"))
-        }
+        Some(code) if !is_currency_code(code) => reject(
+            field,
+            "currency",
+            format!("`{code}` is not an ISO-4217 code"),
+        ),
         _ => Ok(()),
     }
 }
 
 fn floor(field: &str, value: Option<f64>) -> Check {
     match value {
-        Some(v) if !v.is_finite() || v < 0.0 => {
-            reject(field, "non_negative", format!("must be a finite number >= 0, got {v}"))
-        }
+        Some(v) if !v.is_finite() || v < 0.0 => reject(
+            field,
+            "non_negative",
+            format!("must be a finite number >= 0, got {v}"),
+        ),
         _ => Ok(()),
     }
 }
@@ -102,20 +122,38 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
         return reject("imp", "required", "at least one impression is required");
     }
     if req.imp.len() > limits.max_imps {
-        return reject("imp", "max_items", format!("at most {} impressions", limits.max_imps));
+        return reject(
+            "imp",
+            "max_items",
+            format!("at most {} impressions", limits.max_imps),
+        );
     }
     let distribution = [req.site.is_some(), req.app.is_some(), req.dooh.is_some()];
     if distribution.iter().filter(|present| **present).count() > 1 {
-        return reject("site", "exclusive", "only one of site, app and dooh may be present");
+        return reject(
+            "site",
+            "exclusive",
+            "only one of site, app and dooh may be present",
+        );
     }
     match req.at {
         None | Some(1) | Some(2) => {}
-        Some(at) => return reject("at", "enum", format!("auction type {at} is not supported (1 or 2)")),
-    }
-    if let Some(tmax) = req.tmax {
-        if tmax <= 0 || tmax > limits.max_tmax_ms {
-            return reject("tmax", "range", format!("must be between 1 and {} ms", limits.max_tmax_ms));
+        Some(at) => {
+            return reject(
+                "at",
+                "enum",
+                format!("auction type {at} is not supported (1 or 2)"),
+            );
         }
+    }
+    if let Some(tmax) = req.tmax
+        && (tmax <= 0 || tmax > limits.max_tmax_ms)
+    {
+        return reject(
+            "tmax",
+            "range",
+            format!("must be between 1 and {} ms", limits.max_tmax_ms),
+        );
     }
     for (i, code) in req.cur.iter().enumerate() {
         currency(&format!("cur[{i}]"), Some(code))?;
@@ -125,10 +163,14 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if let Some(regs) = &req.regs {
         flag("regs.coppa", regs.coppa)?;
         flag("regs.gdpr", regs.gdpr)?;
-        if let Some(usp) = &regs.us_privacy {
-            if usp.len() != 4 {
-                return reject("regs.us_privacy", "format", "a US Privacy string has 4 characters");
-            }
+        if let Some(usp) = &regs.us_privacy
+            && usp.len() != 4
+        {
+            return reject(
+                "regs.us_privacy",
+                "format",
+                "a US Privacy string has 4 characters",
+            );
         }
     }
     if let Some(schain) = req.source.as_ref().and_then(|s| s.schain.as_ref()) {
@@ -136,10 +178,18 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
         for (i, node) in schain.nodes.iter().enumerate() {
             let at = format!("source.schain.nodes[{i}]");
             if node.asi.as_deref().unwrap_or("").is_empty() {
-                return reject(format!("{at}.asi"), "required", "each supply-chain node needs asi");
+                return reject(
+                    format!("{at}.asi"),
+                    "required",
+                    "each supply-chain node needs asi",
+                );
             }
             if node.sid.as_deref().unwrap_or("").is_empty() {
-                return reject(format!("{at}.sid"), "required", "each supply-chain node needs sid");
+                return reject(
+                    format!("{at}.sid"),
+                    "required",
+                    "each supply-chain node needs sid",
+                );
             }
             flag(&format!("{at}.hp"), node.hp)?;
         }
@@ -148,7 +198,11 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     for (i, imp) in req.imp.iter().enumerate() {
         validate_imp(i, imp)?;
         if !seen.insert(imp.id.as_str()) {
-            return reject(format!("imp[{i}].id"), "unique", format!("impression id `{}` repeats", imp.id));
+            return reject(
+                format!("imp[{i}].id"),
+                "unique",
+                format!("impression id `{}` repeats", imp.id),
+            );
         }
     }
     Ok(())
@@ -157,10 +211,18 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
 fn validate_imp(i: usize, imp: &Imp) -> Check {
     let at = format!("imp[{i}]");
     if imp.id.is_empty() {
-        return reject(format!("{at}.id"), "required", "each impression needs an id");
+        return reject(
+            format!("{at}.id"),
+            "required",
+            "each impression needs an id",
+        );
     }
     if imp.media_types().is_empty() {
-        return reject(at, "required", "an impression needs banner, video, audio or native");
+        return reject(
+            at,
+            "required",
+            "an impression needs banner, video, audio or native",
+        );
     }
     floor(&format!("{at}.bidfloor"), imp.bidfloor)?;
     currency(&format!("{at}.bidfloorcur"), imp.bidfloorcur.as_deref())?;
@@ -169,44 +231,69 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
     if let Some(banner) = &imp.banner {
         let has_size = banner.w.is_some() && banner.h.is_some();
         if banner.format.is_empty() && !has_size {
-            return reject(format!("{at}.banner"), "size", "a banner needs format or w and h");
+            return reject(
+                format!("{at}.banner"),
+                "size",
+                "a banner needs format or w and h",
+            );
         }
         for (f, format) in banner.format.iter().enumerate() {
             let fat = format!("{at}.banner.format[{f}]");
             let sized = matches!((format.w, format.h), (Some(w), Some(h)) if w > 0 && h > 0);
-            let ratio = matches!((format.wratio, format.hratio), (Some(w), Some(h)) if w > 0 && h > 0);
+            let ratio =
+                matches!((format.wratio, format.hratio), (Some(w), Some(h)) if w > 0 && h > 0);
             if !sized && !ratio {
-                return reject(fat, "size", "a format needs w and h (or wratio and hratio) above 0");
+                return reject(
+                    fat,
+                    "size",
+                    "a format needs w and h (or wratio and hratio) above 0",
+                );
             }
         }
         if let (Some(0), _) | (_, Some(0)) = (banner.w, banner.h) {
-            return reject(format!("{at}.banner"), "positive", "w and h must be above 0");
+            return reject(
+                format!("{at}.banner"),
+                "positive",
+                "w and h must be above 0",
+            );
         }
     }
     if let Some(video) = &imp.video {
         if video.mimes.is_empty() {
             return reject(format!("{at}.video.mimes"), "required", "video needs mimes");
         }
-        if let (Some(min), Some(max)) = (video.minduration, video.maxduration) {
-            if min > max {
-                return reject(format!("{at}.video.minduration"), "range", "minduration exceeds maxduration");
-            }
+        if let (Some(min), Some(max)) = (video.minduration, video.maxduration)
+            && min > max
+        {
+            return reject(
+                format!("{at}.video.minduration"),
+                "range",
+                "minduration exceeds maxduration",
+            );
         }
     }
-    if let Some(audio) = &imp.audio {
-        if audio.mimes.is_empty() {
-            return reject(format!("{at}.audio.mimes"), "required", "audio needs mimes");
-        }
+    if let Some(audio) = &imp.audio
+        && audio.mimes.is_empty()
+    {
+        return reject(format!("{at}.audio.mimes"), "required", "audio needs mimes");
     }
-    if let Some(native) = &imp.native {
-        if native.request.as_deref().unwrap_or("").is_empty() {
-            return reject(format!("{at}.native.request"), "required", "native needs a request");
-        }
+    if let Some(native) = &imp.native
+        && native.request.as_deref().unwrap_or("").is_empty()
+    {
+        return reject(
+            format!("{at}.native.request"),
+            "required",
+            "native needs a request",
+        );
     }
     if let Some(pmp) = &imp.pmp {
         flag(&format!("{at}.pmp.private_auction"), pmp.private_auction)?;
         if pmp.private_auction == Some(1) && pmp.deals.is_empty() {
-            return reject(format!("{at}.pmp.deals"), "required", "a private auction needs deals");
+            return reject(
+                format!("{at}.pmp.deals"),
+                "required",
+                "a private auction needs deals",
+            );
         }
         let mut ids = HashSet::new();
         for (d, deal) in pmp.deals.iter().enumerate() {
@@ -215,13 +302,23 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
                 return reject(format!("{dat}.id"), "required", "each deal needs an id");
             }
             if !ids.insert(deal.id.as_str()) {
-                return reject(format!("{dat}.id"), "unique", format!("deal id `{}` repeats", deal.id));
+                return reject(
+                    format!("{dat}.id"),
+                    "unique",
+                    format!("deal id `{}` repeats", deal.id),
+                );
             }
             floor(&format!("{dat}.bidfloor"), deal.bidfloor)?;
             currency(&format!("{dat}.bidfloorcur"), deal.bidfloorcur.as_deref())?;
             match deal.at {
                 None | Some(1) | Some(2) | Some(3) => {}
-                Some(v) => return reject(format!("{dat}.at"), "enum", format!("deal auction type {v} is not supported")),
+                Some(v) => {
+                    return reject(
+                        format!("{dat}.at"),
+                        "enum",
+                        format!("deal auction type {v} is not supported"),
+                    );
+                }
             }
         }
     }

@@ -1,1 +1,68 @@
-//! placeholder
+//! The bourse microkernel: hosts compiled-in plugins behind a live route table, loads and
+//! validates their config, serves HTTP/1.1 and h2c, exposes metrics and health, and swaps plugin
+//! generations without dropping a request. It knows nothing of ads.
+
+mod body;
+mod config;
+mod logging;
+mod metrics;
+mod plugin;
+mod routes;
+mod server;
+
+pub use body::{BodyError, read_body};
+pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
+pub use logging::init_logging;
+pub use metrics::Metrics;
+pub use plugin::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError};
+pub use server::{ApplyReport, Kernel, KernelBuilder, Running};
+
+use http_body_util::{BodyExt, Empty, Full};
+
+/// Any error that can cross a task boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body type every handler returns.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
+/// A request as the server hands it to a plugin.
+pub type Request = http::Request<hyper::body::Incoming>;
+/// A response as a plugin hands it back.
+pub type Response = http::Response<Body>;
+
+/// A body made of one buffer.
+pub fn full(bytes: impl Into<bytes::Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body with no bytes.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// A JSON response with `content-type: application/json`. A value that fails to serialize
+/// (a bug, never input) becomes a 500 with `{"error":"internal"}`.
+pub fn json_response(status: http::StatusCode, body: &impl serde::Serialize) -> Response {
+    let (status, bytes) = match serde_json::to_vec(body) {
+        Ok(bytes) => (status, bytes),
+        Err(error) => {
+            tracing::error!(%error, "response body failed to serialize");
+            (
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                br#"{"error":"internal"}"#.to_vec(),
+            )
+        }
+    };
+    let mut response = http::Response::new(full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The `{"error": code}` body the kernel uses for its own error responses.
+pub fn error_response(status: http::StatusCode, code: &str) -> Response {
+    json_response(status, &serde_json::json!({ "error": code }))
+}

@@ -15,7 +15,10 @@ fn banner_request() -> BidRequest {
 }
 
 fn terms(req: &BidRequest) -> Vec<ImpTerms> {
-    req.imp.iter().map(|imp| imp_terms(imp, 0.0, |a, _| Some(a)).unwrap()).collect()
+    req.imp
+        .iter()
+        .map(|imp| imp_terms(imp, 0.0, |a, _| Some(a)).unwrap())
+        .collect()
 }
 
 fn candidate(bidder: usize, imp: usize, price: f64) -> Candidate {
@@ -37,22 +40,47 @@ fn candidate(bidder: usize, imp: usize, price: f64) -> Candidate {
 
 fn run(req: &BidRequest, cands: &[Candidate], at: i64) -> Outcome {
     let terms = terms(req);
-    let valid: Vec<bool> = cands.iter().map(|c| check_bid(req, &terms, c).is_ok()).collect();
-    clear(&terms, cands, &valid, Rules { auction_type: at, increment: 0.01 })
+    let valid: Vec<bool> = cands
+        .iter()
+        .map(|c| check_bid(req, &terms, c).is_ok())
+        .collect();
+    clear(
+        &terms,
+        cands,
+        &valid,
+        Rules {
+            auction_type: at,
+            increment: 0.01,
+        },
+    )
 }
 
 #[test]
 fn first_price_pays_the_bid() {
     let req = banner_request();
     let out = run(&req, &[candidate(0, 0, 2.0), candidate(1, 0, 3.0)], 1);
-    assert_eq!(out.winners, vec![Winner { candidate: 1, clearing: 3.0 }]);
+    assert_eq!(
+        out.winners,
+        vec![Winner {
+            candidate: 1,
+            clearing: 3.0
+        }]
+    );
     assert_eq!(out.losers, vec![(0, LossReason::LostToHigherBid)]);
 }
 
 #[test]
 fn second_price_pays_second_plus_increment() {
     let req = banner_request();
-    let out = run(&req, &[candidate(0, 0, 2.0), candidate(1, 0, 3.0), candidate(2, 0, 1.5)], 2);
+    let out = run(
+        &req,
+        &[
+            candidate(0, 0, 2.0),
+            candidate(1, 0, 3.0),
+            candidate(2, 0, 1.5),
+        ],
+        2,
+    );
     assert_eq!(out.winners.len(), 1);
     assert_eq!(out.winners[0].candidate, 1);
     assert!((out.winners[0].clearing - 2.01).abs() < 1e-9);
@@ -77,7 +105,10 @@ fn second_price_with_one_bid_clears_at_the_floor() {
 fn bids_below_floor_lose() {
     let req = banner_request();
     let terms = terms(&req);
-    assert_eq!(check_bid(&req, &terms, &candidate(0, 0, 0.99)), Err(LossReason::BelowAuctionFloor));
+    assert_eq!(
+        check_bid(&req, &terms, &candidate(0, 0, 0.99)),
+        Err(LossReason::BelowAuctionFloor)
+    );
     assert_eq!(check_bid(&req, &terms, &candidate(0, 0, 1.0)), Ok(()));
 }
 
@@ -90,21 +121,78 @@ fn invalid_bids_get_their_loss_code() {
         edit(&mut c);
         check_bid(&req, &terms, &c)
     };
-    assert_eq!(check(&|c| c.bid.price = None), Err(LossReason::MissingBidPrice));
-    assert_eq!(check(&|c| { c.bid.price = Some(0.0); c.price = 0.0 }), Err(LossReason::InvalidBidResponse));
-    assert_eq!(check(&|c| { c.bid.price = Some(f64::NAN); c.price = f64::NAN }), Err(LossReason::InvalidBidResponse));
+    assert_eq!(
+        check(&|c| c.bid.price = None),
+        Err(LossReason::MissingBidPrice)
+    );
+    assert_eq!(
+        check(&|c| {
+            c.bid.price = Some(0.0);
+            c.price = 0.0
+        }),
+        Err(LossReason::InvalidBidResponse)
+    );
+    assert_eq!(
+        check(&|c| {
+            c.bid.price = Some(f64::NAN);
+            c.price = f64::NAN
+        }),
+        Err(LossReason::InvalidBidResponse)
+    );
     assert_eq!(check(&|c| c.bid.adm = None), Err(LossReason::MissingMarkup));
-    assert_eq!(check(&|c| { c.bid.adm = None; c.bid.nurl = Some("http://x/win".into()) }), Ok(()));
-    assert_eq!(check(&|c| c.media_type = MediaType::Video), Err(LossReason::IncorrectCreativeFormat));
-    assert_eq!(check(&|c| { c.bid.w = Some(320); c.bid.h = Some(50) }), Err(LossReason::SizeNotAllowed));
-    assert_eq!(check(&|c| { c.bid.w = Some(300); c.bid.h = Some(250) }), Ok(()));
-    assert_eq!(check(&|c| c.bid.attr = vec![3]), Err(LossReason::CreativeAttributeExclusions));
-    assert_eq!(check(&|c| c.bid.cat = vec!["IAB25".into()]), Err(LossReason::CategoryExclusions));
-    assert_eq!(check(&|c| c.bid.adomain = vec!["shop.blocked.com".into()]), Err(LossReason::AdvertiserExclusions));
-    assert_eq!(check(&|c| c.bid.adomain = vec!["notblocked.com".into()]), Ok(()));
-    assert_eq!(check(&|c| c.bid.bundle = Some("com.blocked".into())), Err(LossReason::AppBundleExclusions));
-    assert_eq!(check(&|c| c.seat = "bad-seat".into()), Err(LossReason::BuyerSeatBlocked));
-    assert_eq!(check(&|c| c.bid.dealid = Some("nope".into())), Err(LossReason::InvalidDealId));
+    assert_eq!(
+        check(&|c| {
+            c.bid.adm = None;
+            c.bid.nurl = Some("http://x/win".into())
+        }),
+        Ok(())
+    );
+    assert_eq!(
+        check(&|c| c.media_type = MediaType::Video),
+        Err(LossReason::IncorrectCreativeFormat)
+    );
+    assert_eq!(
+        check(&|c| {
+            c.bid.w = Some(320);
+            c.bid.h = Some(50)
+        }),
+        Err(LossReason::SizeNotAllowed)
+    );
+    assert_eq!(
+        check(&|c| {
+            c.bid.w = Some(300);
+            c.bid.h = Some(250)
+        }),
+        Ok(())
+    );
+    assert_eq!(
+        check(&|c| c.bid.attr = vec![3]),
+        Err(LossReason::CreativeAttributeExclusions)
+    );
+    assert_eq!(
+        check(&|c| c.bid.cat = vec!["IAB25".into()]),
+        Err(LossReason::CategoryExclusions)
+    );
+    assert_eq!(
+        check(&|c| c.bid.adomain = vec!["shop.blocked.com".into()]),
+        Err(LossReason::AdvertiserExclusions)
+    );
+    assert_eq!(
+        check(&|c| c.bid.adomain = vec!["notblocked.com".into()]),
+        Ok(())
+    );
+    assert_eq!(
+        check(&|c| c.bid.bundle = Some("com.blocked".into())),
+        Err(LossReason::AppBundleExclusions)
+    );
+    assert_eq!(
+        check(&|c| c.seat = "bad-seat".into()),
+        Err(LossReason::BuyerSeatBlocked)
+    );
+    assert_eq!(
+        check(&|c| c.bid.dealid = Some("nope".into())),
+        Err(LossReason::InvalidDealId)
+    );
 }
 
 #[test]
@@ -116,9 +204,15 @@ fn deals_have_their_own_floor_and_seats() {
         c.bid.dealid = Some("d1".into());
         c
     };
-    assert_eq!(check_bid(&req, &terms, &deal(0, 1.5)), Err(LossReason::BelowDealFloor));
+    assert_eq!(
+        check_bid(&req, &terms, &deal(0, 1.5)),
+        Err(LossReason::BelowDealFloor)
+    );
     assert_eq!(check_bid(&req, &terms, &deal(0, 2.5)), Ok(()));
-    assert_eq!(check_bid(&req, &terms, &deal(1, 2.5)), Err(LossReason::BuyerSeatBlocked));
+    assert_eq!(
+        check_bid(&req, &terms, &deal(1, 2.5)),
+        Err(LossReason::BuyerSeatBlocked)
+    );
 }
 
 #[test]
@@ -126,7 +220,10 @@ fn private_auctions_take_deal_bids_only() {
     let mut req = banner_request();
     req.imp[1].pmp.as_mut().unwrap().private_auction = Some(1);
     let terms = terms(&req);
-    assert_eq!(check_bid(&req, &terms, &candidate(0, 1, 9.0)), Err(LossReason::InvalidDealId));
+    assert_eq!(
+        check_bid(&req, &terms, &candidate(0, 1, 9.0)),
+        Err(LossReason::InvalidDealId)
+    );
 }
 
 #[test]
@@ -137,7 +234,10 @@ fn a_winning_deal_marks_open_losers_lost_to_deal() {
     let open = candidate(1, 1, 2.0);
     let out = run(&req, &[deal, open], 2);
     assert_eq!(out.winners[0].candidate, 0);
-    assert!((out.winners[0].clearing - 2.01).abs() < 1e-9, "deal floor 2.0 beats the open bid");
+    assert!(
+        (out.winners[0].clearing - 2.01).abs() < 1e-9,
+        "deal floor 2.0 beats the open bid"
+    );
     assert_eq!(out.losers, vec![(1, LossReason::LostToDealBid)]);
 }
 
@@ -153,7 +253,15 @@ fn fixed_price_deals_clear_at_the_deal_floor() {
 #[test]
 fn each_impression_has_its_own_winner() {
     let req = banner_request();
-    let out = run(&req, &[candidate(0, 1, 1.0), candidate(1, 0, 2.0), candidate(2, 1, 0.8)], 1);
+    let out = run(
+        &req,
+        &[
+            candidate(0, 1, 1.0),
+            candidate(1, 0, 2.0),
+            candidate(2, 1, 0.8),
+        ],
+        1,
+    );
     let winners: Vec<usize> = out.winners.iter().map(|w| w.candidate).collect();
     assert_eq!(winners, vec![1, 0]);
     assert_eq!(out.losers, vec![(2, LossReason::LostToHigherBid)]);
@@ -161,11 +269,30 @@ fn each_impression_has_its_own_winner() {
 
 #[test]
 fn floors_convert_currency_and_respect_the_minimum() {
-    let imp: Imp = serde_json::from_str(r#"{"id":"1","banner":{"w":1,"h":1},"bidfloor":2.0,"bidfloorcur":"EUR"}"#).unwrap();
+    let imp: Imp = serde_json::from_str(
+        r#"{"id":"1","banner":{"w":1,"h":1},"bidfloor":2.0,"bidfloorcur":"EUR"}"#,
+    )
+    .unwrap();
     let terms = imp_terms(&imp, 0.1, |a, cur| (cur == "EUR").then_some(a * 1.1)).unwrap();
     assert!((terms.floor - 2.2).abs() < 1e-9);
-    let terms = imp_terms(&Imp { bidfloor: Some(0.01), ..imp.clone() }, 0.1, |a, _| Some(a)).unwrap();
+    let terms = imp_terms(
+        &Imp {
+            bidfloor: Some(0.01),
+            ..imp.clone()
+        },
+        0.1,
+        |a, _| Some(a),
+    )
+    .unwrap();
     assert_eq!(terms.floor, 0.1);
-    let err = imp_terms(&Imp { bidfloorcur: Some("XYZ".into()), ..imp }, 0.0, |_, _| None).unwrap_err();
+    let err = imp_terms(
+        &Imp {
+            bidfloorcur: Some("XYZ".into()),
+            ..imp
+        },
+        0.0,
+        |_, _| None,
+    )
+    .unwrap_err();
     assert!(err.contains("XYZ"));
 }

@@ -132,14 +132,19 @@ fn default_queue() -> usize {
 }
 
 fn issue(path: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
-    ConfigIssue { path: path.into(), message: message.into() }
+    ConfigIssue {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 fn http_url(text: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
-        _ => Err(format!("`{text}` must be an http:// or https:// URL with a host")),
+        _ => Err(format!(
+            "`{text}` must be an http:// or https:// URL with a host"
+        )),
     }
 }
 
@@ -148,18 +153,27 @@ impl ExchangeConfig {
     pub fn check(&self, registry: &AdapterRegistry) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if !is_currency_code(&self.currency) {
-            issues.push(issue("currency", format!("`{}` is not an ISO-4217 code", self.currency)));
+            issues.push(issue(
+                "currency",
+                format!("`{}` is not an ISO-4217 code", self.currency),
+            ));
         }
         for (code, rate) in &self.rates {
             if !is_currency_code(code) {
                 issues.push(issue(format!("rates.{code}"), "not an ISO-4217 code"));
             }
             if !rate.is_finite() || *rate <= 0.0 {
-                issues.push(issue(format!("rates.{code}"), "a rate must be a positive number"));
+                issues.push(issue(
+                    format!("rates.{code}"),
+                    "a rate must be a positive number",
+                ));
             }
         }
         if self.budget_ms >= self.default_tmax_ms {
-            issues.push(issue("budget_ms", "must be smaller than default_tmax_ms, or bidders get no time"));
+            issues.push(issue(
+                "budget_ms",
+                "must be smaller than default_tmax_ms, or bidders get no time",
+            ));
         }
         if !(0.0..1.0).contains(&self.fee) {
             issues.push(issue("fee", "must be a fraction in [0, 1)"));
@@ -187,32 +201,53 @@ impl ExchangeConfig {
             let at = format!("bidders[{i}]");
             let name_ok = !spec.name.is_empty()
                 && spec.name.len() <= 64
-                && spec.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && spec.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !name_ok {
-                issues.push(issue(format!("{at}.name"), "use 1-64 characters of a-z, 0-9, - and _"));
+                issues.push(issue(
+                    format!("{at}.name"),
+                    "use 1-64 characters of a-z, 0-9, - and _",
+                ));
             }
             if !names.insert(spec.name.as_str()) {
-                issues.push(issue(format!("{at}.name"), format!("bidder `{}` is listed twice", spec.name)));
+                issues.push(issue(
+                    format!("{at}.name"),
+                    format!("bidder `{}` is listed twice", spec.name),
+                ));
             }
             if let Err(e) = http_url(&spec.endpoint) {
                 issues.push(issue(format!("{at}.endpoint"), e));
             }
             if spec.timeout_ms == 0 || spec.timeout_ms > 10_000 {
-                issues.push(issue(format!("{at}.timeout_ms"), "must be between 1 and 10000"));
+                issues.push(issue(
+                    format!("{at}.timeout_ms"),
+                    "must be between 1 and 10000",
+                ));
             }
             if !spec.adjustment.is_finite() || spec.adjustment <= 0.0 {
-                issues.push(issue(format!("{at}.adjustment"), "must be a positive number"));
+                issues.push(issue(
+                    format!("{at}.adjustment"),
+                    "must be a positive number",
+                ));
             }
             if spec.media.is_empty() {
                 issues.push(issue(format!("{at}.media"), "list at least one media type"));
             }
             for name in spec.headers.keys() {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    issues.push(issue(format!("{at}.headers"), format!("`{name}` is not a header name")));
+                    issues.push(issue(
+                        format!("{at}.headers"),
+                        format!("`{name}` is not a header name"),
+                    ));
                 }
             }
             if let Err(e) = registry.build(spec) {
-                let field = if registry.names().any(|n| n == spec.adapter) { "params" } else { "adapter" };
+                let field = if registry.names().any(|n| n == spec.adapter) {
+                    "params"
+                } else {
+                    "adapter"
+                };
                 issues.push(issue(format!("{at}.{field}"), e));
             }
         }

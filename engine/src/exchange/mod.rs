@@ -12,7 +12,9 @@ use crate::currency::Rates;
 use crate::metrics::{BidderMetrics, ExchangeMetrics};
 use crate::notice::{NoticeCounters, NoticeKind, NoticeSender, RetryPolicy, TokenSigner};
 use crate::validate::Limits;
-use bourse_kernel::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError, Request, Response};
+use bourse_kernel::{
+    ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError, Request, Response,
+};
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -28,7 +30,9 @@ pub struct ExchangePlugin {
 
 impl std::fmt::Debug for ExchangePlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExchangePlugin").field("adapters", &self.registry).finish()
+        f.debug_struct("ExchangePlugin")
+            .field("adapters", &self.registry)
+            .finish()
     }
 }
 
@@ -45,14 +49,18 @@ pub(crate) struct Shared {
 impl ExchangePlugin {
     /// An exchange that builds bidders with the adapters in `registry`.
     pub fn new(registry: AdapterRegistry) -> Self {
-        ExchangePlugin { registry, shared: OnceLock::new() }
+        ExchangePlugin {
+            registry,
+            shared: OnceLock::new(),
+        }
     }
 
     fn shared(&self, ctx: &PluginCtx) -> Result<Arc<Shared>, PluginError> {
         if let Some(shared) = self.shared.get() {
             return Ok(shared.clone());
         }
-        let metrics = ExchangeMetrics::register(&ctx.metrics).map_err(|e| PluginError(format!("metrics: {e}")))?;
+        let metrics = ExchangeMetrics::register(&ctx.metrics)
+            .map_err(|e| PluginError(format!("metrics: {e}")))?;
         let shared = Shared {
             metrics,
             seen_notices: moka::sync::Cache::builder()
@@ -93,7 +101,11 @@ impl Plugin for ExchangePlugin {
     type Config = ExchangeConfig;
 
     fn manifest(&self) -> Manifest {
-        Manifest { name: "exchange", version: env!("CARGO_PKG_VERSION"), mounts: vec!["/openrtb2/", "/notice/"] }
+        Manifest {
+            name: "exchange",
+            version: env!("CARGO_PKG_VERSION"),
+            mounts: vec!["/openrtb2/", "/notice/"],
+        }
     }
 
     fn validate(&self, config: &ExchangeConfig) -> Vec<ConfigIssue> {
@@ -119,8 +131,12 @@ impl ExchangePlugin {
         let shared = self.shared(ctx)?;
         let mut bidders = Vec::with_capacity(config.bidders.len());
         for spec in &config.bidders {
-            let adapter = self.registry.build(spec).map_err(|e| PluginError(format!("bidder {}: {e}", spec.name)))?;
-            let limiter = NonZeroU32::new(spec.qps).map(|qps| RateLimiter::direct(Quota::per_second(qps)));
+            let adapter = self
+                .registry
+                .build(spec)
+                .map_err(|e| PluginError(format!("bidder {}: {e}", spec.name)))?;
+            let limiter =
+                NonZeroU32::new(spec.qps).map(|qps| RateLimiter::direct(Quota::per_second(qps)));
             bidders.push(BidderRuntime {
                 client: BidderClient::new(spec),
                 metrics: shared.metrics.bidder(&spec.name),
@@ -130,7 +146,9 @@ impl ExchangePlugin {
             });
         }
         let secret = if config.notice_secret.is_empty() {
-            tracing::warn!("exchange.notice_secret is empty: notice URLs only verify on this process");
+            tracing::warn!(
+                "exchange.notice_secret is empty: notice URLs only verify on this process"
+            );
             shared.random_secret.to_vec()
         } else {
             config.notice_secret.as_bytes().to_vec()
@@ -142,8 +160,14 @@ impl ExchangePlugin {
         };
         let notice_base = format!("{}/notice", config.public_url.trim_end_matches('/'));
         Ok(Exchange {
-            rates: Rates::new(&config.currency, config.rates.iter().map(|(k, v)| (k.clone(), *v))),
-            limits: Limits { max_imps: config.max_imps, ..Limits::default() },
+            rates: Rates::new(
+                &config.currency,
+                config.rates.iter().map(|(k, v)| (k.clone(), *v)),
+            ),
+            limits: Limits {
+                max_imps: config.max_imps,
+                ..Limits::default()
+            },
             signer: TokenSigner::new(&secret),
             notices: NoticeSender::spawn(config.notices.queue, policy),
             notice_counters: [
@@ -168,7 +192,10 @@ impl Handler for Exchange {
             } else if let Some(kind) = path.strip_prefix("/notice/") {
                 self.notice(kind.to_owned(), req).await
             } else {
-                bourse_kernel::json_response(http::StatusCode::NOT_FOUND, &serde_json::json!({"error": "not_found"}))
+                bourse_kernel::json_response(
+                    http::StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": "not_found"}),
+                )
             }
         })
     }

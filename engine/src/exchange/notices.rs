@@ -8,12 +8,19 @@ use http::StatusCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn parse_price(text: Option<&str>) -> Option<f64> {
-    text?.parse::<f64>().ok().filter(|p| p.is_finite() && *p >= 0.0)
+    text?
+        .parse::<f64>()
+        .ok()
+        .filter(|p| p.is_finite() && *p >= 0.0)
 }
 
 impl Exchange {
     fn notice_outcome(&self, kind: &str, outcome: &str) {
-        self.shared.metrics.notice_requests.with_label_values(&[kind, outcome]).inc();
+        self.shared
+            .metrics
+            .notice_requests
+            .with_label_values(&[kind, outcome])
+            .inc();
     }
 
     /// Handles one notice from the supply side.
@@ -22,14 +29,20 @@ impl Exchange {
             "win" => NoticeKind::Win,
             "bill" => NoticeKind::Bill,
             "loss" => NoticeKind::Loss,
-            _ => return json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not_found"})),
+            _ => {
+                return json_response(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": "not_found"}),
+                );
+            }
         };
         let label = kind.as_str();
         let mut token_text = None;
         let mut price = None;
         let mut loss = None;
         let mut min_to_win = None;
-        for (key, value) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        for (key, value) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        {
             match key.as_ref() {
                 "t" => token_text = Some(value.into_owned()),
                 "p" => price = parse_price(Some(&value)),
@@ -40,9 +53,14 @@ impl Exchange {
         }
         let Some(token_text) = token_text else {
             self.notice_outcome(label, "malformed");
-            return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": "missing_token"}));
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": "missing_token"}),
+            );
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let token = match self.signer.verify(&token_text, now) {
             Ok(token) => token,
             Err(err) => {
@@ -52,7 +70,10 @@ impl Exchange {
                     TokenError::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
                 };
                 self.notice_outcome(label, outcome);
-                return json_response(status, &serde_json::json!({"error": "bad_token", "message": err.to_string()}));
+                return json_response(
+                    status,
+                    &serde_json::json!({"error": "bad_token", "message": err.to_string()}),
+                );
             }
         };
         // Each notice of a kind is honoured once per bid, however often the page fires it.
@@ -67,7 +88,9 @@ impl Exchange {
 
         // The upstream price is what we quoted, net of fee; turn it into the partner's terms.
         let partner_price = price.map_or(token.price, |p| (p * token.gross_up).min(token.price));
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let values = MacroValues {
             auction_id: &token.auction,
             bid_id: &token.bid,
@@ -76,7 +99,8 @@ impl Exchange {
             ad_id: &token.ad,
             price: (kind != NoticeKind::Loss).then_some(partner_price),
             currency: &token.cur,
-            market_bid_ratio: (kind != NoticeKind::Loss && token.bid_price > 0.0).then(|| partner_price / token.bid_price),
+            market_bid_ratio: (kind != NoticeKind::Loss && token.bid_price > 0.0)
+                .then(|| partner_price / token.bid_price),
             loss: (kind == NoticeKind::Loss).then(|| loss.unwrap_or(1)),
             min_to_win: min_to_win.map(|m| m * token.gross_up),
             imp_ts: (kind == NoticeKind::Bill).then_some(now_ms),
@@ -87,14 +111,23 @@ impl Exchange {
             NoticeKind::Loss => token.lurl.as_deref(),
         };
         if let Some(template) = template {
-            self.notices.fire(expand(template, &values, Target::Url), &self.notice_counters[kind as usize]);
+            self.notices.fire(
+                expand(template, &values, Target::Url),
+                &self.notice_counters[kind as usize],
+            );
         }
         if kind == NoticeKind::Bill {
-            let to_base = self.rates.convert(1.0, &token.cur, &self.config.currency).unwrap_or(1.0);
+            let to_base = self
+                .rates
+                .convert(1.0, &token.cur, &self.config.currency)
+                .unwrap_or(1.0);
             let gross = partner_price / token.gross_up * (1.0 - self.config.fee).recip() * to_base;
             let gross = if gross.is_finite() { gross } else { 0.0 };
             self.shared.metrics.billed_revenue.inc_by(gross / 1000.0);
-            self.shared.metrics.fee.inc_by(gross * self.config.fee / 1000.0);
+            self.shared
+                .metrics
+                .fee
+                .inc_by(gross * self.config.fee / 1000.0);
         }
         no_content()
     }

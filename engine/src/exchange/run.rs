@@ -5,7 +5,9 @@ use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, i
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
 use crate::notice::{MacroValues, NoticeKind, Target, WinToken, expand};
-use crate::openrtb::{Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode};
+use crate::openrtb::{
+    Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
+};
 use crate::validate::{Rejection, validate};
 use bourse_kernel::{Request, Response, json_response, read_body};
 use futures_util::StreamExt;
@@ -25,7 +27,9 @@ struct BidOrigin {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn no_content() -> Response {
@@ -36,7 +40,11 @@ fn no_content() -> Response {
 
 impl Exchange {
     fn outcome(&self, outcome: &str) {
-        self.shared.metrics.requests.with_label_values(&["auction", outcome]).inc();
+        self.shared
+            .metrics
+            .requests
+            .with_label_values(&["auction", outcome])
+            .inc();
     }
 
     fn refuse(&self, rejection: &Rejection) -> Response {
@@ -54,7 +62,9 @@ impl Exchange {
                 StatusCode::METHOD_NOT_ALLOWED,
                 &serde_json::json!({"error": "method_not_allowed", "message": "use POST"}),
             );
-            response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return response;
         }
         let (parts, body) = req.into_parts();
@@ -62,7 +72,10 @@ impl Exchange {
             Ok(bytes) => bytes,
             Err(err) => {
                 self.outcome(err.code());
-                return json_response(err.status(), &serde_json::json!({"error": err.code(), "message": err.to_string()}));
+                return json_response(
+                    err.status(),
+                    &serde_json::json!({"error": err.code(), "message": err.to_string()}),
+                );
             }
         };
         let request: BidRequest = match serde_json::from_slice(&bytes) {
@@ -74,7 +87,10 @@ impl Exchange {
                 self.outcome("bid");
                 let body = serde_json::to_vec(&response).expect("response serializes");
                 let mut http = Response::new(bourse_kernel::full(body));
-                http.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                http.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
                 http
             }
             Ok(None) => {
@@ -83,7 +99,10 @@ impl Exchange {
             }
             Err(rejection) => return self.refuse(&rejection),
         };
-        self.shared.metrics.auction_seconds.observe(started.elapsed().as_secs_f64());
+        self.shared
+            .metrics
+            .auction_seconds
+            .observe(started.elapsed().as_secs_f64());
         response
     }
 
@@ -92,9 +111,18 @@ impl Exchange {
         if request.cur.is_empty() {
             return Ok(self.config.currency.clone());
         }
-        request.cur.iter().find(|c| self.rates.knows(c)).cloned().ok_or_else(|| {
-            Rejection::new("cur", "currency", format!("none of {:?} is supported by this exchange", request.cur))
-        })
+        request
+            .cur
+            .iter()
+            .find(|c| self.rates.knows(c))
+            .cloned()
+            .ok_or_else(|| {
+                Rejection::new(
+                    "cur",
+                    "currency",
+                    format!("none of {:?} is supported by this exchange", request.cur),
+                )
+            })
     }
 
     /// The request as partners see it: with our supply-chain node and a transaction id.
@@ -114,7 +142,12 @@ impl Exchange {
         });
         schain.nodes.push(SupplyChainNode {
             asi: Some(asi.clone()),
-            sid: Some(request.publisher().and_then(|p| p.id.clone()).unwrap_or_else(|| "unknown".into())),
+            sid: Some(
+                request
+                    .publisher()
+                    .and_then(|p| p.id.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
             rid: Some(request.id.clone()),
             hp: Some(1),
             ..SupplyChainNode::default()
@@ -139,20 +172,31 @@ impl Exchange {
             .collect()
     }
 
-    async fn run(&self, request: &BidRequest, started: Instant) -> Result<Option<BidResponse>, Rejection> {
+    async fn run(
+        &self,
+        request: &BidRequest,
+        started: Instant,
+    ) -> Result<Option<BidResponse>, Rejection> {
         validate(request, &self.limits)?;
         let currency = self.auction_currency(request)?;
-        let min_floor = self.rates.convert(self.config.min_floor, &self.config.currency, &currency).unwrap_or(0.0);
+        let min_floor = self
+            .rates
+            .convert(self.config.min_floor, &self.config.currency, &currency)
+            .unwrap_or(0.0);
         let terms = request
             .imp
             .iter()
             .enumerate()
             .map(|(i, imp)| {
-                imp_terms(imp, min_floor, |amount, from| self.rates.convert(amount, from, &currency))
-                    .map_err(|e| Rejection::new(format!("imp[{i}].bidfloorcur"), "currency", e))
+                imp_terms(imp, min_floor, |amount, from| {
+                    self.rates.convert(amount, from, &currency)
+                })
+                .map_err(|e| Rejection::new(format!("imp[{i}].bidfloorcur"), "currency", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let tmax = request.tmax.map_or(self.config.default_tmax_ms, |t| t as u64);
+        let tmax = request
+            .tmax
+            .map_or(self.config.default_tmax_ms, |t| t as u64);
         let budget = tmax.saturating_sub(self.config.budget_ms);
         let eligible = self.eligible(request);
         if eligible.is_empty() || budget == 0 {
@@ -176,7 +220,10 @@ impl Exchange {
                     let body = runtime.client.encode_body(&call.body);
                     let result = runtime.client.call(&call, body, deadline).await;
                     if result.is_ok() {
-                        runtime.metrics.response_seconds.observe(sent.elapsed().as_secs_f64());
+                        runtime
+                            .metrics
+                            .response_seconds
+                            .observe(sent.elapsed().as_secs_f64());
                     }
                     (bidder, call, result)
                 }
@@ -185,7 +232,16 @@ impl Exchange {
         let mut candidates = Vec::new();
         let mut origins = Vec::new();
         while let Some((bidder, call, result)) = pending.next().await {
-            self.collect_bids(request, &outbound_request, &currency, bidder, &call, result, &mut candidates, &mut origins);
+            self.collect_bids(
+                request,
+                &outbound_request,
+                &currency,
+                bidder,
+                &call,
+                result,
+                &mut candidates,
+                &mut origins,
+            );
         }
         let waited = waiting_since.elapsed();
 
@@ -199,28 +255,60 @@ impl Exchange {
                 }
             })
             .collect();
-        let rules = Rules { auction_type: request.auction_type(), increment: self.config.increment };
+        let rules = Rules {
+            auction_type: request.auction_type(),
+            increment: self.config.increment,
+        };
         let outcome = clear(&terms, &candidates, &valid, rules);
         let mut rejected: Vec<(usize, LossReason)> = candidates
             .iter()
             .enumerate()
             .filter(|(i, _)| !valid[*i])
-            .map(|(i, c)| (i, check_bid(request, &terms, c).err().unwrap_or(LossReason::InternalError)))
+            .map(|(i, c)| {
+                (
+                    i,
+                    check_bid(request, &terms, c)
+                        .err()
+                        .unwrap_or(LossReason::InternalError),
+                )
+            })
             .collect();
         rejected.extend(outcome.losers.iter().copied());
-        let response = self.respond(request, &currency, &terms, &candidates, &origins, &outcome.winners, &rejected);
-        self.shared.metrics.overhead_seconds.observe(started.elapsed().saturating_sub(waited).as_secs_f64());
+        let response = self.respond(
+            request,
+            &currency,
+            &terms,
+            &candidates,
+            &origins,
+            &outcome.winners,
+            &rejected,
+        );
+        self.shared
+            .metrics
+            .overhead_seconds
+            .observe(started.elapsed().saturating_sub(waited).as_secs_f64());
         Ok(response)
     }
 
     /// Builds every partner's HTTP requests (each body once) before any I/O starts.
-    fn build_calls(&self, outbound_request: &BidRequest, eligible: &[usize], budget: u64) -> Vec<(usize, BidderRequest, u64)> {
+    fn build_calls(
+        &self,
+        outbound_request: &BidRequest,
+        eligible: &[usize],
+        budget: u64,
+    ) -> Vec<(usize, BidderRequest, u64)> {
         let outbound = Outbound::new(outbound_request);
         let mut calls = Vec::with_capacity(eligible.len());
         for &i in eligible {
             let runtime = &self.bidders[i];
             let timeout_ms = budget.min(runtime.spec.timeout_ms);
-            match runtime.adapter.make_requests(&outbound, &CallInfo { spec: &runtime.spec, tmax_ms: timeout_ms }) {
+            match runtime.adapter.make_requests(
+                &outbound,
+                &CallInfo {
+                    spec: &runtime.spec,
+                    tmax_ms: timeout_ms,
+                },
+            ) {
                 Ok(requests) => calls.extend(requests.into_iter().map(|r| (i, r, timeout_ms))),
                 Err(err) => {
                     runtime.metrics.error(err.kind());
@@ -270,9 +358,16 @@ impl Exchange {
         let fx = self.rates.convert(1.0, bid_currency, currency);
         for typed in bids.bids {
             runtime.metrics.bids.inc();
-            let offered = call.imp_ids.iter().any(|id| *id == typed.bid.impid);
-            let Some(imp) = request.imp.iter().position(|imp| imp.id == typed.bid.impid).filter(|_| offered) else {
-                runtime.metrics.rejected(LossReason::InvalidBidResponse.label());
+            let offered = call.imp_ids.contains(&typed.bid.impid);
+            let Some(imp) = request
+                .imp
+                .iter()
+                .position(|imp| imp.id == typed.bid.impid)
+                .filter(|_| offered)
+            else {
+                runtime
+                    .metrics
+                    .rejected(LossReason::InvalidBidResponse.label());
                 continue;
             };
             let Some(fx) = fx else {
@@ -283,12 +378,18 @@ impl Exchange {
             candidates.push(Candidate {
                 bidder,
                 imp,
-                seat: typed.seat.clone().unwrap_or_else(|| runtime.spec.name.clone()),
+                seat: typed
+                    .seat
+                    .clone()
+                    .unwrap_or_else(|| runtime.spec.name.clone()),
                 media_type: typed.media_type,
                 bid: typed.bid,
                 price,
             });
-            origins.push(BidOrigin { currency: bid_currency.to_owned(), to_bidder: 1.0 / (fx * runtime.spec.adjustment) });
+            origins.push(BidOrigin {
+                currency: bid_currency.to_owned(),
+                to_bidder: 1.0 / (fx * runtime.spec.adjustment),
+            });
         }
     }
 
@@ -306,7 +407,10 @@ impl Exchange {
         let seq = self.shared.auction_seq.fetch_add(1, Ordering::Relaxed);
         let auction_ref = format!("{:08x}{:x}", self.shared.process_tag, seq);
         let fee = self.config.fee;
-        let to_base = self.rates.convert(1.0, currency, &self.config.currency).unwrap_or(1.0);
+        let to_base = self
+            .rates
+            .convert(1.0, currency, &self.config.currency)
+            .unwrap_or(1.0);
         let mut seatbids: Vec<SeatBid> = Vec::new();
         for (n, winner) in winners.iter().enumerate() {
             let c = &candidates[winner.candidate];
@@ -348,19 +452,44 @@ impl Exchange {
             match bid.adm.take().filter(|adm| !adm.is_empty()) {
                 Some(adm) => {
                     bid.adm = Some(expand(&adm, &values, Target::Markup));
-                    bid.nurl = Some(format!("{}/win?t={token}&p=${{AUCTION_PRICE}}", self.notice_base));
+                    bid.nurl = Some(format!(
+                        "{}/win?t={token}&p=${{AUCTION_PRICE}}",
+                        self.notice_base
+                    ));
                 }
                 // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
-                None => bid.nurl = c.bid.nurl.as_deref().map(|nurl| expand(nurl, &values, Target::Url)),
+                None => {
+                    bid.nurl = c
+                        .bid
+                        .nurl
+                        .as_deref()
+                        .map(|nurl| expand(nurl, &values, Target::Url))
+                }
             }
-            bid.burl = Some(format!("{}/bill?t={token}&p=${{AUCTION_PRICE}}", self.notice_base));
-            bid.lurl = Some(format!("{}/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}", self.notice_base));
+            bid.burl = Some(format!(
+                "{}/bill?t={token}&p=${{AUCTION_PRICE}}",
+                self.notice_base
+            ));
+            bid.lurl = Some(format!(
+                "{}/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}",
+                self.notice_base
+            ));
             runtime.metrics.wins.inc();
             runtime.metrics.win_price.observe(winner.clearing * to_base);
-            self.shared.metrics.cleared_value.inc_by(winner.clearing * to_base / 1000.0);
-            match seatbids.iter_mut().find(|s| s.seat.as_deref() == Some(c.seat.as_str())) {
+            self.shared
+                .metrics
+                .cleared_value
+                .inc_by(winner.clearing * to_base / 1000.0);
+            match seatbids
+                .iter_mut()
+                .find(|s| s.seat.as_deref() == Some(c.seat.as_str()))
+            {
                 Some(seatbid) => seatbid.bid.push(bid),
-                None => seatbids.push(SeatBid { bid: vec![bid], seat: Some(c.seat.clone()), ..SeatBid::default() }),
+                None => seatbids.push(SeatBid {
+                    bid: vec![bid],
+                    seat: Some(c.seat.clone()),
+                    ..SeatBid::default()
+                }),
             }
         }
         self.fire_losses(request, terms, candidates, origins, winners, losers);
@@ -388,7 +517,9 @@ impl Exchange {
     ) {
         for &(i, reason) in losers {
             let c = &candidates[i];
-            let Some(lurl) = c.bid.lurl.as_deref() else { continue };
+            let Some(lurl) = c.bid.lurl.as_deref() else {
+                continue;
+            };
             let origin = &origins[i];
             // What it would have taken: the winning price, or the floor when nobody won.
             let to_win = winners
@@ -406,7 +537,10 @@ impl Exchange {
                 min_to_win: Some(to_win * origin.to_bidder),
                 ..MacroValues::default()
             };
-            self.notices.fire(expand(lurl, &values, Target::Url), &self.notice_counters[NoticeKind::Loss as usize]);
+            self.notices.fire(
+                expand(lurl, &values, Target::Url),
+                &self.notice_counters[NoticeKind::Loss as usize],
+            );
         }
     }
 }

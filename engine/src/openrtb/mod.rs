@@ -16,7 +16,9 @@ pub use response::*;
 pub const DEFAULT_CURRENCY: &str = "USD";
 
 /// The kinds of media an impression can offer and a bid can fill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
     /// Display banners (`imp.banner`).
@@ -106,7 +108,9 @@ impl MediaTypes {
 
     /// The media types in the set, in spec order.
     pub fn iter(self) -> impl Iterator<Item = MediaType> {
-        MediaType::ALL.into_iter().filter(move |m| self.contains(*m))
+        MediaType::ALL
+            .into_iter()
+            .filter(move |m| self.contains(*m))
     }
 }
 

@@ -7,7 +7,10 @@ fn unknown_fields_and_ext_survive_a_round_trip() {
     let req: BidRequest = serde_json::from_str(input).unwrap();
     assert_eq!(req.imp[0].banner.as_ref().unwrap().unknown[0].0, "newfield");
     assert_eq!(req.regs.as_ref().unwrap().gdpr, Some(1));
-    assert_eq!(req.user.as_ref().unwrap().eids[0].uids[0].id.as_deref(), Some("u"));
+    assert_eq!(
+        req.user.as_ref().unwrap().eids[0].uids[0].id.as_deref(),
+        Some("u")
+    );
     let out = serde_json::to_value(&req).unwrap();
     let expected: serde_json::Value = serde_json::from_str(input).unwrap();
     assert_eq!(out, expected);
@@ -15,7 +18,9 @@ fn unknown_fields_and_ext_survive_a_round_trip() {
 
 #[test]
 fn absent_fields_are_not_invented_on_output() {
-    let req: BidRequest = serde_json::from_str(r#"{"id":"r","imp":[{"id":"1","video":{"mimes":["video/mp4"]}}]}"#).unwrap();
+    let req: BidRequest =
+        serde_json::from_str(r#"{"id":"r","imp":[{"id":"1","video":{"mimes":["video/mp4"]}}]}"#)
+            .unwrap();
     assert_eq!(
         serde_json::to_string(&req).unwrap(),
         r#"{"id":"r","imp":[{"id":"1","video":{"mimes":["video/mp4"]}}]}"#
@@ -25,11 +30,20 @@ fn absent_fields_are_not_invented_on_output() {
 
 #[test]
 fn nulls_read_as_absent_and_duplicates_are_refused() {
-    let req: BidRequest = serde_json::from_str(r#"{"id":"r","imp":[{"id":"1","banner":null,"native":{"request":"{}"}}],"bcat":null}"#).unwrap();
+    let req: BidRequest = serde_json::from_str(
+        r#"{"id":"r","imp":[{"id":"1","banner":null,"native":{"request":"{}"}}],"bcat":null}"#,
+    )
+    .unwrap();
     assert!(req.imp[0].banner.is_none());
     assert!(req.bcat.is_empty());
-    let err = serde_json::from_str::<BidRequest>(r#"{"id":"r","imp":[{"id":"1","bidfloor":1,"bidfloor":0}]}"#).unwrap_err();
-    assert!(err.to_string().contains("duplicate field `bidfloor`"), "{err}");
+    let err = serde_json::from_str::<BidRequest>(
+        r#"{"id":"r","imp":[{"id":"1","bidfloor":1,"bidfloor":0}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("duplicate field `bidfloor`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -39,7 +53,11 @@ fn media_types_follow_the_impressions() {
     )
     .unwrap();
     let media = req.media_types();
-    assert!(media.contains(MediaType::Banner) && media.contains(MediaType::Video) && media.contains(MediaType::Audio));
+    assert!(
+        media.contains(MediaType::Banner)
+            && media.contains(MediaType::Video)
+            && media.contains(MediaType::Audio)
+    );
     assert!(!media.contains(MediaType::Native));
     let mut imp = req.imp[1].clone();
     imp.retain_media(MediaTypes::NONE.with(MediaType::Video));
@@ -51,5 +69,8 @@ fn responses_keep_bid_ext() {
     let input = r#"{"id":"r","seatbid":[{"seat":"s","bid":[{"id":"b","impid":"1","price":1.5,"adm":"<a>","mtype":1,"ext":{"dsp":{"x":1}}}]}],"cur":"EUR"}"#;
     let resp: BidResponse = serde_json::from_str(input).unwrap();
     assert_eq!(resp.seatbid[0].bid[0].price, Some(1.5));
-    assert_eq!(serde_json::to_value(&resp).unwrap(), serde_json::from_str::<serde_json::Value>(input).unwrap());
+    assert_eq!(
+        serde_json::to_value(&resp).unwrap(),
+        serde_json::from_str::<serde_json::Value>(input).unwrap()
+    );
 }

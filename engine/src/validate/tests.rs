@@ -20,33 +20,114 @@ fn accepts_a_typical_request() {
 
 #[test]
 fn refuses_each_broken_rule() {
-    check(r#"{"id":"","imp":[{"id":"1","banner":{"w":1,"h":1}}]}"#, "id", "required");
+    check(
+        r#"{"id":"","imp":[{"id":"1","banner":{"w":1,"h":1}}]}"#,
+        "id",
+        "required",
+    );
     check(r#"{"id":"a","imp":[]}"#, "imp", "required");
     check(r#"{"id":"a","imp":[{"id":"1"}]}"#, "imp[0]", "required");
-    check(r#"{"id":"a","imp":[{"id":"","banner":{"w":1,"h":1}}]}"#, "imp[0].id", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}},{"id":"1","banner":{"w":1,"h":1}}]}"#, "imp[1].id", "unique");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{}}]}"#, "imp[0].banner", "size");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"format":[{"w":0,"h":250}]}}]}"#, "imp[0].banner.format[0]", "size");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"bidfloor":-1}]}"#, "imp[0].bidfloor", "non_negative");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"bidfloorcur":"usd"}]}"#, "imp[0].bidfloorcur", "currency");
-    check(r#"{"id":"a","imp":[{"id":"1","video":{"w":640,"h":480}}]}"#, "imp[0].video.mimes", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","audio":{}}]}"#, "imp[0].audio.mimes", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","native":{}}]}"#, "imp[0].native.request", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"at":3}"#, "at", "enum");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"tmax":0}"#, "tmax", "range");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"cur":["US"]}"#, "cur[0]", "currency");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"site":{},"app":{}}"#, "site", "exclusive");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"gdpr":2}}"#, "regs.gdpr", "boolean");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"us_privacy":"1Y"}}"#, "regs.us_privacy", "format");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"source":{"schain":{"complete":1,"nodes":[{"sid":"x"}]}}}"#, "source.schain.nodes[0].asi", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"pmp":{"private_auction":1,"deals":[]}}]}"#, "imp[0].pmp.deals", "required");
-    check(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"pmp":{"deals":[{"id":"d"},{"id":"d"}]}}]}"#, "imp[0].pmp.deals[1].id", "unique");
+    check(
+        r#"{"id":"a","imp":[{"id":"","banner":{"w":1,"h":1}}]}"#,
+        "imp[0].id",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}},{"id":"1","banner":{"w":1,"h":1}}]}"#,
+        "imp[1].id",
+        "unique",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{}}]}"#,
+        "imp[0].banner",
+        "size",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"format":[{"w":0,"h":250}]}}]}"#,
+        "imp[0].banner.format[0]",
+        "size",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"bidfloor":-1}]}"#,
+        "imp[0].bidfloor",
+        "non_negative",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"bidfloorcur":"usd"}]}"#,
+        "imp[0].bidfloorcur",
+        "currency",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","video":{"w":640,"h":480}}]}"#,
+        "imp[0].video.mimes",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","audio":{}}]}"#,
+        "imp[0].audio.mimes",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","native":{}}]}"#,
+        "imp[0].native.request",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"at":3}"#,
+        "at",
+        "enum",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"tmax":0}"#,
+        "tmax",
+        "range",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"cur":["US"]}"#,
+        "cur[0]",
+        "currency",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"site":{},"app":{}}"#,
+        "site",
+        "exclusive",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"gdpr":2}}"#,
+        "regs.gdpr",
+        "boolean",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"us_privacy":"1Y"}}"#,
+        "regs.us_privacy",
+        "format",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"source":{"schain":{"complete":1,"nodes":[{"sid":"x"}]}}}"#,
+        "source.schain.nodes[0].asi",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"pmp":{"private_auction":1,"deals":[]}}]}"#,
+        "imp[0].pmp.deals",
+        "required",
+    );
+    check(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"pmp":{"deals":[{"id":"d"},{"id":"d"}]}}]}"#,
+        "imp[0].pmp.deals[1].id",
+        "unique",
+    );
 }
 
 #[test]
 fn parse_errors_name_the_field() {
-    let err = Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1","banner":{"w":"wide"}}]}"#);
-    assert_eq!((err.field.as_str(), err.rule), ("imp[0].banner.w", "type"), "{err}");
+    let err =
+        Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1","banner":{"w":"wide"}}]}"#);
+    assert_eq!(
+        (err.field.as_str(), err.rule),
+        ("imp[0].banner.w", "type"),
+        "{err}"
+    );
     let err = Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1","#);
     assert_eq!(err.rule, "json");
     let err = Rejection::from_parse_error(br#"{"id":"a","id":"b","imp":[]}"#);

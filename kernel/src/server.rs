@@ -1,0 +1,870 @@
+//! The running kernel: binds the listener, starts plugin generations, serves requests through
+//! the route table, applies new config live, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use futures_util::FutureExt;
+use http::{Method, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, LoadedConfig, PluginConfig, ServerConfig};
+use crate::plugin::{AnyConfig, Erased, ErasedPlugin, Manifest, Plugin, PluginCtx, PluginError};
+use crate::routes::{Generation, Inflight, Route, RouteTable, StatusCounters};
+use crate::{ConfigErrors, Metrics, Request, Response, error_response, full};
+
+/// The kernel before it serves: a set of registered plugins.
+pub struct Kernel {
+    plugins: Vec<Arc<dyn ErasedPlugin>>,
+    metrics: Metrics,
+}
+
+/// Registers plugins; see [`Kernel::builder`].
+#[derive(Default)]
+pub struct KernelBuilder {
+    plugins: Vec<Arc<dyn ErasedPlugin>>,
+    metrics: Option<Metrics>,
+}
+
+impl KernelBuilder {
+    /// Registers a compiled-in plugin. Its config lives in `[plugins.<manifest name>]`.
+    pub fn plugin<P: Plugin>(mut self, plugin: P) -> Self {
+        self.plugins.push(Arc::new(Erased(plugin)));
+        self
+    }
+
+    /// Uses this registry instead of a fresh one (to share it with code outside the kernel).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn build(self) -> Kernel {
+        Kernel {
+            plugins: self.plugins,
+            metrics: self.metrics.unwrap_or_default(),
+        }
+    }
+}
+
+impl Kernel {
+    pub fn builder() -> KernelBuilder {
+        KernelBuilder::default()
+    }
+
+    /// The registry every plugin generation receives.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Parses and validates a config file: TOML syntax, the type of every table, and
+    /// [`Plugin::validate`]. Errors name `file:line:column` and the dotted path.
+    pub fn load_config_file(&self, path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+        config::load_file(&self.plugins, path)
+    }
+
+    /// As [`Kernel::load_config_file`], for config text; `origin` names it in errors.
+    pub fn load_config_str(&self, text: &str, origin: &str) -> Result<LoadedConfig, ConfigErrors> {
+        config::load_str(&self.plugins, text, origin, current_dir())
+    }
+
+    /// Binds `server.listen`, starts serving (`/readyz` says 503 until plugins are up), starts
+    /// generation 1 of every plugin, and routes to them.
+    pub async fn start(self, config: LoadedConfig) -> anyhow::Result<Running> {
+        let manifests = check_manifests(&self.plugins)?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let local_addr = listener.local_addr()?;
+        let shared = Shared::new(self.metrics.clone(), &config.server)?;
+        let stop_accepting = CancellationToken::new();
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_accepting.clone(),
+        ));
+        let host = Host {
+            plugins: self.plugins,
+            manifests,
+            shared: shared.clone(),
+            root: CancellationToken::new(),
+            retiring: TaskTracker::new(),
+        };
+
+        let LoadedConfig {
+            server,
+            plugins,
+            source,
+            config_dir,
+            ..
+        } = config;
+        let mut configs: Vec<Option<PluginConfig>> = plugins.into_iter().map(Some).collect();
+        let mut pending = Vec::new();
+        for plugin in &host.plugins {
+            let name = plugin.manifest().name;
+            let entry = configs
+                .iter_mut()
+                .find(|c| c.as_ref().is_some_and(|c| c.name == name));
+            let Some(PluginConfig { raw, typed, .. }) = entry.and_then(Option::take) else {
+                stop_accepting.cancel();
+                let _ = accept_task.await;
+                bail!("config has no table for plugin {name}; load it with this kernel");
+            };
+            pending.push((plugin.clone(), name, raw, typed));
+        }
+        let started = futures_util::future::join_all(pending.into_iter().map(
+            |(plugin, name, raw, typed)| {
+                let host = &host;
+                let config_dir = config_dir.clone();
+                async move {
+                    let generation = host
+                        .start_generation(&plugin, name, 1, typed, config_dir)
+                        .await;
+                    (name, raw, generation)
+                }
+            },
+        ))
+        .await;
+
+        let mut current = Vec::new();
+        let mut failures = Vec::new();
+        for (name, raw, generation) in started {
+            match generation {
+                Ok(generation) => current.push(Current {
+                    name,
+                    raw,
+                    generation,
+                }),
+                Err(error) => failures.push(format!("plugin {name} failed to start: {error}")),
+            }
+        }
+        if !failures.is_empty() {
+            for entry in current {
+                host.retire(entry.generation, server.drain_deadline());
+            }
+            stop_accepting.cancel();
+            let _ = accept_task.await;
+            host.retiring.close();
+            host.retiring.wait().await;
+            host.root.cancel();
+            bail!("{}", failures.join("; "));
+        }
+
+        host.install(&current);
+        shared.ready.store(true, Ordering::Release);
+        tracing::info!(addr = %local_addr, plugins = current.len(), "kernel serving");
+        Ok(Running {
+            host,
+            local_addr,
+            state: tokio::sync::Mutex::new(State {
+                current,
+                server,
+                source,
+            }),
+            stop_accepting,
+            accept_task: parking_lot::Mutex::new(Some(accept_task)),
+        })
+    }
+}
+
+fn current_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn check_manifests(plugins: &[Arc<dyn ErasedPlugin>]) -> anyhow::Result<Vec<Manifest>> {
+    let manifests: Vec<Manifest> = plugins.iter().map(|p| p.manifest()).collect();
+    let mut names = HashMap::new();
+    let mut mounts = HashMap::new();
+    for manifest in &manifests {
+        if names.insert(manifest.name, ()).is_some() {
+            bail!("two plugins are named {}", manifest.name);
+        }
+        for mount in &manifest.mounts {
+            if !mount.starts_with('/') {
+                bail!(
+                    "plugin {}: mount {mount:?} must start with '/'",
+                    manifest.name
+                );
+            }
+            if let Some(other) = mounts.insert(*mount, manifest.name) {
+                bail!("plugins {other} and {} both mount {mount}", manifest.name);
+            }
+        }
+    }
+    Ok(manifests)
+}
+
+/// What `Running::apply` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Plugins whose table changed and now serve from a new generation.
+    pub restarted: Vec<String>,
+    /// Plugins whose table did not change; their generation keeps serving.
+    pub unchanged: Vec<String>,
+}
+
+/// A serving kernel.
+pub struct Running {
+    host: Host,
+    local_addr: SocketAddr,
+    /// Serializes apply, reload and shutdown.
+    state: tokio::sync::Mutex<State>,
+    stop_accepting: CancellationToken,
+    accept_task: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    current: Vec<Current>,
+    server: ServerConfig,
+    source: Option<PathBuf>,
+}
+
+struct Current {
+    name: &'static str,
+    raw: toml::Table,
+    generation: Arc<Generation>,
+}
+
+impl Running {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.host.shared.metrics
+    }
+
+    /// As [`Kernel::load_config_file`], for a config to [`Running::apply`].
+    pub fn load_config_file(&self, path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+        config::load_file(&self.host.plugins, path)
+    }
+
+    /// As [`Kernel::load_config_str`], for a config to [`Running::apply`].
+    pub fn load_config_str(&self, text: &str, origin: &str) -> Result<LoadedConfig, ConfigErrors> {
+        config::load_str(&self.host.plugins, text, origin, current_dir())
+    }
+
+    /// Applies a new config live. Only plugins whose table changed get a new generation: all of
+    /// them are started first; if any fails, none is swapped in, the old generations keep
+    /// serving and the error is returned. Otherwise the route table is swapped atomically and the
+    /// old generations drain in the background (up to `server.drain_deadline_ms`), then get
+    /// `Handler::drain`. `server.listen` and `[log]` changes need a restart.
+    pub async fn apply(&self, config: LoadedConfig) -> anyhow::Result<ApplyReport> {
+        let result = self.apply_inner(config).await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.host
+            .shared
+            .kernel
+            .applies
+            .with_label_values(&[label])
+            .inc();
+        if let Err(error) = &result {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "config apply failed; previous generations keep serving"
+            );
+        }
+        result
+    }
+
+    async fn apply_inner(&self, config: LoadedConfig) -> anyhow::Result<ApplyReport> {
+        let mut state = self.state.lock().await;
+        if self.host.shared.shutting_down.load(Ordering::Acquire) {
+            bail!("kernel is shutting down");
+        }
+        let LoadedConfig {
+            server,
+            plugins,
+            source,
+            config_dir,
+            ..
+        } = config;
+        let mut report = ApplyReport::default();
+        let mut changed = Vec::new();
+        for PluginConfig { name, raw, typed } in plugins {
+            let Some(index) = state.current.iter().position(|c| c.name == name) else {
+                bail!("config has plugin {name} that this kernel does not run");
+            };
+            if state.current[index].raw == raw {
+                report.unchanged.push(name.to_owned());
+            } else {
+                changed.push((index, raw, typed));
+            }
+        }
+        if report.unchanged.len() + changed.len() != state.current.len() {
+            bail!("config does not cover every plugin; load it with this kernel");
+        }
+
+        let host = &self.host;
+        let started =
+            futures_util::future::join_all(changed.into_iter().map(|(index, raw, typed)| {
+                let current = &state.current[index];
+                let plugin = host
+                    .plugins
+                    .iter()
+                    .find(|p| p.manifest().name == current.name)
+                    .cloned();
+                let (name, number) = (current.name, current.generation.number + 1);
+                let config_dir = config_dir.clone();
+                async move {
+                    let result = match plugin {
+                        Some(plugin) => {
+                            host.start_generation(&plugin, name, number, typed, config_dir)
+                                .await
+                        }
+                        None => Err(PluginError(format!("plugin {name} is not registered"))),
+                    };
+                    (index, raw, result)
+                }
+            }))
+            .await;
+
+        let drain_deadline = server.drain_deadline();
+        let mut failures = Vec::new();
+        let mut swaps = Vec::new();
+        for (index, raw, result) in started {
+            let name = state.current[index].name;
+            match result {
+                Ok(generation) => swaps.push((index, raw, generation)),
+                Err(error) => failures.push(format!("plugin {name} failed to start: {error}")),
+            }
+        }
+        if !failures.is_empty() {
+            for (_, _, generation) in swaps {
+                host.retire(generation, drain_deadline);
+            }
+            bail!("{}", failures.join("; "));
+        }
+
+        let mut old = Vec::new();
+        for (index, raw, generation) in swaps {
+            let entry = &mut state.current[index];
+            report.restarted.push(entry.name.to_owned());
+            entry.raw = raw;
+            old.push(std::mem::replace(&mut entry.generation, generation));
+        }
+        host.install(&state.current);
+        for generation in old {
+            host.retire(generation, drain_deadline);
+        }
+
+        if server.listen != state.server.listen {
+            tracing::warn!(
+                serving = %self.local_addr,
+                configured = %server.listen,
+                "server.listen changed; it takes effect on restart"
+            );
+        }
+        host.shared
+            .shutdown_grace_ms
+            .store(server.shutdown_grace_ms, Ordering::Release);
+        state.server = server;
+        if source.is_some() {
+            state.source = source;
+        }
+        report.restarted.sort();
+        report.unchanged.sort();
+        tracing::info!(restarted = ?report.restarted, unchanged = ?report.unchanged, "config applied");
+        Ok(report)
+    }
+
+    /// Re-reads the file the running config came from and applies it (SIGHUP).
+    pub async fn reload(&self) -> anyhow::Result<ApplyReport> {
+        let source = self.state.lock().await.source.clone();
+        let Some(path) = source else {
+            self.host
+                .shared
+                .kernel
+                .applies
+                .with_label_values(&["error"])
+                .inc();
+            bail!("the running config was not loaded from a file; nothing to reload");
+        };
+        match self.load_config_file(&path) {
+            Ok(config) => self.apply(config).await,
+            Err(errors) => {
+                self.host
+                    .shared
+                    .kernel
+                    .applies
+                    .with_label_values(&["error"])
+                    .inc();
+                Err(anyhow::Error::new(errors).context(format!("reloading {}", path.display())))
+            }
+        }
+    }
+
+    /// Graceful stop: `/readyz` turns 503, the listener closes, in-flight requests finish (up to
+    /// `server.shutdown_grace_ms`, then their connections are cut), every plugin generation is
+    /// drained, and every `PluginCtx::shutdown` token is cancelled.
+    pub async fn shutdown(self) {
+        let shared = &self.host.shared;
+        shared.ready.store(false, Ordering::Release);
+        shared.shutting_down.store(true, Ordering::Release);
+        let mut state = self.state.lock().await;
+        tracing::info!("shutting down");
+        self.stop_accepting.cancel();
+        let accept_task = self.accept_task.lock().take();
+        if let Some(task) = accept_task {
+            let _ = task.await;
+        }
+        let drain_deadline = state.server.drain_deadline();
+        for entry in state.current.drain(..) {
+            self.host.retire(entry.generation, drain_deadline);
+        }
+        self.host.install(&[]);
+        self.host.retiring.close();
+        self.host.retiring.wait().await;
+        self.host.root.cancel();
+        tracing::info!("shut down");
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads the config
+    /// file and logs the outcome.
+    pub async fn run_until_signal(self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            );
+            match signals {
+                (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+                    tokio::select! {
+                        _ = term.recv() => { tracing::info!("SIGTERM"); break; }
+                        _ = int.recv() => { tracing::info!("SIGINT"); break; }
+                        _ = hup.recv() => {
+                            tracing::info!("SIGHUP: reloading config");
+                            // apply() logs its own failures; a reload that fails to parse is logged here.
+                            if let Err(error) = self.reload().await {
+                                tracing::error!(error = format!("{error:#}"), "reload failed");
+                            }
+                        }
+                    }
+                },
+                _ => {
+                    tracing::warn!("cannot install signal handlers; waiting for ctrl-c");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        self.shutdown().await;
+    }
+}
+
+impl Drop for Running {
+    /// Dropping without `shutdown` stops accepting and cancels plugin tokens, without waiting.
+    fn drop(&mut self) {
+        self.stop_accepting.cancel();
+        self.host.root.cancel();
+    }
+}
+
+/// Plugin lifecycle operations shared by start, apply and shutdown.
+struct Host {
+    plugins: Vec<Arc<dyn ErasedPlugin>>,
+    manifests: Vec<Manifest>,
+    shared: Arc<Shared>,
+    /// Parent of every generation's shutdown token.
+    root: CancellationToken,
+    /// Background drains of retired generations.
+    retiring: TaskTracker,
+}
+
+impl Host {
+    async fn start_generation(
+        &self,
+        plugin: &Arc<dyn ErasedPlugin>,
+        name: &'static str,
+        number: u64,
+        typed: AnyConfig,
+        config_dir: PathBuf,
+    ) -> Result<Arc<Generation>, PluginError> {
+        let kernel = &self.shared.kernel;
+        let starting = kernel.state.with_label_values(&[name, "starting"]);
+        starting.inc();
+        let shutdown = self.root.child_token();
+        let ctx = PluginCtx {
+            name,
+            generation: number,
+            metrics: self.shared.metrics.clone(),
+            config_dir,
+            shutdown: shutdown.clone(),
+        };
+        tracing::info!(
+            plugin = name,
+            generation = number,
+            "starting plugin generation"
+        );
+        let result = AssertUnwindSafe(plugin.start(ctx, typed))
+            .catch_unwind()
+            .await;
+        starting.dec();
+        let handler = match result {
+            Ok(Ok(handler)) => handler,
+            Ok(Err(error)) => {
+                shutdown.cancel();
+                return Err(error);
+            }
+            Err(_) => {
+                shutdown.cancel();
+                return Err(PluginError("start panicked".to_owned()));
+            }
+        };
+        Ok(Arc::new(Generation {
+            plugin: name,
+            number,
+            handler,
+            inflight: Inflight::default(),
+            shutdown,
+            activated: AtomicBool::new(false),
+        }))
+    }
+
+    /// Builds a route table for these generations and swaps it in.
+    fn install(&self, current: &[Current]) {
+        let kernel = &self.shared.kernel;
+        let mut routes = Vec::new();
+        for entry in current {
+            let Some(manifest) = self.manifests.iter().find(|m| m.name == entry.name) else {
+                continue;
+            };
+            for mount in &manifest.mounts {
+                let counters = StatusCounters::new(&kernel.requests, mount);
+                routes.push(Route::new(mount, entry.generation.clone(), counters));
+            }
+        }
+        self.shared.routes.store(Arc::new(RouteTable::new(routes)));
+        *self.shared.live.lock() = current.iter().map(|c| c.generation.clone()).collect();
+        for entry in current {
+            self.activate(&entry.generation);
+        }
+    }
+
+    fn activate(&self, generation: &Arc<Generation>) {
+        let kernel = &self.shared.kernel;
+        if generation.activated.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        kernel
+            .state
+            .with_label_values(&[generation.plugin, "active"])
+            .inc();
+        kernel
+            .generation
+            .with_label_values(&[generation.plugin])
+            .set(generation.number as i64);
+        tracing::info!(
+            plugin = generation.plugin,
+            generation = generation.number,
+            "plugin generation active"
+        );
+    }
+
+    /// Drains a generation in the background: waits for its in-flight requests (up to the
+    /// deadline), calls `Handler::drain`, then cancels its shutdown token.
+    fn retire(&self, generation: Arc<Generation>, deadline: Duration) {
+        let shared = self.shared.clone();
+        let kernel = &shared.kernel;
+        if generation.activated.swap(false, Ordering::AcqRel) {
+            kernel
+                .state
+                .with_label_values(&[generation.plugin, "active"])
+                .dec();
+        }
+        let draining = kernel
+            .state
+            .with_label_values(&[generation.plugin, "draining"]);
+        draining.inc();
+        shared.draining.lock().push(generation.clone());
+        self.retiring.spawn(async move {
+            let (plugin, number) = (generation.plugin, generation.number);
+            tracing::info!(
+                plugin,
+                generation = number,
+                inflight = generation.inflight.current(),
+                "draining plugin generation"
+            );
+            if !generation.inflight.wait_idle(deadline).await {
+                tracing::warn!(
+                    plugin,
+                    generation = number,
+                    inflight = generation.inflight.current(),
+                    deadline_ms = deadline.as_millis() as u64,
+                    "drain deadline passed with requests still in flight"
+                );
+            }
+            if AssertUnwindSafe(generation.handler.drain())
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(plugin, generation = number, "drain panicked");
+            }
+            generation.shutdown.cancel();
+            shared
+                .draining
+                .lock()
+                .retain(|g| !Arc::ptr_eq(g, &generation));
+            draining.dec();
+            tracing::info!(plugin, generation = number, "plugin generation retired");
+        });
+    }
+}
+
+/// The kernel's own metrics.
+struct KernelMetrics {
+    requests: IntCounterVec,
+    generation: IntGaugeVec,
+    inflight: IntGaugeVec,
+    applies: IntCounterVec,
+    state: IntGaugeVec,
+}
+
+impl KernelMetrics {
+    fn register(metrics: &Metrics) -> Result<Self, prometheus::Error> {
+        Ok(KernelMetrics {
+            requests: metrics.register(IntCounterVec::new(
+                Opts::new(
+                    "bourse_http_requests_total",
+                    "HTTP requests served, by mount prefix and status class",
+                ),
+                &["mount", "status"],
+            )?)?,
+            generation: metrics.register(IntGaugeVec::new(
+                Opts::new(
+                    "bourse_kernel_plugin_generation",
+                    "Generation number of the plugin's active instance",
+                ),
+                &["plugin"],
+            )?)?,
+            inflight: metrics.register(IntGaugeVec::new(
+                Opts::new(
+                    "bourse_kernel_plugin_inflight",
+                    "Requests in flight on a plugin, all generations",
+                ),
+                &["plugin"],
+            )?)?,
+            applies: metrics.register(IntCounterVec::new(
+                Opts::new(
+                    "bourse_kernel_config_applies_total",
+                    "Live config applies, by result",
+                ),
+                &["result"],
+            )?)?,
+            state: metrics.register(IntGaugeVec::new(
+                Opts::new(
+                    "bourse_kernel_plugin_state",
+                    "Generations of a plugin in each lifecycle state",
+                ),
+                &["plugin", "state"],
+            )?)?,
+        })
+    }
+}
+
+/// State read by every connection.
+struct Shared {
+    routes: ArcSwap<RouteTable>,
+    ready: AtomicBool,
+    shutting_down: AtomicBool,
+    shutdown_grace_ms: AtomicU64,
+    metrics: Metrics,
+    kernel: KernelMetrics,
+    builtin: StatusCounters,
+    unrouted: StatusCounters,
+    /// Retired generations still draining (for the in-flight gauge).
+    draining: parking_lot::Mutex<Vec<Arc<Generation>>>,
+    /// The current generation of every plugin (including those that mount no path).
+    live: parking_lot::Mutex<Vec<Arc<Generation>>>,
+}
+
+impl Shared {
+    fn new(metrics: Metrics, server: &ServerConfig) -> anyhow::Result<Arc<Self>> {
+        let kernel = KernelMetrics::register(&metrics).context("registering kernel metrics")?;
+        let builtin = StatusCounters::new(&kernel.requests, "builtin");
+        let unrouted = StatusCounters::new(&kernel.requests, "none");
+        for result in ["ok", "error"] {
+            kernel.applies.with_label_values(&[result]);
+        }
+        let shared = Arc::new(Shared {
+            routes: ArcSwap::from_pointee(RouteTable::empty()),
+            ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            shutdown_grace_ms: AtomicU64::new(server.shutdown_grace_ms),
+            metrics: metrics.clone(),
+            kernel,
+            builtin,
+            unrouted,
+            draining: parking_lot::Mutex::new(Vec::new()),
+            live: parking_lot::Mutex::new(Vec::new()),
+        });
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        metrics.on_render(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.refresh_inflight();
+            }
+        });
+        Ok(shared)
+    }
+
+    /// Sets the in-flight gauge from the generations' counters (at scrape time, not per request).
+    fn refresh_inflight(&self) {
+        let mut totals: HashMap<&'static str, i64> = HashMap::new();
+        let live = self.live.lock().clone();
+        let draining = self.draining.lock().clone();
+        for generation in live.iter().chain(&draining) {
+            *totals.entry(generation.plugin).or_default() += generation.inflight.current() as i64;
+        }
+        for (plugin, total) in totals {
+            self.kernel.inflight.with_label_values(&[plugin]).set(total);
+        }
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        match req.uri().path() {
+            "/metrics" | "/healthz" | "/readyz" => {
+                let response = self.builtin(&req);
+                self.builtin.record(response.status());
+                return response;
+            }
+            _ => {}
+        }
+        let table = self.routes.load_full();
+        let Some(route) = table.resolve(req.uri().path()) else {
+            self.unrouted.record(StatusCode::NOT_FOUND);
+            return error_response(StatusCode::NOT_FOUND, "not_found");
+        };
+        let generation = &route.generation;
+        let _token = generation.inflight.enter();
+        let response = match AssertUnwindSafe(generation.handler.handle(req))
+            .catch_unwind()
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::error!(
+                    plugin = generation.plugin,
+                    generation = generation.number,
+                    "handler panicked"
+                );
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        route.counters.record(response.status());
+        response
+    }
+
+    fn builtin(&self, req: &Request) -> Response {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        }
+        let text = |status: StatusCode, content_type: &'static str, body: String| {
+            let mut response = http::Response::new(full(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            response
+        };
+        match req.uri().path() {
+            "/metrics" => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.metrics.render(),
+            ),
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            _ if self.ready.load(Ordering::Acquire) => {
+                text(StatusCode::OK, "text/plain", "ready\n".to_owned())
+            }
+            _ => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready\n".to_owned(),
+            ),
+        }
+    }
+}
+
+/// Accepts connections until `stop`, then shuts them down gracefully within the grace period.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Usually out of file descriptors; back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+                let shared = shared.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(shared.handle(req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%peer, error = %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let grace = Duration::from_millis(shared.shutdown_grace_ms.load(Ordering::Acquire));
+    let open = graceful.count();
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "shutdown grace passed; closing remaining connections"
+        );
+        connections.abort_all();
+    } else {
+        tracing::info!(connections = open, "connections closed gracefully");
+    }
+    while connections.join_next().await.is_some() {}
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the kernel over real sockets, with a small test plugin.
+
+mod body;
+mod config;
+mod lifecycle;
+mod routing;
+mod support;
