@@ -1,0 +1,10 @@
+//! End-to-end tests of the exchange over real sockets: bourse on loopback with partners that
+//! answer as each test scripts them.
+
+mod auction;
+mod bad_input;
+mod cli;
+mod demo;
+mod misbehaving;
+mod notices;
+mod support;

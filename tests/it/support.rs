@@ -1,0 +1,361 @@
+//! Test support: a running exchange, scripted partners on loopback, and an HTTP client.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What a scripted partner answers to one bid request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200 with this JSON body.
+    Json(Value),
+    /// This status with an empty body.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// Never answers.
+    Hang,
+    /// Sends status and headers announcing a body, then never sends it.
+    HangAfterHeaders,
+    /// Waits, then answers.
+    After(Duration, Box<Reply>),
+}
+
+type Script = dyn Fn(&Value) -> Reply + Send + Sync;
+
+/// A demand partner on loopback that answers as scripted and records what it receives.
+pub struct Partner {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<(http::HeaderMap, Value)>>>,
+    pub notices: Arc<Mutex<Vec<String>>>,
+}
+
+impl Partner {
+    pub async fn start(script: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Partner {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let (req_log, notice_log) = (requests.clone(), notices.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (script, req_log, notice_log) =
+                    (script.clone(), req_log.clone(), notice_log.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                            let (script, req_log, notice_log) =
+                                (script.clone(), req_log.clone(), notice_log.clone());
+                            async move {
+                                Ok::<_, Infallible>(
+                                    serve(req, &*script, &req_log, &notice_log).await,
+                                )
+                            }
+                        });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Partner {
+            addr,
+            requests,
+            notices,
+        }
+    }
+
+    /// The URL bourse sends bid requests to.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/bid", self.addr)
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn last_request(&self) -> Value {
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .expect("partner got a request")
+            .1
+            .clone()
+    }
+
+    /// Waits up to two seconds for notices matching `kind` and returns their query strings.
+    pub async fn wait_notices(&self, kind: &str, count: usize) -> Vec<String> {
+        let prefix = format!("/{kind}?");
+        for _ in 0..200 {
+            let found: Vec<String> = self
+                .notices
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|n| n.starts_with(&prefix))
+                .cloned()
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.notices
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+async fn serve(
+    req: http::Request<Incoming>,
+    script: &Script,
+    requests: &Mutex<Vec<(http::HeaderMap, Value)>>,
+    notices: &Mutex<Vec<String>>,
+) -> http::Response<
+    http_body_util::StreamBody<
+        futures_util::stream::BoxStream<'static, Result<hyper::body::Frame<Bytes>, Infallible>>,
+    >,
+> {
+    use futures_util::StreamExt;
+    let respond = |status: u16, body: Bytes, content_length: Option<usize>, hang: bool| {
+        let chunks: futures_util::stream::BoxStream<'static, _> = if hang {
+            futures_util::stream::pending().boxed()
+        } else {
+            futures_util::stream::iter([Ok(hyper::body::Frame::data(body))]).boxed()
+        };
+        let mut builder = http::Response::builder().status(status);
+        if let Some(len) = content_length {
+            builder = builder.header(http::header::CONTENT_LENGTH, len);
+        }
+        builder
+            .body(http_body_util::StreamBody::new(chunks))
+            .unwrap()
+    };
+    if req.method() == http::Method::GET {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        notices.lock().unwrap().push(path);
+        return respond(200, Bytes::new(), Some(0), false);
+    }
+    let headers = req.headers().clone();
+    let gzipped = headers
+        .get(http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v == "gzip");
+    let raw = req.into_body().collect().await.unwrap().to_bytes();
+    let body: Vec<u8> = if gzipped {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        raw.to_vec()
+    };
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    requests.lock().unwrap().push((headers, value.clone()));
+    let mut reply = script(&value);
+    loop {
+        match reply {
+            Reply::After(delay, next) => {
+                tokio::time::sleep(delay).await;
+                reply = *next;
+            }
+            Reply::Json(json) => {
+                let bytes = Bytes::from(serde_json::to_vec(&json).unwrap());
+                let len = bytes.len();
+                return respond(200, bytes, Some(len), false);
+            }
+            Reply::Status(status) => return respond(status, Bytes::new(), Some(0), false),
+            Reply::Garbage => {
+                return respond(200, Bytes::from_static(b"{\"id\": nope"), None, false);
+            }
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return respond(204, Bytes::new(), Some(0), false);
+            }
+            Reply::HangAfterHeaders => return respond(200, Bytes::new(), Some(500), true),
+        }
+    }
+}
+
+/// A bid response with one bid per `(impid, price)`.
+pub fn bids(request: &Value, seat: &str, bids: &[(&str, f64)]) -> Value {
+    bids_with(request, seat, bids, |_| {})
+}
+
+/// Like [`bids`], letting the test edit each bid.
+pub fn bids_with(
+    request: &Value,
+    seat: &str,
+    bids: &[(&str, f64)],
+    edit: impl Fn(&mut Value),
+) -> Value {
+    let bid_list: Vec<Value> = bids
+        .iter()
+        .enumerate()
+        .map(|(n, (imp, price))| {
+            let mut bid = serde_json::json!({
+                "id": format!("{seat}-bid-{n}"),
+                "impid": imp,
+                "price": price,
+                "adm": format!("<div>{seat} ad, price ${{AUCTION_PRICE}}</div>"),
+                "adid": format!("{seat}-ad"),
+                "crid": format!("{seat}-creative"),
+                "adomain": [format!("{seat}.example")],
+                "mtype": 1,
+            });
+            edit(&mut bid);
+            bid
+        })
+        .collect();
+    serde_json::json!({"id": request["id"], "seatbid": [{"seat": seat, "bid": bid_list}]})
+}
+
+/// A running exchange on loopback.
+pub struct Exchange {
+    pub running: Option<bourse_kernel::Running>,
+    pub addr: SocketAddr,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The exchange table with the test's settings, for bidders given as TOML snippets.
+pub fn config(exchange_extra: &str, bidders: &[String]) -> String {
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 2000\n\n[log]\nformat = \"text\"\nlevel = \"warn\"\n\n\
+         [plugins.exchange]\nnotice_secret = \"test-secret\"\nfee = 0.1\nincrement = 0.01\n\
+         public_url = \"http://bourse.test\"\n{exchange_extra}\n"
+    );
+    for bidder in bidders {
+        text.push_str("\n[[plugins.exchange.bidders]]\n");
+        text.push_str(bidder);
+        text.push('\n');
+    }
+    text
+}
+
+/// One `[[plugins.exchange.bidders]]` body for a partner.
+pub fn bidder(name: &str, partner: &Partner, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nendpoint = \"{}\"\n{extra}",
+        partner.endpoint()
+    )
+}
+
+impl Exchange {
+    pub async fn start(config_text: &str) -> Exchange {
+        let kernel = bourse::kernel();
+        let loaded = kernel
+            .load_config_str(config_text, "test.toml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let running = kernel.start(loaded).await.expect("exchange starts");
+        let addr = running.local_addr();
+        Exchange {
+            running: Some(running),
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request and returns status, headers and body bytes.
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> (http::StatusCode, http::HeaderMap, Bytes) {
+        let response = self.client.request(req).await.expect("exchange answers");
+        let (parts, body) = response.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    /// POSTs a bid request and returns status and body (JSON or Null).
+    pub async fn auction(&self, request: &Value) -> (http::StatusCode, Value) {
+        let req = http::Request::post(self.url("/openrtb2/auction"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(serde_json::to_vec(request).unwrap())))
+            .unwrap();
+        let (status, _, body) = self.send(req).await;
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (http::StatusCode, Bytes) {
+        let req = http::Request::get(self.url(path_and_query))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (status, _, body) = self.send(req).await;
+        (status, body)
+    }
+
+    /// The value of one sample in `/metrics`, e.g. `bourse_bidder_timeouts_total{bidder="a"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await;
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            tokio::spawn(running.shutdown());
+        }
+    }
+}
+
+/// A typical banner request with one or more impressions.
+pub fn banner_request(id: &str, imps: &[(&str, f64)]) -> Value {
+    let imp: Vec<Value> = imps
+        .iter()
+        .map(|(imp_id, floor)| {
+            serde_json::json!({"id": imp_id, "banner": {"format": [{"w": 300, "h": 250}]}, "bidfloor": floor})
+        })
+        .collect();
+    serde_json::json!({
+        "id": id,
+        "imp": imp,
+        "site": {"page": "https://news.example/a", "publisher": {"id": "pub-1"}},
+        "device": {"ua": "Mozilla/5.0", "ip": "203.0.113.9"},
+        "tmax": 300,
+    })
+}
+
+/// Parses a query string into pairs.
+pub fn query(text: &str) -> std::collections::BTreeMap<String, String> {
+    let query = text.split_once('?').map_or(text, |(_, q)| q);
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
