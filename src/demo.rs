@@ -23,7 +23,11 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
     );
     for sim in bourse_sim::demo::demo_bidders() {
         let name = sim.name.clone();
-        let media: Vec<String> = sim.media.iter().map(|m| format!("\"{}\"", m.as_str())).collect();
+        let media: Vec<String> = sim
+            .media
+            .iter()
+            .map(|m| format!("\"{}\"", m.as_str()))
+            .collect();
         let handle = SimBidder::spawn(sim, "127.0.0.1:0".parse()?)
             .await
             .with_context(|| format!("starting simulated bidder {name}"))?;

@@ -7,5 +7,7 @@ pub mod demo;
 
 /// The kernel with every compiled-in plugin registered.
 pub fn kernel() -> Kernel {
-    Kernel::builder().plugin(ExchangePlugin::new(bourse_bidders::registry())).build()
+    Kernel::builder()
+        .plugin(ExchangePlugin::new(bourse_bidders::registry()))
+        .build()
 }

@@ -37,7 +37,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("bourse: cannot start the runtime: {err}");
@@ -67,16 +70,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Serve { config } => {
-            let loaded = kernel.load_config_file(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let loaded = kernel
+                .load_config_file(&config)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             bourse_kernel::init_logging(&loaded.log);
             let running = kernel.start(loaded).await.context("starting the server")?;
-            tracing::info!(addr = %running.local_addr(), "bourse is serving");
+            let addr = running.local_addr();
+            tracing::info!(%addr, "bourse is serving");
+            println!("bourse is serving on http://{addr}");
             running.run_until_signal().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { listen } => {
             let demo = bourse::demo::start_bidders(listen).await?;
-            let loaded = kernel.load_config_str(&demo.config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
+            let loaded = kernel
+                .load_config_str(&demo.config, "demo")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             bourse_kernel::init_logging(&loaded.log);
             let running = kernel.start(loaded).await.context("starting the demo")?;
             println!("{}", bourse::demo::instructions(running.local_addr()));

@@ -84,17 +84,22 @@ fn reject<T>(
     Err(Rejection::new(field, rule, message))
 }
 
-fn flag(field: &str, value: Option<u8>) -> Check {
+// Paths are `fmt::Arguments` so that a passing check formats nothing.
+fn flag(field: fmt::Arguments<'_>, value: Option<u8>) -> Check {
     match value {
         None | Some(0) | Some(1) => Ok(()),
-        Some(v) => reject(field, "boolean", format!("must be 0 or 1, got {v}")),
+        Some(v) => reject(
+            field.to_string(),
+            "boolean",
+            format!("must be 0 or 1, got {v}"),
+        ),
     }
 }
 
-fn currency(field: &str, value: Option<&str>) -> Check {
+fn currency(field: fmt::Arguments<'_>, value: Option<&str>) -> Check {
     match value {
         Some(code) if !is_currency_code(code) => reject(
-            field,
+            field.to_string(),
             "currency",
             format!("`{code}` is not an ISO-4217 code"),
         ),
@@ -102,10 +107,10 @@ fn currency(field: &str, value: Option<&str>) -> Check {
     }
 }
 
-fn floor(field: &str, value: Option<f64>) -> Check {
+fn floor(field: fmt::Arguments<'_>, value: Option<f64>) -> Check {
     match value {
         Some(v) if !v.is_finite() || v < 0.0 => reject(
-            field,
+            field.to_string(),
             "non_negative",
             format!("must be a finite number >= 0, got {v}"),
         ),
@@ -156,13 +161,13 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
         );
     }
     for (i, code) in req.cur.iter().enumerate() {
-        currency(&format!("cur[{i}]"), Some(code))?;
+        currency(format_args!("cur[{i}]"), Some(code))?;
     }
-    flag("test", req.test)?;
-    flag("allimps", req.allimps)?;
+    flag(format_args!("test"), req.test)?;
+    flag(format_args!("allimps"), req.allimps)?;
     if let Some(regs) = &req.regs {
-        flag("regs.coppa", regs.coppa)?;
-        flag("regs.gdpr", regs.gdpr)?;
+        flag(format_args!("regs.coppa"), regs.coppa)?;
+        flag(format_args!("regs.gdpr"), regs.gdpr)?;
         if let Some(usp) = &regs.us_privacy
             && usp.len() != 4
         {
@@ -174,7 +179,7 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
         }
     }
     if let Some(schain) = req.source.as_ref().and_then(|s| s.schain.as_ref()) {
-        flag("source.schain.complete", schain.complete)?;
+        flag(format_args!("source.schain.complete"), schain.complete)?;
         for (i, node) in schain.nodes.iter().enumerate() {
             let at = format!("source.schain.nodes[{i}]");
             if node.asi.as_deref().unwrap_or("").is_empty() {
@@ -191,7 +196,7 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
                     "each supply-chain node needs sid",
                 );
             }
-            flag(&format!("{at}.hp"), node.hp)?;
+            flag(format_args!("{at}.hp"), node.hp)?;
         }
     }
     let mut seen = HashSet::with_capacity(req.imp.len());
@@ -209,42 +214,43 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
 }
 
 fn validate_imp(i: usize, imp: &Imp) -> Check {
-    let at = format!("imp[{i}]");
     if imp.id.is_empty() {
         return reject(
-            format!("{at}.id"),
+            format!("imp[{i}].id"),
             "required",
             "each impression needs an id",
         );
     }
     if imp.media_types().is_empty() {
         return reject(
-            at,
+            format!("imp[{i}]"),
             "required",
             "an impression needs banner, video, audio or native",
         );
     }
-    floor(&format!("{at}.bidfloor"), imp.bidfloor)?;
-    currency(&format!("{at}.bidfloorcur"), imp.bidfloorcur.as_deref())?;
-    flag(&format!("{at}.instl"), imp.instl)?;
-    flag(&format!("{at}.secure"), imp.secure)?;
+    floor(format_args!("imp[{i}].bidfloor"), imp.bidfloor)?;
+    currency(
+        format_args!("imp[{i}].bidfloorcur"),
+        imp.bidfloorcur.as_deref(),
+    )?;
+    flag(format_args!("imp[{i}].instl"), imp.instl)?;
+    flag(format_args!("imp[{i}].secure"), imp.secure)?;
     if let Some(banner) = &imp.banner {
         let has_size = banner.w.is_some() && banner.h.is_some();
         if banner.format.is_empty() && !has_size {
             return reject(
-                format!("{at}.banner"),
+                format!("imp[{i}].banner"),
                 "size",
                 "a banner needs format or w and h",
             );
         }
         for (f, format) in banner.format.iter().enumerate() {
-            let fat = format!("{at}.banner.format[{f}]");
             let sized = matches!((format.w, format.h), (Some(w), Some(h)) if w > 0 && h > 0);
             let ratio =
                 matches!((format.wratio, format.hratio), (Some(w), Some(h)) if w > 0 && h > 0);
             if !sized && !ratio {
                 return reject(
-                    fat,
+                    format!("imp[{i}].banner.format[{f}]"),
                     "size",
                     "a format needs w and h (or wratio and hratio) above 0",
                 );
@@ -252,7 +258,7 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
         }
         if let (Some(0), _) | (_, Some(0)) = (banner.w, banner.h) {
             return reject(
-                format!("{at}.banner"),
+                format!("imp[{i}].banner"),
                 "positive",
                 "w and h must be above 0",
             );
@@ -260,13 +266,17 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
     }
     if let Some(video) = &imp.video {
         if video.mimes.is_empty() {
-            return reject(format!("{at}.video.mimes"), "required", "video needs mimes");
+            return reject(
+                format!("imp[{i}].video.mimes"),
+                "required",
+                "video needs mimes",
+            );
         }
         if let (Some(min), Some(max)) = (video.minduration, video.maxduration)
             && min > max
         {
             return reject(
-                format!("{at}.video.minduration"),
+                format!("imp[{i}].video.minduration"),
                 "range",
                 "minduration exceeds maxduration",
             );
@@ -275,46 +285,62 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
     if let Some(audio) = &imp.audio
         && audio.mimes.is_empty()
     {
-        return reject(format!("{at}.audio.mimes"), "required", "audio needs mimes");
+        return reject(
+            format!("imp[{i}].audio.mimes"),
+            "required",
+            "audio needs mimes",
+        );
     }
     if let Some(native) = &imp.native
         && native.request.as_deref().unwrap_or("").is_empty()
     {
         return reject(
-            format!("{at}.native.request"),
+            format!("imp[{i}].native.request"),
             "required",
             "native needs a request",
         );
     }
     if let Some(pmp) = &imp.pmp {
-        flag(&format!("{at}.pmp.private_auction"), pmp.private_auction)?;
+        flag(
+            format_args!("imp[{i}].pmp.private_auction"),
+            pmp.private_auction,
+        )?;
         if pmp.private_auction == Some(1) && pmp.deals.is_empty() {
             return reject(
-                format!("{at}.pmp.deals"),
+                format!("imp[{i}].pmp.deals"),
                 "required",
                 "a private auction needs deals",
             );
         }
         let mut ids = HashSet::new();
         for (d, deal) in pmp.deals.iter().enumerate() {
-            let dat = format!("{at}.pmp.deals[{d}]");
             if deal.id.is_empty() {
-                return reject(format!("{dat}.id"), "required", "each deal needs an id");
+                return reject(
+                    format!("imp[{i}].pmp.deals[{d}].id"),
+                    "required",
+                    "each deal needs an id",
+                );
             }
             if !ids.insert(deal.id.as_str()) {
                 return reject(
-                    format!("{dat}.id"),
+                    format!("imp[{i}].pmp.deals[{d}].id"),
                     "unique",
                     format!("deal id `{}` repeats", deal.id),
                 );
             }
-            floor(&format!("{dat}.bidfloor"), deal.bidfloor)?;
-            currency(&format!("{dat}.bidfloorcur"), deal.bidfloorcur.as_deref())?;
+            floor(
+                format_args!("imp[{i}].pmp.deals[{d}].bidfloor"),
+                deal.bidfloor,
+            )?;
+            currency(
+                format_args!("imp[{i}].pmp.deals[{d}].bidfloorcur"),
+                deal.bidfloorcur.as_deref(),
+            )?;
             match deal.at {
                 None | Some(1) | Some(2) | Some(3) => {}
                 Some(v) => {
                     return reject(
-                        format!("{dat}.at"),
+                        format!("imp[{i}].pmp.deals[{d}].at"),
                         "enum",
                         format!("deal auction type {v} is not supported"),
                     );

@@ -1,6 +1,8 @@
 //! Process logging setup: JSON or text `tracing` output, level from config unless `RUST_LOG`
 //! says otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::{LogConfig, LogFormat};
@@ -13,7 +15,8 @@ pub fn init_logging(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let result = match config.format {
         LogFormat::Json => builder
             .json()

@@ -340,3 +340,42 @@ async fn gzip_partners_receive_compressed_requests() {
     assert_eq!(headers.get("content-encoding").unwrap(), "gzip");
     assert_eq!(body["id"], "gz-1", "the partner could decode the body");
 }
+
+#[tokio::test]
+async fn partner_connections_are_kept_alive_and_http2_is_spoken_when_configured() {
+    let h1 = Partner::start(|r| Reply::Json(bids(r, "h1", &[("1", 1.0)]))).await;
+    let h2 = Partner::start(|r| Reply::Json(bids(r, "h2", &[("1", 1.5)]))).await;
+    let ex = Exchange::start(&config(
+        "",
+        &[bidder("h1", &h1, ""), bidder("h2", &h2, "http2 = true")],
+    ))
+    .await;
+    for n in 0..5 {
+        let (status, _) = ex
+            .auction(&banner_request(&format!("ka-{n}"), &[("1", 0.1)]))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let ordering = std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(
+        h1.connections.load(ordering),
+        1,
+        "five sequential auctions reuse one connection"
+    );
+    assert_eq!(h2.connections.load(ordering), 1);
+    assert!(
+        h1.versions
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|v| *v == http::Version::HTTP_11)
+    );
+    assert!(
+        h2.versions
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|v| *v == http::Version::HTTP_2)
+    );
+    assert_eq!(h2.versions.lock().unwrap().len(), 5);
+}

@@ -5,6 +5,7 @@ mod auction;
 mod bad_input;
 mod cli;
 mod demo;
+mod lifecycle;
 mod misbehaving;
 mod notices;
 mod support;

@@ -37,6 +37,10 @@ pub struct Partner {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<(http::HeaderMap, Value)>>>,
     pub notices: Arc<Mutex<Vec<String>>>,
+    /// The HTTP version of every bid request received.
+    pub versions: Arc<Mutex<Vec<http::Version>>>,
+    /// TCP connections accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Partner {
@@ -45,20 +49,32 @@ impl Partner {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let notices = Arc::new(Mutex::new(Vec::new()));
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = connections.clone();
         let script: Arc<Script> = Arc::new(script);
-        let (req_log, notice_log) = (requests.clone(), notices.clone());
+        let (req_log, notice_log, version_log) =
+            (requests.clone(), notices.clone(), versions.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (script, req_log, notice_log) =
-                    (script.clone(), req_log.clone(), notice_log.clone());
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (script, req_log, notice_log, version_log) = (
+                    script.clone(),
+                    req_log.clone(),
+                    notice_log.clone(),
+                    version_log.clone(),
+                );
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: http::Request<Incoming>| {
                             let (script, req_log, notice_log) =
                                 (script.clone(), req_log.clone(), notice_log.clone());
+                            if req.method() == http::Method::POST {
+                                version_log.lock().unwrap().push(req.version());
+                            }
                             async move {
                                 Ok::<_, Infallible>(
                                     serve(req, &*script, &req_log, &notice_log).await,
@@ -75,6 +91,8 @@ impl Partner {
             addr,
             requests,
             notices,
+            versions,
+            connections,
         }
     }
 
