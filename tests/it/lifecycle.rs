@@ -55,10 +55,9 @@ async fn an_invalid_change_is_refused_and_the_old_config_keeps_serving() {
     let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
     let running = ex.running.as_ref().unwrap();
     let bad = config("min_floor = -1.0", &[bidder("p", &partner, "")]);
-    let errors = running
-        .load_config_str(&bad, "bad.toml")
-        .err()
-        .expect("a negative floor is refused");
+    let Err(errors) = running.load_config_str(&bad, "bad.toml") else {
+        panic!("a negative floor is refused");
+    };
     assert!(
         errors.to_string().contains("bad.toml:") && errors.to_string().contains("min_floor"),
         "{errors}"
