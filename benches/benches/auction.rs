@@ -13,43 +13,80 @@ const BIDDERS: usize = 4;
 
 /// Floors, bid checks and clearing; the candidates stand for bids already parsed.
 fn auction_once(request: &BidRequest, cands: &[Candidate]) -> usize {
-    let terms: Vec<_> = request.imp.iter().map(|imp| imp_terms(imp, 0.0, |a, _| Some(a)).unwrap()).collect();
-    let valid: Vec<bool> = cands.iter().map(|c| check_bid(request, &terms, c).is_ok()).collect();
-    clear(&terms, cands, &valid, Rules { auction_type: 2, increment: 0.01 }).winners.len()
+    let terms: Vec<_> = request
+        .imp
+        .iter()
+        .map(|imp| imp_terms(imp, 0.0, |a, _| Some(a)).unwrap())
+        .collect();
+    let valid: Vec<bool> = cands
+        .iter()
+        .map(|c| check_bid(request, &terms, c).is_ok())
+        .collect();
+    clear(
+        &terms,
+        cands,
+        &valid,
+        Rules {
+            auction_type: 2,
+            increment: 0.01,
+        },
+    )
+    .winners
+    .len()
 }
 
 fn stages(c: &mut Criterion) {
     let request = banner_site();
     let limits = Limits::default();
     let registry = bourse_bidders::registry();
-    let specs: Vec<BidderSpec> =
-        (0..BIDDERS).map(|i| BidderSpec::new(format!("dsp-{i}"), format!("http://127.0.0.1:{}/bid", 9000 + i))).collect();
+    let specs: Vec<BidderSpec> = (0..BIDDERS)
+        .map(|i| {
+            BidderSpec::new(
+                format!("dsp-{i}"),
+                format!("http://127.0.0.1:{}/bid", 9000 + i),
+            )
+        })
+        .collect();
     let adapters: Vec<_> = specs.iter().map(|s| registry.build(s).unwrap()).collect();
 
     let cands = candidates(&request, BIDDERS);
     let mut group = c.benchmark_group("stages");
     group.throughput(Throughput::Bytes(BANNER_SITE.len() as u64));
-    group.bench_function("parse", |b| b.iter(|| serde_json::from_str::<BidRequest>(black_box(BANNER_SITE)).unwrap()));
+    group.bench_function("parse", |b| {
+        b.iter(|| serde_json::from_str::<BidRequest>(black_box(BANNER_SITE)).unwrap())
+    });
     group.throughput(Throughput::Elements(1));
-    group.bench_function("validate", |b| b.iter(|| validate(black_box(&request), &limits)));
+    group.bench_function("validate", |b| {
+        b.iter(|| validate(black_box(&request), &limits))
+    });
     group.bench_function("build_requests_4_bidders", |b| {
         b.iter(|| {
             let outbound = Outbound::new(black_box(&request));
             let mut n = 0;
             for (spec, adapter) in specs.iter().zip(&adapters) {
-                n += adapter.make_requests(&outbound, &CallInfo { spec, tmax_ms: 200 }).unwrap().len();
+                n += adapter
+                    .make_requests(&outbound, &CallInfo { spec, tmax_ms: 200 })
+                    .unwrap()
+                    .len();
             }
             n
         })
     });
-    group.bench_function("auction_4_bids_per_imp", |b| b.iter(|| auction_once(black_box(&request), &cands)));
+    group.bench_function("auction_4_bids_per_imp", |b| {
+        b.iter(|| auction_once(black_box(&request), &cands))
+    });
     let response = BidResponse {
         id: request.id.clone(),
-        seatbid: vec![SeatBid { bid: candidates(&request, 1).into_iter().map(|c| c.bid).collect(), ..SeatBid::default() }],
+        seatbid: vec![SeatBid {
+            bid: candidates(&request, 1).into_iter().map(|c| c.bid).collect(),
+            ..SeatBid::default()
+        }],
         cur: Some("USD".into()),
         ..BidResponse::default()
     };
-    group.bench_function("serialize_response", |b| b.iter(|| serde_json::to_vec(black_box(&response)).unwrap()));
+    group.bench_function("serialize_response", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&response)).unwrap())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("pipeline");
