@@ -219,3 +219,42 @@ async fn a_bid_without_markup_keeps_the_partners_nurl_expanded() {
         "http://dsp.example/serve?p=2&i=1"
     );
 }
+
+#[tokio::test]
+async fn failing_notice_urls_are_retried_a_bounded_number_of_times() {
+    // A notice sink whose /fail paths answer 503.
+    let sink = Partner::start(|_| Reply::Status(204)).await;
+    let loser_lurl = format!("http://{}/fail-loss?loss=${{AUCTION_LOSS}}", sink.addr);
+    let loser = Partner::start(move |r| {
+        Reply::Json(bids_with(r, "loser", &[("1", 1.0)], |b| {
+            b["lurl"] = json!(loser_lurl)
+        }))
+    })
+    .await;
+    let winner = Partner::start(|r| Reply::Json(bids(r, "winner", &[("1", 2.0)]))).await;
+    let ex = Exchange::start(&config(
+        "[plugins.exchange.notices]\nattempts = 3\nbackoff_ms = 10",
+        &[bidder("loser", &loser, ""), bidder("winner", &winner, "")],
+    ))
+    .await;
+    let (status, _) = ex.auction(&banner_request("retry-1", &[("1", 0.1)])).await;
+    assert_eq!(status, 200);
+    let attempts = sink.wait_notices("fail-loss", 3).await;
+    assert_eq!(attempts.len(), 3, "three attempts in all: {attempts:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        sink.wait_notices("fail-loss", 3).await.len(),
+        3,
+        "and no more"
+    );
+    assert_eq!(
+        ex.metric("bourse_exchange_notices_total{kind=\"loss\",outcome=\"retried\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        ex.metric("bourse_exchange_notices_total{kind=\"loss\",outcome=\"failed\"}")
+            .await,
+        1.0
+    );
+}

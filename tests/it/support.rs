@@ -173,8 +173,10 @@ async fn serve(
             .path_and_query()
             .map(|p| p.to_string())
             .unwrap_or_default();
+        // Notice paths under /fail answer 503, to exercise retries.
+        let status = if path.starts_with("/fail") { 503 } else { 200 };
         notices.lock().unwrap().push(path);
-        return respond(200, Bytes::new(), Some(0), false);
+        return respond(status, Bytes::new(), Some(0), false);
     }
     let headers = req.headers().clone();
     let gzipped = headers
