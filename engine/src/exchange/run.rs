@@ -245,12 +245,16 @@ impl Exchange {
         }
         let waited = waiting_since.elapsed();
 
+        // Refused bids lose with their own reason; the rest go to clearing.
+        let mut losers: Vec<(usize, LossReason)> = Vec::new();
         let valid: Vec<bool> = candidates
             .iter()
-            .map(|c| match check_bid(request, &terms, c) {
+            .enumerate()
+            .map(|(i, c)| match check_bid(request, &terms, c) {
                 Ok(()) => true,
                 Err(reason) => {
                     self.bidders[c.bidder].metrics.rejected(reason.label());
+                    losers.push((i, reason));
                     false
                 }
             })
@@ -260,20 +264,7 @@ impl Exchange {
             increment: self.config.increment,
         };
         let outcome = clear(&terms, &candidates, &valid, rules);
-        let mut rejected: Vec<(usize, LossReason)> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !valid[*i])
-            .map(|(i, c)| {
-                (
-                    i,
-                    check_bid(request, &terms, c)
-                        .err()
-                        .unwrap_or(LossReason::InternalError),
-                )
-            })
-            .collect();
-        rejected.extend(outcome.losers.iter().copied());
+        losers.extend(outcome.losers.iter().copied());
         let response = self.respond(
             request,
             &currency,
@@ -281,7 +272,7 @@ impl Exchange {
             &candidates,
             &origins,
             &outcome.winners,
-            &rejected,
+            &losers,
         );
         self.shared
             .metrics
