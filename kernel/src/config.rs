@@ -185,26 +185,20 @@ pub(crate) fn load_str(
     origin: &str,
     config_dir: PathBuf,
 ) -> Result<LoadedConfig, ConfigErrors> {
-    let doc = toml_edit::Document::parse(text).map_err(|error| {
-        let (line, column) = line_col(text, error.span().map_or(0, |s| s.start));
+    let syntax_error = |span: Option<std::ops::Range<usize>>, message: &str| {
+        let (line, column) = line_col(text, span.map_or(0, |s| s.start));
         ConfigErrors(vec![ConfigError {
             file: origin.to_owned(),
             line,
             column,
             path: String::new(),
-            message: error.message().trim().to_owned(),
+            message: message.trim().to_owned(),
         }])
-    })?;
-    let root: toml::Table = toml::from_str(text).map_err(|error| {
-        let (line, column) = line_col(text, error.span().map_or(0, |s| s.start));
-        ConfigErrors(vec![ConfigError {
-            file: origin.to_owned(),
-            line,
-            column,
-            path: String::new(),
-            message: error.message().trim().to_owned(),
-        }])
-    })?;
+    };
+    let doc = toml_edit::Document::parse(text)
+        .map_err(|error| syntax_error(error.span(), error.message()))?;
+    let root: toml::Table =
+        toml::from_str(text).map_err(|error| syntax_error(error.span(), error.message()))?;
     let mut errors = Errors {
         text,
         doc: &doc,
