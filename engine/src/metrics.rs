@@ -20,6 +20,10 @@ const CPM_BUCKETS: &[f64] = &[
 pub struct ExchangeMetrics {
     /// `bourse_exchange_requests_total{endpoint,outcome}`.
     pub requests: IntCounterVec,
+    /// `requests{endpoint="auction",outcome="bid"}`, resolved once: it counts every auction.
+    pub auction_bid: IntCounter,
+    /// `requests{endpoint="auction",outcome="no_bid"}`, resolved once.
+    pub auction_no_bid: IntCounter,
     /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
     pub auction_seconds: Histogram,
     /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
@@ -90,6 +94,10 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
+fn counter(name: &str, help: &str) -> prometheus::Counter {
+    prometheus::Counter::new(name, help).expect("valid metric")
+}
+
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
         .expect("valid metric")
@@ -106,119 +114,100 @@ fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Hi
 impl ExchangeMetrics {
     /// Creates the families and registers them.
     pub fn register(metrics: &bourse_kernel::Metrics) -> Result<Self, prometheus::Error> {
-        let m = ExchangeMetrics {
-            requests: counter_vec(
-                "bourse_exchange_requests_total",
-                "Requests to the exchange by endpoint and outcome.",
-                &["endpoint", "outcome"],
-            ),
-            auction_seconds: histogram(
+        let requests = metrics.register(counter_vec(
+            "bourse_exchange_requests_total",
+            "Requests to the exchange by endpoint and outcome.",
+            &["endpoint", "outcome"],
+        ))?;
+        Ok(ExchangeMetrics {
+            auction_bid: requests.with_label_values(&["auction", "bid"]),
+            auction_no_bid: requests.with_label_values(&["auction", "no_bid"]),
+            requests,
+            auction_seconds: metrics.register(histogram(
                 "bourse_exchange_auction_duration_seconds",
                 "Auction response time, request arrival to response.",
                 LATENCY_BUCKETS,
-            ),
-            overhead_seconds: histogram(
+            ))?,
+            overhead_seconds: metrics.register(histogram(
                 "bourse_exchange_overhead_seconds",
                 "Auction time not spent waiting for bidders.",
                 OVERHEAD_BUCKETS,
-            ),
-            cleared_value: prometheus::Counter::new(
+            ))?,
+            cleared_value: metrics.register(counter(
                 "bourse_exchange_cleared_value_total",
                 "Sum of clearing prices of won impressions (CPM/1000, base currency).",
-            )
-            .expect("valid metric"),
-            billed_revenue: prometheus::Counter::new(
+            ))?,
+            billed_revenue: metrics.register(counter(
                 "bourse_exchange_billed_revenue_total",
                 "Gross billed on billing notices (CPM/1000, base currency).",
-            )
-            .expect("valid metric"),
-            fee: prometheus::Counter::new(
+            ))?,
+            fee: metrics.register(counter(
                 "bourse_exchange_fee_total",
                 "Exchange fee on billed impressions (CPM/1000, base currency).",
-            )
-            .expect("valid metric"),
-            notices: counter_vec(
+            ))?,
+            notices: metrics.register(counter_vec(
                 "bourse_exchange_notices_total",
                 "Notices fired at partners by kind and outcome.",
                 &["kind", "outcome"],
-            ),
-            notice_requests: counter_vec(
+            ))?,
+            notice_requests: metrics.register(counter_vec(
                 "bourse_exchange_notice_requests_total",
                 "Notices received from the supply side by kind and outcome.",
                 &["kind", "outcome"],
-            ),
-            bidder_requests: counter_vec(
+            ))?,
+            bidder_requests: metrics.register(counter_vec(
                 "bourse_bidder_requests_total",
                 "Requests sent to each bidder.",
                 &["bidder"],
-            ),
-            bidder_bids: counter_vec(
+            ))?,
+            bidder_bids: metrics.register(counter_vec(
                 "bourse_bidder_bids_total",
                 "Bids received from each bidder.",
                 &["bidder"],
-            ),
-            bidder_nobids: counter_vec(
+            ))?,
+            bidder_nobids: metrics.register(counter_vec(
                 "bourse_bidder_nobids_total",
                 "No-bid answers from each bidder.",
                 &["bidder"],
-            ),
-            bidder_timeouts: counter_vec(
+            ))?,
+            bidder_timeouts: metrics.register(counter_vec(
                 "bourse_bidder_timeouts_total",
                 "Calls to each bidder that passed their deadline.",
                 &["bidder"],
-            ),
-            bidder_throttled: counter_vec(
+            ))?,
+            bidder_throttled: metrics.register(counter_vec(
                 "bourse_bidder_throttled_total",
                 "Auctions a bidder sat out because of its QPS cap.",
                 &["bidder"],
-            ),
-            bidder_errors: counter_vec(
+            ))?,
+            bidder_errors: metrics.register(counter_vec(
                 "bourse_bidder_errors_total",
                 "Failed calls to each bidder by kind.",
                 &["bidder", "kind"],
-            ),
-            bidder_rejected: counter_vec(
+            ))?,
+            bidder_rejected: metrics.register(counter_vec(
                 "bourse_bidder_rejected_bids_total",
                 "Bids refused by the auction by reason.",
                 &["bidder", "reason"],
-            ),
-            bidder_wins: counter_vec(
+            ))?,
+            bidder_wins: metrics.register(counter_vec(
                 "bourse_bidder_wins_total",
                 "Impressions won by each bidder.",
                 &["bidder"],
-            ),
-            bidder_response_seconds: histogram_vec(
+            ))?,
+            bidder_response_seconds: metrics.register(histogram_vec(
                 "bourse_bidder_response_duration_seconds",
                 "Response time of each bidder's completed calls.",
                 &["bidder"],
                 LATENCY_BUCKETS,
-            ),
-            bidder_win_price: histogram_vec(
+            ))?,
+            bidder_win_price: metrics.register(histogram_vec(
                 "bourse_bidder_win_price_cpm",
                 "Clearing CPM of each bidder's wins, base currency.",
                 &["bidder"],
                 CPM_BUCKETS,
-            ),
-        };
-        metrics.register(m.requests.clone())?;
-        metrics.register(m.auction_seconds.clone())?;
-        metrics.register(m.overhead_seconds.clone())?;
-        metrics.register(m.cleared_value.clone())?;
-        metrics.register(m.billed_revenue.clone())?;
-        metrics.register(m.fee.clone())?;
-        metrics.register(m.notices.clone())?;
-        metrics.register(m.notice_requests.clone())?;
-        metrics.register(m.bidder_requests.clone())?;
-        metrics.register(m.bidder_bids.clone())?;
-        metrics.register(m.bidder_nobids.clone())?;
-        metrics.register(m.bidder_timeouts.clone())?;
-        metrics.register(m.bidder_throttled.clone())?;
-        metrics.register(m.bidder_errors.clone())?;
-        metrics.register(m.bidder_rejected.clone())?;
-        metrics.register(m.bidder_wins.clone())?;
-        metrics.register(m.bidder_response_seconds.clone())?;
-        metrics.register(m.bidder_win_price.clone())?;
-        Ok(m)
+            ))?,
+        })
     }
 
     /// Handles for one configured bidder.

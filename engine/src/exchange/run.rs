@@ -40,11 +40,15 @@ fn no_content() -> Response {
 
 impl Exchange {
     fn outcome(&self, outcome: &str) {
-        self.shared
-            .metrics
-            .requests
-            .with_label_values(&["auction", outcome])
-            .inc();
+        let metrics = &self.shared.metrics;
+        match outcome {
+            "bid" => metrics.auction_bid.inc(),
+            "no_bid" => metrics.auction_no_bid.inc(),
+            _ => metrics
+                .requests
+                .with_label_values(&["auction", outcome])
+                .inc(),
+        }
     }
 
     fn refuse(&self, rejection: &Rejection) -> Response {
