@@ -59,9 +59,12 @@ fn stages(c: &mut Criterion) {
     group.bench_function("validate", |b| {
         b.iter(|| validate(black_box(&request), &limits))
     });
+    // The exchange sets the outbound tmax to the bidders' budget before adapters run.
+    let mut outbound_request = request.clone();
+    outbound_request.tmax = Some(200);
     group.bench_function("build_requests_4_bidders", |b| {
         b.iter(|| {
-            let outbound = Outbound::new(black_box(&request));
+            let outbound = Outbound::new(black_box(&outbound_request));
             let mut n = 0;
             for (spec, adapter) in specs.iter().zip(&adapters) {
                 n += adapter

@@ -207,9 +207,18 @@ impl<'a> Outbound<'a> {
     }
 
     /// The request with only impressions (and media objects) in `media`; `None` if none remain.
-    pub fn restricted(&self, media: MediaTypes) -> Option<Arc<BidRequest>> {
+    /// When every impression already fits, this is the request itself, not a copy.
+    pub fn restricted(&self, media: MediaTypes) -> Option<SharedRequest<'a>> {
+        let fits = self
+            .request
+            .imp
+            .iter()
+            .all(|imp| imp.media_types().is_subset_of(media));
+        if fits {
+            return (!self.request.imp.is_empty()).then_some(SharedRequest::Whole(self.request));
+        }
         if let Some((_, req)) = self.restricted.borrow().iter().find(|(m, _)| *m == media) {
-            return Some(req.clone());
+            return Some(SharedRequest::Restricted(req.clone()));
         }
         let mut req = self.request.clone();
         req.imp.retain_mut(|imp| {
@@ -221,10 +230,12 @@ impl<'a> Outbound<'a> {
         }
         let req = Arc::new(req);
         self.restricted.borrow_mut().push((media, req.clone()));
-        Some(req)
+        Some(SharedRequest::Restricted(req))
     }
 
-    /// The plain OpenRTB 2.6 JSON body for `media` with `tmax` set, built once per pair.
+    /// The plain OpenRTB 2.6 JSON body for `media` with `tmax` set, built once per pair. When
+    /// `tmax` is already the request's (the exchange sets it to the bidders' budget), nothing
+    /// is copied before serializing.
     pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<String>)> {
         let req = self.restricted(media)?;
         let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();
@@ -249,6 +260,26 @@ impl<'a> Outbound<'a> {
             .borrow_mut()
             .push((media, tmax_ms, body.clone()));
         Some((body, imp_ids))
+    }
+}
+
+/// The outbound request, or a copy restricted to some media types, shared within one auction.
+#[derive(Debug, Clone)]
+pub enum SharedRequest<'a> {
+    /// The whole outbound request, borrowed.
+    Whole(&'a BidRequest),
+    /// A restricted copy, built once per media set.
+    Restricted(Arc<BidRequest>),
+}
+
+impl std::ops::Deref for SharedRequest<'_> {
+    type Target = BidRequest;
+
+    fn deref(&self) -> &BidRequest {
+        match self {
+            SharedRequest::Whole(req) => req,
+            SharedRequest::Restricted(req) => req,
+        }
     }
 }
 

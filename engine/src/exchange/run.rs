@@ -13,7 +13,6 @@ use bourse_kernel::{Request, Response, json_response, read_body};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::StatusCode;
-use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -82,11 +81,11 @@ impl Exchange {
                 );
             }
         };
-        let request: BidRequest = match serde_json::from_slice(&bytes) {
+        let mut request: BidRequest = match serde_json::from_slice(&bytes) {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
         };
-        let response = match self.run(&request, started).await {
+        let response = match self.run(&mut request, started).await {
             Ok(Some(response)) => {
                 self.outcome("bid");
                 let body = serde_json::to_vec(&response).expect("response serializes");
@@ -129,15 +128,22 @@ impl Exchange {
             })
     }
 
-    /// The request as partners see it: with our supply-chain node and a transaction id.
-    fn outbound_request<'r>(&self, request: &'r BidRequest) -> Cow<'r, BidRequest> {
+    /// Turns the request into what partners see, in place (no copy): `tmax` becomes their
+    /// budget, and with `schain_asi` set we add a transaction id and our supply-chain node.
+    /// Nothing changed here matters to the auction's own rules.
+    fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) {
+        request.tmax = Some(budget_ms as i64);
         let Some(asi) = &self.config.schain_asi else {
-            return Cow::Borrowed(request);
+            return;
         };
-        let mut out = request.clone();
-        let source = out.source.get_or_insert_with(Default::default);
+        let sid = request
+            .publisher()
+            .and_then(|p| p.id.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let rid = request.id.clone();
+        let source = request.source.get_or_insert_with(Default::default);
         if source.tid.is_none() {
-            source.tid = Some(request.id.clone());
+            source.tid = Some(rid.clone());
         }
         let schain = source.schain.get_or_insert_with(|| SupplyChain {
             complete: Some(0),
@@ -146,17 +152,11 @@ impl Exchange {
         });
         schain.nodes.push(SupplyChainNode {
             asi: Some(asi.clone()),
-            sid: Some(
-                request
-                    .publisher()
-                    .and_then(|p| p.id.clone())
-                    .unwrap_or_else(|| "unknown".into()),
-            ),
-            rid: Some(request.id.clone()),
+            sid: Some(sid),
+            rid: Some(rid),
             hp: Some(1),
             ..SupplyChainNode::default()
         });
-        Cow::Owned(out)
     }
 
     fn eligible(&self, request: &BidRequest) -> Vec<usize> {
@@ -178,7 +178,7 @@ impl Exchange {
 
     async fn run(
         &self,
-        request: &BidRequest,
+        request: &mut BidRequest,
         started: Instant,
     ) -> Result<Option<BidResponse>, Rejection> {
         validate(request, &self.limits)?;
@@ -207,8 +207,9 @@ impl Exchange {
             return Ok(None);
         }
 
-        let outbound_request = self.outbound_request(request);
-        let calls = self.build_calls(&outbound_request, &eligible, budget);
+        self.prepare_outbound(request, budget);
+        let request = &*request;
+        let calls = self.build_calls(request, &eligible, budget);
         if calls.is_empty() {
             return Ok(None);
         }
@@ -238,7 +239,6 @@ impl Exchange {
         while let Some((bidder, call, result)) = pending.next().await {
             self.collect_bids(
                 request,
-                &outbound_request,
                 &currency,
                 bidder,
                 &call,
@@ -318,7 +318,6 @@ impl Exchange {
     fn collect_bids(
         &self,
         request: &BidRequest,
-        outbound_request: &BidRequest,
         currency: &str,
         bidder: usize,
         call: &BidderRequest,
@@ -335,7 +334,7 @@ impl Exchange {
                 return runtime.metrics.error(err.kind());
             }
         };
-        let bids = match runtime.adapter.make_bids(outbound_request, call, &response) {
+        let bids = match runtime.adapter.make_bids(request, call, &response) {
             Ok(Some(bids)) => bids,
             Ok(None) => return runtime.metrics.nobids.inc(),
             Err(err) => {

@@ -101,6 +101,11 @@ impl MediaTypes {
         MediaTypes(self.0 & other.0)
     }
 
+    /// Whether every media type in this set is also in `other`.
+    pub fn is_subset_of(self, other: MediaTypes) -> bool {
+        self.0 & !other.0 == 0
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
