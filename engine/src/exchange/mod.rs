@@ -183,6 +183,13 @@ impl ExchangePlugin {
     }
 }
 
+/// An empty 204 answer: no bid, or a notice taken.
+pub(crate) fn no_content() -> Response {
+    let mut response = Response::new(bourse_kernel::empty());
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    response
+}
+
 impl Handler for Exchange {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {

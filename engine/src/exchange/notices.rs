@@ -1,7 +1,7 @@
 //! `GET /notice/{win,bill,loss}`: the supply side reports the outcome of our bid; we verify
 //! the signed token and fire the winning partner's own notice with its macros filled in.
 
-use super::Exchange;
+use super::{Exchange, no_content};
 use crate::notice::{MacroValues, NoticeKind, Target, TokenError, expand};
 use bourse_kernel::{Request, Response, json_response};
 use http::StatusCode;
@@ -131,10 +131,4 @@ impl Exchange {
         }
         no_content()
     }
-}
-
-fn no_content() -> Response {
-    let mut response = Response::new(bourse_kernel::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
 }

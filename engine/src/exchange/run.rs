@@ -1,6 +1,6 @@
 //! One auction, from request bytes to response: parse, validate, fan out, clear, answer.
 
-use super::{BidderRuntime, Exchange};
+use super::{BidderRuntime, Exchange, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
@@ -29,12 +29,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn no_content() -> Response {
-    let mut response = Response::new(bourse_kernel::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
 }
 
 impl Exchange {
