@@ -141,3 +141,23 @@ async fn only_post_is_allowed_on_the_auction_endpoint() {
     let (status, _) = ex.get("/openrtb2/nothing-here").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn supply_partners_must_present_their_token_when_configured() {
+    let pa = Partner::start(|r| Reply::Json(bids(r, "alpha", &[("1", 1.0)]))).await;
+    let ex = Exchange::start(&config(
+        "[[plugins.exchange.supply]]\nname = \"ssp-one\"\ntoken = \"0123456789abcdef-one\"\n\
+         [[plugins.exchange.supply]]\nname = \"ssp-two\"\ntoken = \"0123456789abcdef-two\"",
+        &[bidder("alpha", &pa, "")],
+    ))
+    .await;
+    let body = serde_json::to_vec(&banner_request("auth-1", &[("1", 0.1)])).unwrap();
+    let (status, reason) = post(&ex, body.clone(), &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(reason["error"], "unauthorized");
+    let (status, _) = post(&ex, body.clone(), &[("authorization", "Bearer 0123456789abcdef-thr")]).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(&ex, body.clone(), &[("authorization", "Bearer 0123456789abcdef-two")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(pa.request_count(), 1, "refused callers never reach a partner");
+}

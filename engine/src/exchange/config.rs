@@ -53,9 +53,31 @@ pub struct ExchangeConfig {
     /// Delivery of notices to partners.
     #[serde(default)]
     pub notices: NoticeDelivery,
+    /// Supply partners allowed to send bid requests. Empty: anyone may (a closed network).
+    /// Otherwise each request must carry `Authorization: Bearer <token>` of one of them.
+    #[serde(default)]
+    pub supply: Vec<SupplyPartner>,
     /// Demand partners.
     #[serde(default)]
     pub bidders: Vec<BidderSpec>,
+}
+
+/// A supply partner (an SSP or ad network) and the token it authenticates with.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupplyPartner {
+    /// Name, for logs.
+    pub name: String,
+    /// Shared secret sent as a bearer token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for SupplyPartner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupplyPartner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How partner notices are delivered.
@@ -195,6 +217,27 @@ impl ExchangeConfig {
         }
         if self.notices.queue == 0 {
             issues.push(issue("notices.queue", "must be at least 1"));
+        }
+        let mut tokens = HashSet::new();
+        for (i, partner) in self.supply.iter().enumerate() {
+            if partner.name.is_empty() {
+                issues.push(issue(
+                    format!("supply[{i}].name"),
+                    "a supply partner needs a name",
+                ));
+            }
+            if partner.token.len() < 16 {
+                issues.push(issue(
+                    format!("supply[{i}].token"),
+                    "use a token of at least 16 characters",
+                ));
+            }
+            if !tokens.insert(partner.token.as_str()) {
+                issues.push(issue(
+                    format!("supply[{i}].token"),
+                    "two supply partners share this token",
+                ));
+            }
         }
         let mut names = HashSet::new();
         for (i, spec) in self.bidders.iter().enumerate() {

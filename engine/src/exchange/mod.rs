@@ -4,7 +4,7 @@ mod config;
 mod notices;
 mod run;
 
-pub use config::{ExchangeConfig, NoticeDelivery};
+pub use config::{ExchangeConfig, NoticeDelivery, SupplyPartner};
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
 use crate::client::BidderClient;

@@ -15,6 +15,7 @@ use futures_util::stream::FuturesUnordered;
 use http::StatusCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 /// What we know about a candidate beyond the auction's view of it.
@@ -64,6 +65,18 @@ impl Exchange {
                 .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
             return response;
         }
+        if !self.authorized(req.headers()) {
+            self.outcome("unauthorized");
+            let mut response = json_response(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "unauthorized", "message": "send Authorization: Bearer <your token>"}),
+            );
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
         let (parts, body) = req.into_parts();
         let bytes = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
             Ok(bytes) => bytes,
@@ -101,6 +114,22 @@ impl Exchange {
             .auction_seconds
             .observe(started.elapsed().as_secs_f64());
         response
+    }
+
+    /// Whether the caller is a configured supply partner (or none are configured).
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        if self.config.supply.is_empty() {
+            return true;
+        }
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compare every token in full so timing does not tell how much of one matched.
+        self.config.supply.iter().fold(false, |found, partner| {
+            found | bool::from(partner.token.as_bytes().ct_eq(presented.as_bytes()))
+        })
     }
 
     /// The auction currency: the first of the request's currencies we can convert, else ours.
