@@ -3,3 +3,7 @@
 
 pub mod bidder;
 pub mod demo;
+pub mod population;
+pub mod report;
+pub mod scenario;
+pub mod traffic;

@@ -155,9 +155,23 @@ async fn supply_partners_must_present_their_token_when_configured() {
     let (status, reason) = post(&ex, body.clone(), &[]).await;
     assert_eq!(status, 401);
     assert_eq!(reason["error"], "unauthorized");
-    let (status, _) = post(&ex, body.clone(), &[("authorization", "Bearer 0123456789abcdef-thr")]).await;
+    let (status, _) = post(
+        &ex,
+        body.clone(),
+        &[("authorization", "Bearer 0123456789abcdef-thr")],
+    )
+    .await;
     assert_eq!(status, 401);
-    let (status, _) = post(&ex, body.clone(), &[("authorization", "Bearer 0123456789abcdef-two")]).await;
+    let (status, _) = post(
+        &ex,
+        body.clone(),
+        &[("authorization", "Bearer 0123456789abcdef-two")],
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(pa.request_count(), 1, "refused callers never reach a partner");
+    assert_eq!(
+        pa.request_count(),
+        1,
+        "refused callers never reach a partner"
+    );
 }

@@ -290,3 +290,4 @@ async fn media_types_not_bought_get_no_bid() {
         .unwrap();
     assert_eq!(status, 204);
 }
+mod traffic;
