@@ -4,6 +4,7 @@ use bourse_engine::ExchangePlugin;
 use bourse_kernel::Kernel;
 
 pub mod demo;
+pub mod sim;
 
 /// The kernel with every compiled-in plugin registered.
 pub fn kernel() -> Kernel {

@@ -33,6 +33,46 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// The simulator: simulated demand partners and load with a latency and revenue report.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Play a scenario's traffic and report offered vs achieved rate, corrected latency
+    /// percentiles, errors, fill and revenue. Without --target, bourse and the scenario's
+    /// simulated partners run in this process.
+    Run {
+        /// The scenario file (see sim/scenarios/).
+        scenario: PathBuf,
+        /// The auction URL of a running bourse, e.g. http://127.0.0.1:8080/openrtb2/auction.
+        #[arg(long)]
+        target: Option<String>,
+        /// Open-loop rate in requests per second, replacing the scenario's traffic mode.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Duration in seconds, replacing the scenario's.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Also draw latency over time (p50, p99 per second) to this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Print the JSON report instead of the text one.
+        #[arg(long)]
+        print_json: bool,
+    },
+    /// Run a scenario's simulated partners until Ctrl-C and print the bourse configuration
+    /// that points at them.
+    Bidders {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +121,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             running.run_until_signal().await;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sim { command } => sim(command).await,
         Command::Demo { listen } => {
             let demo = bourse::demo::start_bidders(listen).await?;
             let loaded = kernel
@@ -91,6 +132,49 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", bourse::demo::instructions(running.local_addr()));
             running.run_until_signal().await;
             drop(demo);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SimCommand::Run {
+            scenario,
+            target,
+            rate,
+            duration,
+            json,
+            plot,
+            print_json,
+        } => {
+            let options = bourse::sim::RunOptions {
+                target,
+                rate,
+                duration_secs: duration,
+                json,
+                plot,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = bourse::sim::run(&scenario, &options).await?;
+            if print_json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Bidders { scenario } => {
+            let scenario = bourse_sim::scenario::Scenario::load(&scenario)?;
+            let bidders = scenario.start_bidders().await?;
+            println!("{}", bourse::sim::exchange_config(&scenario, &bidders)?);
+            eprintln!(
+                "{} simulated partners running; Ctrl-C stops them",
+                bidders.len()
+            );
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -70,3 +70,41 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn sim_run_plays_a_scenario_against_an_in_process_bourse_and_reports() {
+    let dir = std::env::temp_dir().join(format!("bourse-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/sim/scenarios/smoke.toml");
+    let (json, plot) = (dir.join("report.json"), dir.join("latency.svg"));
+    let out = bourse(&[
+        "sim",
+        "run",
+        scenario,
+        "--duration",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("p99") && stdout.contains("achieved"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let counts = &report["counts"];
+    assert_eq!(counts["sent"], 50, "1 s at 50/s: {report}");
+    assert!(
+        counts["bid_responses"].as_u64().unwrap() > 25,
+        "the smoke partners bid on most requests: {report}"
+    );
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).ok();
+}
