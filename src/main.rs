@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// glibc malloc was a fifth of the exchange's CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// bourse: a real-time OpenRTB 2.6 ad exchange on a small plugin kernel.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
