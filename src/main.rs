@@ -76,6 +76,9 @@ enum SimCommand {
     Bidders {
         /// The scenario file.
         scenario: PathBuf,
+        /// Write the configuration to this file instead of printing it.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
     },
 }
 
@@ -168,10 +171,18 @@ async fn sim(command: SimCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        SimCommand::Bidders { scenario } => {
+        SimCommand::Bidders {
+            scenario,
+            write_config,
+        } => {
             let scenario = bourse_sim::scenario::Scenario::load(&scenario)?;
             let bidders = scenario.start_bidders().await?;
-            println!("{}", bourse::sim::exchange_config(&scenario, &bidders)?);
+            let config = bourse::sim::exchange_config(&scenario, &bidders)?;
+            match write_config {
+                Some(path) => std::fs::write(&path, config)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{config}"),
+            }
             eprintln!(
                 "{} simulated partners running; Ctrl-C stops them",
                 bidders.len()

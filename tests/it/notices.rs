@@ -258,3 +258,18 @@ async fn failing_notice_urls_are_retried_a_bounded_number_of_times() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn loss_notices_can_be_turned_off() {
+    let alpha = partner_with_notices("alpha-seat", 4.0).await;
+    let beta = partner_with_notices("beta-seat", 2.0).await;
+    let ex = Exchange::start(&config(
+        "[plugins.exchange.notices]\nlosses = false",
+        &[bidder("alpha", &alpha, ""), bidder("beta", &beta, "")],
+    ))
+    .await;
+    let (status, _) = ex.auction(&banner_request("quiet-1", &[("1", 0.5)])).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(beta.notices.lock().unwrap().is_empty(), "no lurl fired");
+}

@@ -96,6 +96,10 @@ pub struct NoticeDelivery {
     /// Notices queued at most; beyond it they are dropped and counted.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Fire every losing partner's `lurl` when an auction ends. Each is one more HTTP request
+    /// per losing bid, so an exchange whose partners do not use loss notices may turn it off.
+    #[serde(default = "default_true")]
+    pub losses: bool,
 }
 
 impl Default for NoticeDelivery {
@@ -105,6 +109,7 @@ impl Default for NoticeDelivery {
             backoff_ms: default_backoff(),
             timeout_ms: default_notice_timeout(),
             queue: default_queue(),
+            losses: true,
         }
     }
 }
@@ -148,6 +153,9 @@ fn default_backoff() -> u64 {
 }
 fn default_notice_timeout() -> u64 {
     2000
+}
+fn default_true() -> bool {
+    true
 }
 fn default_queue() -> usize {
     65536

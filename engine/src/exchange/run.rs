@@ -509,7 +509,9 @@ impl Exchange {
                 }),
             }
         }
-        self.fire_losses(request, terms, candidates, origins, winners, losers);
+        if self.config.notices.losses {
+            self.fire_losses(request, terms, candidates, origins, winners, losers);
+        }
         if seatbids.is_empty() {
             return None;
         }
