@@ -62,6 +62,8 @@ def main():
     parser.add_argument("--traffic", default=os.path.join(ROOT, "sim/scenarios/ceiling.toml"),
                         help="scenario whose traffic drives the servers (closed loop for the ceiling)")
     parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--no-losses", action="store_true",
+                        help="do not fire losing bidders' lurl (the baseline fires no notices)")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "-p", "bourse", "-p", "bourse-benches", "--bin", "bourse",
                     "--bin", "forwarder"], check=True, cwd=ROOT)
@@ -78,6 +80,8 @@ def main():
                 break
             time.sleep(0.05)
         text = open(path).read().replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:18080"')
+        if args.no_losses:
+            text += "\n[plugins.exchange.notices]\nlosses = false\n"
         open(path, "w").write(text)
         endpoints = re.findall(r'endpoint = "([^"]+)"', text)
 
