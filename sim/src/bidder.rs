@@ -1,9 +1,23 @@
-//! A simulated demand partner: an HTTP server speaking OpenRTB 2.6 whose latency, bid rate,
-//! prices, behaviour and faults are drawn from seeded distributions, and which records the win,
-//! billing and loss notices it receives.
+//! A simulated demand partner: an HTTP/1.1 and h2c server speaking OpenRTB 2.6 whose latency,
+//! bid rate, prices, behaviour and faults are drawn from seeded distributions, and which records
+//! the win, billing and loss notices it receives.
+//!
+//! Routes (every other request gets 404, or 405 for a method that is neither GET nor POST):
+//!
+//! - `POST` to **any path** (bourse is given `http://ADDR/bid`): a `BidRequest` (JSON, optionally
+//!   `content-encoding: gzip`) answered with a `BidResponse` (200) or nothing (204); a body that
+//!   is not a bid request gets 400.
+//! - `GET /win`, `GET /bill`, `GET /loss`: notices, recorded with their query parameters.
+//! - `GET /stats`: the counters as JSON.
+//!
+//! Every draw for a request comes from a random generator seeded by the configured `seed` and the
+//! request's `id`, so the same requests give the same answers whatever their order or
+//! concurrency, and a run is repeatable.
 
 use arc_swap::ArcSwap;
-use bourse_engine::openrtb::{Bid, BidRequest, BidResponse, Imp, MediaType, SeatBid};
+use bourse_engine::openrtb::{
+    Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, Deal, Imp, MediaType, SeatBid,
+};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -14,72 +28,83 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, LogNormal};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How long a "hanging" partner holds a request: far past any deadline, but finite so that
-/// tests and load runs end.
-const HANG: Duration = Duration::from_secs(30);
+/// tests and load runs end. Shutting the partner down releases it at once.
+pub const HANG: Duration = Duration::from_secs(30);
 
-/// One simulated partner's behaviour.
+/// One simulated partner's behaviour. Every field but `name` has a default; unknown keys are
+/// refused so that a typo in a scenario file does not silently fall back to a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimBidderConfig {
-    /// Name (also the default seat).
+    /// Name (also the default seat, and the prefix of bid, creative and campaign ids).
     pub name: String,
     /// Seed of every random draw; the same seed and requests give the same answers.
     #[serde(default)]
     pub seed: u64,
-    /// Response time before the answer.
+    /// Response time before the answer. Default: none.
     #[serde(default)]
     pub latency: Latency,
-    /// A share of requests that get an extra delay.
+    /// A share of requests that get an extra delay on top of `latency`.
     #[serde(default)]
     pub tail: Option<Tail>,
-    /// A share of requests never answered in any sensible time.
+    /// A share of requests never answered in any sensible time (held for [`HANG`], then 204).
     #[serde(default)]
     pub timeout_share: f64,
-    /// Probability of bidding on each impression it can buy.
+    /// Probability of bidding on each impression it can buy. Default 1.
     #[serde(default = "one")]
     pub bid_rate: f64,
-    /// The partner's value for an impression, CPM.
+    /// The partner's value for an impression, CPM in `currency`. Default: fixed 1.0.
     #[serde(default)]
     pub price: PriceDistribution,
-    /// How a value becomes a bid.
+    /// How a value becomes a bid. Default: truthful.
     #[serde(default)]
     pub behaviour: Behaviour,
-    /// Media types it buys.
+    /// Media types it buys, in order of preference when an impression offers several.
+    /// Default: all four.
     #[serde(default = "all_media")]
     pub media: Vec<MediaType>,
-    /// Never bid under the impression's floor (bid nothing instead).
+    /// Never bid under the impression's `bidfloor` (bid nothing instead). Default true.
+    /// Deal bids always meet the deal's floor.
     #[serde(default = "yes")]
     pub respect_floor: bool,
-    /// Currency of its bids.
+    /// Currency of its bids. Default USD.
     #[serde(default = "usd")]
     pub currency: String,
+    /// Exchange rates for reading floors in other currencies: units of `currency` one unit of
+    /// the key is worth (`{ EUR = 1.08 }` for a USD partner). A floor in a currency with no rate
+    /// here is taken at face value.
+    #[serde(default)]
+    pub rates: BTreeMap<String, f64>,
     /// Seat name; the partner's name when absent.
     #[serde(default)]
     pub seat: Option<String>,
-    /// Advertiser domains on its bids.
+    /// Advertiser domains on its bids; `NAME.example` when empty.
     #[serde(default)]
     pub adomain: Vec<String>,
-    /// IAB categories on its bids.
+    /// IAB content categories on its bids.
     #[serde(default)]
     pub cat: Vec<String>,
     /// Deals it buys: when an impression offers one, it bids on the deal at or above its floor.
     #[serde(default)]
     pub deal_ids: Vec<String>,
-    /// Misbehaviour on demand.
+    /// Misbehaviour on demand; changeable at run time with [`SimBidderHandle::set_faults`].
     #[serde(default)]
     pub faults: Faults,
+    /// How many notices the log keeps (the most recent ones); the counters count them all.
+    #[serde(default = "notice_log_limit")]
+    pub notice_log_limit: usize,
 }
 
 fn one() -> f64 {
@@ -89,21 +114,162 @@ fn yes() -> bool {
     true
 }
 fn usd() -> String {
-    "USD".into()
+    DEFAULT_CURRENCY.into()
 }
 fn all_media() -> Vec<MediaType> {
     MediaType::ALL.to_vec()
 }
+fn notice_log_limit() -> usize {
+    100_000
+}
 
 impl SimBidderConfig {
-    /// A truthful partner bidding on everything at a fixed price, answering at once.
+    /// A truthful partner bidding 1.0 USD CPM on everything, answering at once.
     pub fn new(name: impl Into<String>) -> Self {
-        serde_json::from_value(serde_json::json!({ "name": name.into() }))
-            .expect("defaults deserialize")
+        SimBidderConfig {
+            name: name.into(),
+            seed: 0,
+            latency: Latency::default(),
+            tail: None,
+            timeout_share: 0.0,
+            bid_rate: one(),
+            price: PriceDistribution::default(),
+            behaviour: Behaviour::default(),
+            media: all_media(),
+            respect_floor: yes(),
+            currency: usd(),
+            rates: BTreeMap::new(),
+            seat: None,
+            adomain: Vec::new(),
+            cat: Vec::new(),
+            deal_ids: Vec::new(),
+            faults: Faults::default(),
+            notice_log_limit: notice_log_limit(),
+        }
+    }
+
+    /// Checks what the types cannot: shares between 0 and 1, distributions with sensible
+    /// parameters, a shading factor in (0, 1], a three-letter currency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::new("name", "must not be empty"));
+        }
+        let mut shares = vec![
+            ("bid_rate", self.bid_rate),
+            ("timeout_share", self.timeout_share),
+        ];
+        if let Some(tail) = &self.tail {
+            shares.push(("tail.share", tail.share));
+            non_negative("tail.ms", tail.ms)?;
+        }
+        shares.extend(self.faults.shares());
+        for (field, share) in shares {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be between 0 and 1, got {share}"),
+                ));
+            }
+        }
+        self.latency.validate()?;
+        self.price.validate("price")?;
+        if let Behaviour::Shading { factor } = self.behaviour
+            && !(factor > 0.0 && factor <= 1.0)
+        {
+            return Err(ConfigError::new(
+                "behaviour.factor",
+                format!("must be in (0, 1], got {factor}"),
+            ));
+        }
+        if !is_currency(&self.currency) {
+            return Err(ConfigError::new(
+                "currency",
+                format!("must be three upper-case letters, got `{}`", self.currency),
+            ));
+        }
+        for (currency, rate) in &self.rates {
+            if !(is_currency(currency) && rate.is_finite() && *rate > 0.0) {
+                return Err(ConfigError::new(
+                    "rates",
+                    format!("`{currency} = {rate}` needs a currency code and a positive rate"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn seat_name(&self) -> &str {
+        self.seat.as_deref().unwrap_or(&self.name)
+    }
+
+    /// `amount` in `from` (USD when absent), in this partner's currency.
+    fn to_own_currency(&self, amount: f64, from: Option<&str>) -> f64 {
+        let from = from.unwrap_or(DEFAULT_CURRENCY);
+        if from == self.currency {
+            amount
+        } else {
+            amount * self.rates.get(from).copied().unwrap_or(1.0)
+        }
     }
 }
 
-/// Response time distribution, milliseconds.
+fn is_currency(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn non_negative(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be a finite number ≥ 0, got {value}"),
+        ))
+    }
+}
+
+fn positive(field: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be a finite number > 0, got {value}"),
+        ))
+    }
+}
+
+fn ordered(field: &str, min: f64, max: f64) -> Result<(), ConfigError> {
+    if min <= max {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("the minimum {min} exceeds the maximum {max}"),
+        ))
+    }
+}
+
+/// A simulated partner's configuration makes no sense.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} {problem}")]
+pub struct ConfigError {
+    /// The offending field, dotted (`faults.http_500`).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Response time distribution, milliseconds (`{ kind = "fixed", ms = 10 }`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Latency {
@@ -134,6 +300,41 @@ impl Default for Latency {
     }
 }
 
+impl Latency {
+    /// Draws one response time, milliseconds.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
+        match *self {
+            Latency::Fixed { ms } => ms,
+            Latency::Uniform { min_ms, max_ms } => {
+                if max_ms > min_ms {
+                    rng.random_range(min_ms..max_ms)
+                } else {
+                    min_ms
+                }
+            }
+            Latency::LogNormal { median_ms, sigma } => {
+                LogNormal::new(median_ms.max(1e-6).ln(), sigma.max(0.0))
+                    .map_or(median_ms, |d| d.sample(rng))
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        match *self {
+            Latency::Fixed { ms } => non_negative("latency.ms", ms),
+            Latency::Uniform { min_ms, max_ms } => {
+                non_negative("latency.min_ms", min_ms)?;
+                non_negative("latency.max_ms", max_ms)?;
+                ordered("latency", min_ms, max_ms)
+            }
+            Latency::LogNormal { median_ms, sigma } => {
+                positive("latency.median_ms", median_ms)?;
+                non_negative("latency.sigma", sigma)
+            }
+        }
+    }
+}
+
 /// A share of requests delayed by an extra amount.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,9 +345,17 @@ pub struct Tail {
     pub ms: f64,
 }
 
-/// Distribution of a partner's value for an impression, CPM.
+/// Distribution of a value, CPM (`{ kind = "uniform", min = 0.5, max = 3.0 }`).
+///
+/// `log_normal` reads either `{ median, sigma }` or the textbook `{ mu, sigma }` (the mean of
+/// the logarithm; `median = e^mu`); it is kept, and written back, as a median.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    try_from = "RawPriceDistribution"
+)]
 pub enum PriceDistribution {
     /// Always the same value.
     Fixed {
@@ -164,7 +373,7 @@ pub enum PriceDistribution {
     LogNormal {
         /// Median CPM.
         median: f64,
-        /// Shape.
+        /// Shape: the standard deviation of the logarithm.
         sigma: f64,
     },
     /// Exponential with the given mean.
@@ -172,6 +381,47 @@ pub enum PriceDistribution {
         /// Mean CPM.
         mean: f64,
     },
+}
+
+/// What a price distribution reads as, before the two log-normal forms become one.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawPriceDistribution {
+    Fixed {
+        value: f64,
+    },
+    Uniform {
+        min: f64,
+        max: f64,
+    },
+    LogNormal {
+        median: Option<f64>,
+        mu: Option<f64>,
+        sigma: f64,
+    },
+    Exponential {
+        mean: f64,
+    },
+}
+
+impl TryFrom<RawPriceDistribution> for PriceDistribution {
+    type Error = String;
+
+    fn try_from(raw: RawPriceDistribution) -> Result<Self, String> {
+        Ok(match raw {
+            RawPriceDistribution::Fixed { value } => PriceDistribution::Fixed { value },
+            RawPriceDistribution::Uniform { min, max } => PriceDistribution::Uniform { min, max },
+            RawPriceDistribution::Exponential { mean } => PriceDistribution::Exponential { mean },
+            RawPriceDistribution::LogNormal { median, mu, sigma } => {
+                let median = match (median, mu) {
+                    (Some(median), None) => median,
+                    (None, Some(mu)) => mu.exp(),
+                    _ => return Err("log_normal needs exactly one of `median` and `mu`".into()),
+                };
+                PriceDistribution::LogNormal { median, sigma }
+            }
+        })
+    }
 }
 
 impl Default for PriceDistribution {
@@ -182,7 +432,7 @@ impl Default for PriceDistribution {
 
 impl PriceDistribution {
     /// Draws one value.
-    pub fn sample(&self, rng: &mut StdRng) -> f64 {
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         match *self {
             PriceDistribution::Fixed { value } => value,
             PriceDistribution::Uniform { min, max } => {
@@ -201,6 +451,24 @@ impl PriceDistribution {
             }
         }
     }
+
+    /// Checks the parameters; `field` names the distribution in the error.
+    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        let at = |name: &str| format!("{field}.{name}");
+        match *self {
+            PriceDistribution::Fixed { value } => non_negative(&at("value"), value),
+            PriceDistribution::Uniform { min, max } => {
+                non_negative(&at("min"), min)?;
+                non_negative(&at("max"), max)?;
+                ordered(field, min, max)
+            }
+            PriceDistribution::LogNormal { median, sigma } => {
+                positive(&at("median"), median)?;
+                non_negative(&at("sigma"), sigma)
+            }
+            PriceDistribution::Exponential { mean } => positive(&at("mean"), mean),
+        }
+    }
 }
 
 /// How a value becomes a bid.
@@ -212,12 +480,13 @@ pub enum Behaviour {
     Truthful,
     /// Bid a fraction of the value (typical in first price).
     Shading {
-        /// Fraction of the value bid, 0..1.
+        /// Fraction of the value bid, in (0, 1].
         factor: f64,
     },
 }
 
-/// Shares of requests answered badly, each drawn independently per request.
+/// Shares of requests answered badly, each drawn independently per request. When several are
+/// drawn for one request the first in field order wins. A share above 1 acts as 1, below 0 as 0.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Faults {
@@ -227,15 +496,28 @@ pub struct Faults {
     /// Answer 200 with a body that is not JSON.
     #[serde(default)]
     pub garbage: f64,
-    /// Send status and headers announcing a body, then hold the body back.
+    /// Send status and headers announcing a body (`content-length`), then hold the body back
+    /// for [`HANG`].
     #[serde(default)]
     pub hang_after_headers: f64,
-    /// Bid for an impression id the request does not have.
+    /// Bid for an impression id the request does not have (when it would have bid at all).
     #[serde(default)]
     pub unknown_imp: f64,
     /// Answer 200 with an empty `seatbid`.
     #[serde(default)]
     pub empty_seatbid: f64,
+}
+
+impl Faults {
+    fn shares(&self) -> [(&'static str, f64); 5] {
+        [
+            ("faults.http_500", self.http_500),
+            ("faults.garbage", self.garbage),
+            ("faults.hang_after_headers", self.hang_after_headers),
+            ("faults.unknown_imp", self.unknown_imp),
+            ("faults.empty_seatbid", self.empty_seatbid),
+        ]
+    }
 }
 
 /// The kind of a notice received.
@@ -251,6 +533,10 @@ pub enum NoticeKind {
 }
 
 /// One notice the partner received, with its query parameters decoded.
+///
+/// The URLs it hands out name the parameters `auction`, `bid`, `imp`, `seat`, `ad`, `price`,
+/// `cur` (all three kinds) and `loss`, `min` (loss only), each carrying the matching
+/// `${AUCTION_…}` macro; a parameter still holding `${…}` was not substituted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notice {
     /// Which URL was called.
@@ -259,43 +545,114 @@ pub struct Notice {
     pub params: BTreeMap<String, String>,
 }
 
-/// Counters of what the partner did.
+impl Notice {
+    /// A query parameter, if present.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// Parameters whose macro the sender left unsubstituted (`${…}` still in the value).
+    pub fn unsubstituted(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|(_, v)| v.contains("${"))
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+}
+
+/// Live counters of what the partner did; lock-free, read with [`SimStats::snapshot`].
 #[derive(Debug, Default)]
 pub struct SimStats {
-    /// Bid requests received.
+    /// Bid requests received (bodies that parsed as one).
     pub requests: AtomicU64,
+    /// Bodies that were not a bid request (answered 400).
+    pub bad_requests: AtomicU64,
     /// Bids sent.
     pub bids: AtomicU64,
-    /// Requests answered without a bid.
+    /// Requests answered without a bid (204).
     pub no_bids: AtomicU64,
-    /// Faults injected, by kind.
+    /// Faults injected: HTTP 500s.
     pub http_500: AtomicU64,
-    /// Garbage bodies sent.
+    /// Faults injected: garbage bodies.
     pub garbage: AtomicU64,
-    /// Hangs after headers.
+    /// Faults injected: hangs after headers.
     pub hang_after_headers: AtomicU64,
-    /// Requests never answered in time.
+    /// Requests never answered in time (`timeout_share`).
     pub timeouts: AtomicU64,
-    /// Bids for unknown impressions.
+    /// Faults injected: answers bidding on unknown impressions.
     pub unknown_imp: AtomicU64,
-    /// Empty seatbid answers.
+    /// Faults injected: empty seatbid answers.
     pub empty_seatbid: AtomicU64,
-    /// Notices received.
+    /// Notices received, all kinds.
     pub notices: AtomicU64,
+    /// Win notices received.
+    pub wins: AtomicU64,
+    /// Billing notices received.
+    pub bills: AtomicU64,
+    /// Loss notices received.
+    pub losses: AtomicU64,
+}
+
+/// The counters at one moment, as plain numbers; each field as in [`SimStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SimStatsSnapshot {
+    pub requests: u64,
+    pub bad_requests: u64,
+    pub bids: u64,
+    pub no_bids: u64,
+    pub http_500: u64,
+    pub garbage: u64,
+    pub hang_after_headers: u64,
+    pub timeouts: u64,
+    pub unknown_imp: u64,
+    pub empty_seatbid: u64,
+    pub notices: u64,
+    pub wins: u64,
+    pub bills: u64,
+    pub losses: u64,
+}
+
+impl SimStats {
+    /// Reads every counter (each atomically, not all at one instant).
+    pub fn snapshot(&self) -> SimStatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SimStatsSnapshot {
+            requests: get(&self.requests),
+            bad_requests: get(&self.bad_requests),
+            bids: get(&self.bids),
+            no_bids: get(&self.no_bids),
+            http_500: get(&self.http_500),
+            garbage: get(&self.garbage),
+            hang_after_headers: get(&self.hang_after_headers),
+            timeouts: get(&self.timeouts),
+            unknown_imp: get(&self.unknown_imp),
+            empty_seatbid: get(&self.empty_seatbid),
+            notices: get(&self.notices),
+            wins: get(&self.wins),
+            bills: get(&self.bills),
+            losses: get(&self.losses),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 struct State {
     config: SimBidderConfig,
     faults: ArcSwap<Faults>,
     stats: SimStats,
-    notices: Mutex<Vec<Notice>>,
+    notices: Mutex<VecDeque<Notice>>,
+    notice_arrived: Notify,
     addr: SocketAddr,
+    stop: CancellationToken,
 }
 
 /// A running simulated partner; dropping it stops the server.
 pub struct SimBidderHandle {
     state: Arc<State>,
-    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for SimBidderHandle {
@@ -313,7 +670,7 @@ impl SimBidderHandle {
         self.state.addr
     }
 
-    /// The URL to configure in bourse for this partner.
+    /// The URL to configure in bourse for this partner (`http://ADDR/bid`).
     pub fn endpoint(&self) -> String {
         format!("http://{}/bid", self.state.addr)
     }
@@ -323,30 +680,58 @@ impl SimBidderHandle {
         &self.state.config.name
     }
 
+    /// The configuration it was started with (faults as they were at the start).
+    pub fn config(&self) -> &SimBidderConfig {
+        &self.state.config
+    }
+
     /// Live counters.
     pub fn stats(&self) -> &SimStats {
         &self.state.stats
     }
 
-    /// Every notice received so far.
+    /// The notices received so far, oldest first (the most recent `notice_log_limit`).
     pub fn notices(&self) -> Vec<Notice> {
-        self.state.notices.lock().clone()
+        self.state.notices.lock().iter().cloned().collect()
     }
 
-    /// Changes the faults injected from now on.
+    /// Waits until `count` notices have been received in all, or `timeout` passes, then returns
+    /// the log. Notices are fired after the auction answers, so tests wait for them.
+    pub async fn wait_for_notices(&self, count: usize, timeout: Duration) -> Vec<Notice> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.state.notice_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.state.stats.notices.load(Ordering::Relaxed) >= count as u64 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                break;
+            }
+        }
+        self.notices()
+    }
+
+    /// The faults injected now.
+    pub fn faults(&self) -> Faults {
+        Faults::clone(&self.state.faults.load())
+    }
+
+    /// Changes the faults injected from the next request on.
     pub fn set_faults(&self, faults: Faults) {
         self.state.faults.store(Arc::new(faults));
     }
 
-    /// Stops accepting connections.
+    /// Stops accepting connections, closes the open ones and releases every held request.
     pub fn shutdown(&self) {
-        self.stop.cancel();
+        self.state.stop.cancel();
     }
 }
 
 impl Drop for SimBidderHandle {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.state.stop.cancel();
     }
 }
 
@@ -358,48 +743,60 @@ type ResponseBody =
     StreamBody<futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 
 impl SimBidder {
-    /// Binds `addr` (port 0 for any) and serves until the handle is dropped.
+    /// Checks the configuration, binds `addr` (port 0 for any free port) and serves HTTP/1.1
+    /// and h2c (prior knowledge) until the handle is shut down or dropped. A configuration that
+    /// does not validate is an `InvalidInput` error.
     pub async fn spawn(
         config: SimBidderConfig,
         addr: SocketAddr,
     ) -> std::io::Result<SimBidderHandle> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = TcpListener::bind(addr).await?;
         let state = Arc::new(State {
             faults: ArcSwap::from_pointee(config.faults.clone()),
             config,
             stats: SimStats::default(),
-            notices: Mutex::new(Vec::new()),
+            notices: Mutex::new(VecDeque::new()),
+            notice_arrived: Notify::new(),
             addr: listener.local_addr()?,
+            stop: CancellationToken::new(),
         });
-        let stop = CancellationToken::new();
-        let (accept_state, accept_stop) = (state.clone(), stop.clone());
+        tokio::spawn(accept(listener, state.clone()));
+        Ok(SimBidderHandle { state })
+    }
+}
+
+async fn accept(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let stream = tokio::select! {
+            _ = state.stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, usually: back off instead of spinning.
+                    tracing::debug!(%error, "simulated bidder accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
         tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    _ = accept_stop.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                };
-                let _ = stream.set_nodelay(true);
-                let (state, stop) = (accept_state.clone(), accept_stop.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(serve(&state, req).await) }
-                    });
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = stop.cancelled() => {}
-                    }
-                });
+            let stop = state.stop.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(serve(&state, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
             }
         });
-        Ok(SimBidderHandle { state, stop })
     }
 }
 
@@ -409,52 +806,80 @@ fn respond(status: StatusCode, body: impl Into<Bytes>) -> http::Response<Respons
     let stream = futures_util::stream::iter([Ok(Frame::data(body))]).boxed();
     let mut response = http::Response::new(StreamBody::new(stream));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    if status != StatusCode::NO_CONTENT {
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+fn hang_after_headers(stop: CancellationToken) -> http::Response<ResponseBody> {
+    use futures_util::StreamExt;
+    let stream = futures_util::stream::once(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(HANG) => {}
+            _ = stop.cancelled() => {}
+        }
+        Ok(Frame::data(Bytes::from_static(b"{}")))
+    })
+    .boxed();
+    let mut response = http::Response::new(StreamBody::new(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from_static("2"),
+    );
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     response
 }
 
-fn hang_after_headers() -> http::Response<ResponseBody> {
-    use futures_util::StreamExt;
-    let stream = futures_util::stream::once(async {
-        tokio::time::sleep(HANG).await;
-        Ok(Frame::data(Bytes::from_static(b"{}")))
-    })
-    .boxed();
-    let mut response = http::Response::new(StreamBody::new(stream));
-    response.headers_mut().insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from_static("2"),
-    );
-    response
+async fn serve(state: &State, req: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    match *req.method() {
+        Method::GET => {}
+        Method::POST => return bid_request(state, req).await,
+        _ => return respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
+    }
+    let (kind, counter) = match req.uri().path() {
+        "/win" => (NoticeKind::Win, &state.stats.wins),
+        "/bill" => (NoticeKind::Bill, &state.stats.bills),
+        "/loss" => (NoticeKind::Loss, &state.stats.losses),
+        "/stats" => {
+            let body = serde_json::to_vec(&state.stats.snapshot()).expect("serializes");
+            return respond(StatusCode::OK, body);
+        }
+        _ => return respond(StatusCode::NOT_FOUND, Bytes::new()),
+    };
+    let params = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    {
+        let mut log = state.notices.lock();
+        if state.config.notice_log_limit > 0 {
+            if log.len() >= state.config.notice_log_limit {
+                log.pop_front();
+            }
+            log.push_back(Notice { kind, params });
+        }
+        // Counted under the lock so a waiter that sees the count also sees the notice.
+        bump(counter);
+        bump(&state.stats.notices);
+    }
+    state.notice_arrived.notify_waiters();
+    respond(StatusCode::OK, Bytes::new())
 }
 
-async fn serve(state: &State, req: http::Request<Incoming>) -> http::Response<ResponseBody> {
-    let path = req.uri().path().to_owned();
-    if req.method() == Method::GET {
-        let kind = match path.as_str() {
-            "/win" => NoticeKind::Win,
-            "/bill" => NoticeKind::Bill,
-            "/loss" => NoticeKind::Loss,
-            _ => return respond(StatusCode::NOT_FOUND, Bytes::new()),
-        };
-        let params = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        state.stats.notices.fetch_add(1, Ordering::Relaxed);
-        state.notices.lock().push(Notice { kind, params });
-        return respond(StatusCode::OK, Bytes::new());
-    }
-    if req.method() != Method::POST {
-        return respond(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
-    }
+async fn bid_request(state: &State, req: http::Request<Incoming>) -> http::Response<ResponseBody> {
     let gzipped = req
         .headers()
         .get(http::header::CONTENT_ENCODING)
-        .is_some_and(|v| v == "gzip");
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let Ok(collected) = req.into_body().collect().await else {
+        bump(&state.stats.bad_requests);
         return respond(StatusCode::BAD_REQUEST, Bytes::new());
     };
     let raw = collected.to_bytes();
@@ -464,6 +889,7 @@ async fn serve(state: &State, req: http::Request<Incoming>) -> http::Response<Re
             .read_to_end(&mut out)
             .is_err()
         {
+            bump(&state.stats.bad_requests);
             return respond(StatusCode::BAD_REQUEST, "bad gzip");
         }
         Bytes::from(out)
@@ -471,17 +897,36 @@ async fn serve(state: &State, req: http::Request<Incoming>) -> http::Response<Re
         raw
     };
     let Ok(request) = serde_json::from_slice::<BidRequest>(&body) else {
+        bump(&state.stats.bad_requests);
         return respond(StatusCode::BAD_REQUEST, "not an OpenRTB bid request");
     };
-    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    bump(&state.stats.requests);
     answer(state, &request).await
 }
 
-/// The seeded random source for one request: the same seed and request id draw the same numbers.
+/// FNV-1a, 64 bits: a hash that, unlike `DefaultHasher`, stays the same across Rust releases.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The seeded random source for one request: the same seed and request id draw the same
+/// numbers, and seeds or ids that differ draw independent ones.
 fn rng_for(seed: u64, request_id: &str) -> StdRng {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    request_id.hash(&mut hasher);
-    StdRng::seed_from_u64(seed ^ hasher.finish())
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&fnv1a(request_id.as_bytes()).to_le_bytes());
+    key[16..24].copy_from_slice(&(request_id.len() as u64).to_le_bytes());
+    key[24..].copy_from_slice(b"bourse-s");
+    StdRng::from_seed(key)
+}
+
+async fn hold(stop: &CancellationToken, duration: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = stop.cancelled() => {}
+    }
 }
 
 async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseBody> {
@@ -489,31 +934,32 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
     let faults = state.faults.load();
     let stats = &state.stats;
     let mut rng = rng_for(config.seed, &request.id);
-    // Draw every fault every time, so one fault's share does not shift the others' draws.
+    // Draw every fault every time, so that one fault's share does not shift the others' draws
+    // (or the prices that follow) when it changes.
     let draws: [f64; 6] = std::array::from_fn(|_| rng.random::<f64>());
     if draws[0] < faults.http_500 {
-        stats.http_500.fetch_add(1, Ordering::Relaxed);
+        bump(&stats.http_500);
         return respond(StatusCode::INTERNAL_SERVER_ERROR, "simulated failure");
     }
     if draws[1] < faults.garbage {
-        stats.garbage.fetch_add(1, Ordering::Relaxed);
+        bump(&stats.garbage);
         return respond(StatusCode::OK, "{\"id\": \"garbage");
     }
     if draws[2] < faults.hang_after_headers {
-        stats.hang_after_headers.fetch_add(1, Ordering::Relaxed);
-        return hang_after_headers();
+        bump(&stats.hang_after_headers);
+        return hang_after_headers(state.stop.clone());
     }
     if draws[3] < config.timeout_share {
-        stats.timeouts.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(HANG).await;
+        bump(&stats.timeouts);
+        hold(&state.stop, HANG).await;
         return respond(StatusCode::NO_CONTENT, Bytes::new());
     }
     let delay = latency_ms(config, &mut rng);
     if delay > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;
+        hold(&state.stop, Duration::from_secs_f64(delay / 1000.0)).await;
     }
     if draws[4] < faults.empty_seatbid {
-        stats.empty_seatbid.fetch_add(1, Ordering::Relaxed);
+        bump(&stats.empty_seatbid);
         let empty = BidResponse {
             id: request.id.clone(),
             ..BidResponse::default()
@@ -524,29 +970,30 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
         );
     }
     let unknown_imp = draws[5] < faults.unknown_imp;
-    let seat = config.seat.clone().unwrap_or_else(|| config.name.clone());
+    let request_key = fnv1a(request.id.as_bytes());
     let mut bids = Vec::new();
     for imp in &request.imp {
-        if let Some(mut bid) = bid_for(config, imp, &mut rng, &state.addr, bids.len()) {
+        let id = format!("{}-{request_key:016x}-{}", config.name, bids.len());
+        if let Some(mut bid) = bid_for(config, imp, &mut rng, &state.addr, id) {
             if unknown_imp {
                 bid.impid = format!("unknown-{}", imp.id);
             }
             bids.push(bid);
         }
     }
-    if unknown_imp && !bids.is_empty() {
-        stats.unknown_imp.fetch_add(1, Ordering::Relaxed);
-    }
     if bids.is_empty() {
-        stats.no_bids.fetch_add(1, Ordering::Relaxed);
+        bump(&stats.no_bids);
         return respond(StatusCode::NO_CONTENT, Bytes::new());
+    }
+    if unknown_imp {
+        bump(&stats.unknown_imp);
     }
     stats.bids.fetch_add(bids.len() as u64, Ordering::Relaxed);
     let response = BidResponse {
         id: request.id.clone(),
         seatbid: vec![SeatBid {
             bid: bids,
-            seat: Some(seat),
+            seat: Some(config.seat_name().to_owned()),
             ..SeatBid::default()
         }],
         cur: Some(config.currency.clone()),
@@ -559,22 +1006,11 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
 }
 
 fn latency_ms(config: &SimBidderConfig, rng: &mut StdRng) -> f64 {
-    let base = match config.latency {
-        Latency::Fixed { ms } => ms,
-        Latency::Uniform { min_ms, max_ms } => {
-            if max_ms > min_ms {
-                rng.random_range(min_ms..max_ms)
-            } else {
-                min_ms
-            }
-        }
-        Latency::LogNormal { median_ms, sigma } => {
-            LogNormal::new(median_ms.max(1e-6).ln(), sigma.max(0.0))
-                .map_or(median_ms, |d| d.sample(rng))
-        }
-    };
+    let base = config.latency.sample(rng);
+    // Drawn whether or not a tail is configured, so adding one does not shift the prices.
+    let tail_draw = rng.random::<f64>();
     let tail = match &config.tail {
-        Some(tail) if rng.random::<f64>() < tail.share => tail.ms,
+        Some(tail) if tail_draw < tail.share => tail.ms,
         _ => 0.0,
     };
     (base + tail).max(0.0)
@@ -586,12 +1022,31 @@ fn media_for(config: &SimBidderConfig, imp: &Imp) -> Option<MediaType> {
     config.media.iter().copied().find(|m| offered.contains(*m))
 }
 
+/// The first deal the impression offers that this partner buys.
+fn deal_for<'a>(config: &SimBidderConfig, imp: &'a Imp) -> Option<&'a Deal> {
+    imp.pmp
+        .as_ref()?
+        .deals
+        .iter()
+        .find(|d| config.deal_ids.contains(&d.id))
+}
+
+/// A price rounded to 4 decimals, never below `floor`.
+fn at_least(price: f64, floor: f64) -> f64 {
+    let rounded = (price * 10_000.0).round() / 10_000.0;
+    if rounded < floor {
+        (floor * 10_000.0).ceil() / 10_000.0
+    } else {
+        rounded
+    }
+}
+
 fn bid_for(
     config: &SimBidderConfig,
     imp: &Imp,
     rng: &mut StdRng,
     addr: &SocketAddr,
-    n: usize,
+    id: String,
 ) -> Option<Bid> {
     let media = media_for(config, imp)?;
     // Draw both numbers whatever happens, so that one impression's outcome never shifts the next's.
@@ -606,23 +1061,29 @@ fn bid_for(
         Behaviour::Truthful => value,
         Behaviour::Shading { factor } => value * factor,
     };
-    let deal = imp
-        .pmp
-        .as_ref()
-        .and_then(|pmp| pmp.deals.iter().find(|d| config.deal_ids.contains(&d.id)));
-    if let Some(deal) = deal {
-        price = price.max(deal.bidfloor.unwrap_or(0.0));
-    } else if config.respect_floor && price < imp.bidfloor.unwrap_or(0.0) {
-        return None;
-    }
+    let deal = deal_for(config, imp);
+    let floor = if let Some(deal) = deal {
+        // A deal's terms are its floor: bid at least that, whatever the value.
+        let floor =
+            config.to_own_currency(deal.bidfloor.unwrap_or(0.0), deal.bidfloorcur.as_deref());
+        price = price.max(floor);
+        floor
+    } else {
+        let floor = config.to_own_currency(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref());
+        if config.respect_floor && price < floor {
+            return None;
+        }
+        if config.respect_floor { floor } else { 0.0 }
+    };
     if !(price.is_finite() && price > 0.0) {
         return None;
     }
+    let price = at_least(price, floor);
     let (w, h) = size_for(imp, media);
-    let id = format!("{}-{}-{n}", config.name, imp.id);
     let notice = |kind: &str| {
         format!(
-            "http://{addr}/{kind}?auction=${{AUCTION_ID}}&bid=${{AUCTION_BID_ID}}&imp=${{AUCTION_IMP_ID}}&seat=${{AUCTION_SEAT_ID}}&ad=${{AUCTION_AD_ID}}&price=${{AUCTION_PRICE}}&cur=${{AUCTION_CURRENCY}}{}",
+            "http://{addr}/{kind}?auction=${{AUCTION_ID}}&bid=${{AUCTION_BID_ID}}&imp=${{AUCTION_IMP_ID}}\
+             &seat=${{AUCTION_SEAT_ID}}&ad=${{AUCTION_AD_ID}}&price=${{AUCTION_PRICE}}&cur=${{AUCTION_CURRENCY}}{}",
             if kind == "loss" {
                 "&loss=${AUCTION_LOSS}&min=${AUCTION_MIN_TO_WIN}"
             } else {
@@ -630,21 +1091,21 @@ fn bid_for(
             }
         )
     };
-    let domain = config
-        .adomain
-        .first()
-        .cloned()
-        .unwrap_or_else(|| format!("{}.example", config.name));
+    let adomain = if config.adomain.is_empty() {
+        vec![format!("{}.example", config.name)]
+    } else {
+        config.adomain.clone()
+    };
     Some(Bid {
         id,
         impid: imp.id.clone(),
-        price: Some((price * 10_000.0).round() / 10_000.0),
+        price: Some(price),
         nurl: Some(notice("win")),
         burl: Some(notice("bill")),
         lurl: Some(notice("loss")),
-        adm: Some(markup(media, &config.name, &domain, w, h)),
+        adm: Some(markup(media, &config.name, &adomain[0], w, h)),
         adid: Some(format!("{}-ad-{}", config.name, media.as_str())),
-        adomain: vec![domain],
+        adomain,
         cid: Some(format!("{}-campaign", config.name)),
         crid: Some(format!("{}-creative-{}", config.name, media.as_str())),
         cat: config.cat.clone(),
@@ -675,6 +1136,8 @@ fn size_for(imp: &Imp, media: MediaType) -> (Option<u32>, Option<u32>) {
     }
 }
 
+/// Plausible creative markup: an HTML banner, a VAST 4.0 inline ad for video and audio, a
+/// native 1.2 response for native.
 fn markup(media: MediaType, name: &str, domain: &str, w: Option<u32>, h: Option<u32>) -> String {
     let (w, h) = (w.unwrap_or(300), h.unwrap_or(250));
     match media {
@@ -683,13 +1146,27 @@ fn markup(media: MediaType, name: &str, domain: &str, w: Option<u32>, h: Option<
              background:#f4f1ea;font:14px sans-serif\"><a href=\"https://{domain}/landing\" target=\"_blank\" \
              rel=\"noopener\">{name}: an ad at ${{AUCTION_PRICE}} CPM</a></div>"
         ),
-        MediaType::Video | MediaType::Audio => format!(
-            "<VAST version=\"4.0\"><Ad id=\"{name}\"><InLine><AdSystem>{name}</AdSystem><AdTitle>{name}</AdTitle>\
-             <Impression><![CDATA[https://{domain}/imp]]></Impression><Creatives><Creative><Linear>\
-             <Duration>00:00:15</Duration><MediaFiles><MediaFile delivery=\"progressive\" type=\"video/mp4\" \
-             width=\"{w}\" height=\"{h}\"><![CDATA[https://{domain}/ad.mp4]]></MediaFile></MediaFiles></Linear>\
-             </Creative></Creatives></InLine></Ad></VAST>"
-        ),
+        MediaType::Video | MediaType::Audio => {
+            let file = if media == MediaType::Video {
+                format!(
+                    "<MediaFile delivery=\"progressive\" type=\"video/mp4\" width=\"{w}\" height=\"{h}\">\
+                     <![CDATA[https://{domain}/ad.mp4]]></MediaFile>"
+                )
+            } else {
+                format!(
+                    "<MediaFile delivery=\"progressive\" type=\"audio/mpeg\">\
+                     <![CDATA[https://{domain}/ad.mp3]]></MediaFile>"
+                )
+            };
+            format!(
+                "<VAST version=\"4.0\"><Ad id=\"{name}\"><InLine><AdSystem>{name}</AdSystem>\
+                 <AdServingId>{name}-${{AUCTION_ID}}</AdServingId><AdTitle>{name}</AdTitle>\
+                 <Impression><![CDATA[https://{domain}/imp]]></Impression><Creatives><Creative>\
+                 <UniversalAdId idRegistry=\"unknown\">{name}-creative</UniversalAdId><Linear>\
+                 <Duration>00:00:15</Duration><MediaFiles>{file}</MediaFiles></Linear>\
+                 </Creative></Creatives></InLine></Ad></VAST>"
+            )
+        }
         MediaType::Native => serde_json::json!({
             "native": {
                 "ver": "1.2",
@@ -706,46 +1183,4 @@ fn markup(media: MediaType, name: &str, domain: &str, w: Option<u32>, h: Option<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn price_distributions_stay_in_range_and_repeat_with_a_seed() {
-        let mut a = StdRng::seed_from_u64(7);
-        let mut b = StdRng::seed_from_u64(7);
-        let uniform = PriceDistribution::Uniform { min: 1.0, max: 2.0 };
-        for _ in 0..1000 {
-            let (x, y) = (uniform.sample(&mut a), uniform.sample(&mut b));
-            assert_eq!(x, y);
-            assert!((1.0..2.0).contains(&x));
-        }
-        let lognormal = PriceDistribution::LogNormal {
-            median: 2.0,
-            sigma: 0.5,
-        };
-        let mut draws: Vec<f64> = (0..10_001).map(|_| lognormal.sample(&mut a)).collect();
-        draws.sort_by(f64::total_cmp);
-        assert!((draws[5000] - 2.0).abs() < 0.1, "median {}", draws[5000]);
-        let exp = PriceDistribution::Exponential { mean: 3.0 };
-        let mean = (0..20_000).map(|_| exp.sample(&mut a)).sum::<f64>() / 20_000.0;
-        assert!((mean - 3.0).abs() < 0.15, "mean {mean}");
-    }
-
-    #[test]
-    fn configs_read_from_toml_like_json() {
-        let config: SimBidderConfig = serde_json::from_value(serde_json::json!({
-            "name": "x",
-            "latency": {"kind": "log_normal", "median_ms": 20.0, "sigma": 0.4},
-            "price": {"kind": "uniform", "min": 0.5, "max": 3.0},
-            "behaviour": {"kind": "shading", "factor": 0.8},
-            "faults": {"http_500": 0.01}
-        }))
-        .unwrap();
-        assert_eq!(config.behaviour, Behaviour::Shading { factor: 0.8 });
-        assert_eq!(config.faults.http_500, 0.01);
-        assert!(
-            serde_json::from_value::<SimBidderConfig>(serde_json::json!({"name": "x", "typo": 1}))
-                .is_err()
-        );
-    }
-}
+mod tests;

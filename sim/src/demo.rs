@@ -3,9 +3,18 @@
 use crate::bidder::{Behaviour, Latency, PriceDistribution, SimBidderConfig, Tail};
 use bourse_engine::openrtb::MediaType;
 
-/// Four plausible partners: a fast display buyer, a premium one with deals and a tail, a
-/// first-price shader, and a video specialist.
+/// Four plausible partners, all bidding in USD: a fast display buyer, a premium one with a
+/// deal (`premium-q4`) and a slow tail, a first-price shader, and a video and audio specialist.
+/// Each reads EUR and GBP floors at the rates `bourse demo` configures the exchange with.
 pub fn demo_bidders() -> Vec<SimBidderConfig> {
+    let mut bidders = partners();
+    for bidder in &mut bidders {
+        bidder.rates = [("EUR".to_owned(), 1.08), ("GBP".to_owned(), 1.27)].into();
+    }
+    bidders
+}
+
+fn partners() -> Vec<SimBidderConfig> {
     let mut swift = SimBidderConfig::new("swift-display");
     swift.seed = 1;
     swift.latency = Latency::LogNormal {

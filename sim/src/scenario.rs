@@ -129,13 +129,8 @@ impl Scenario {
             if !names.insert(bidder.name.as_str()) {
                 bail!("bidders[{n}].name `{}` repeats", bidder.name);
             }
-            for (field, share) in [
-                ("bid_rate", bidder.bid_rate),
-                ("timeout_share", bidder.timeout_share),
-            ] {
-                if !(0.0..=1.0).contains(&share) {
-                    bail!("bidders[{n}].{field} must be between 0 and 1, got {share}");
-                }
+            if let Err(error) = bidder.validate() {
+                bail!("bidders[{n}].{error}");
             }
         }
         self.traffic.validate().map_err(anyhow::Error::msg)
