@@ -179,6 +179,7 @@ impl AdapterError {
 /// each restriction is built at most once per auction, and so is each plain OpenRTB body.
 pub struct Outbound<'a> {
     request: &'a BidRequest,
+    offered: MediaTypes,
     restricted: RefCell<Vec<(MediaTypes, Arc<BidRequest>)>>,
     bodies: RefCell<Vec<(MediaTypes, u64, Bytes)>>,
 }
@@ -195,6 +196,7 @@ impl<'a> Outbound<'a> {
     /// Wraps the auction's outbound request.
     pub fn new(request: &'a BidRequest) -> Self {
         Outbound {
+            offered: request.media_types(),
             request,
             restricted: RefCell::default(),
             bodies: RefCell::default(),
@@ -206,9 +208,17 @@ impl<'a> Outbound<'a> {
         self.request
     }
 
+    /// What a restriction to `media` really depends on: the media types the request offers
+    /// among them. Partners with different media lists but the same overlap share one copy
+    /// and one body.
+    fn effective(&self, media: MediaTypes) -> MediaTypes {
+        media.intersection(self.offered)
+    }
+
     /// The request with only impressions (and media objects) in `media`; `None` if none remain.
     /// When every impression already fits, this is the request itself, not a copy.
     pub fn restricted(&self, media: MediaTypes) -> Option<SharedRequest<'a>> {
+        let media = self.effective(media);
         let fits = self
             .request
             .imp
@@ -237,6 +247,7 @@ impl<'a> Outbound<'a> {
     /// `tmax` is already the request's (the exchange sets it to the bidders' budget), nothing
     /// is copied before serializing.
     pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<String>)> {
+        let media = self.effective(media);
         let req = self.restricted(media)?;
         let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();
         if let Some((_, _, body)) = self
@@ -348,5 +359,39 @@ impl AdapterRegistry {
     /// Names of every registered adapter.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.factories.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partners_with_the_same_overlap_share_one_body() {
+        let request: BidRequest = serde_json::from_str(
+            r#"{"id":"r","tmax":200,"imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#,
+        )
+        .unwrap();
+        let outbound = Outbound::new(&request);
+        let banner = MediaTypes::NONE.with(MediaType::Banner);
+        let banner_video = banner.with(MediaType::Video);
+        let (a, _) = outbound.openrtb_body(banner, 200).unwrap();
+        let (b, _) = outbound.openrtb_body(banner_video, 200).unwrap();
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "one serialization for both partners"
+        );
+        assert!(matches!(
+            outbound.restricted(banner_video),
+            Some(SharedRequest::Whole(_))
+        ));
+        assert!(
+            outbound
+                .openrtb_body(MediaTypes::NONE.with(MediaType::Audio), 200)
+                .is_none()
+        );
+        let (c, _) = outbound.openrtb_body(banner, 150).unwrap();
+        assert!(String::from_utf8_lossy(&c).contains("\"tmax\":150"));
     }
 }

@@ -96,6 +96,11 @@ impl MediaTypes {
         self.0 & other.0 != 0
     }
 
+    /// The media types either set holds.
+    pub fn union(self, other: MediaTypes) -> MediaTypes {
+        MediaTypes(self.0 | other.0)
+    }
+
     /// The media types both sets hold.
     pub fn intersection(self, other: MediaTypes) -> MediaTypes {
         MediaTypes(self.0 & other.0)

@@ -56,9 +56,9 @@ impl BidRequest {
 
     /// The media types offered by any impression.
     pub fn media_types(&self) -> MediaTypes {
-        self.imp.iter().fold(MediaTypes::NONE, |acc, imp| {
-            MediaTypes::from_iter(acc.iter().chain(imp.media_types().iter()))
-        })
+        self.imp
+            .iter()
+            .fold(MediaTypes::NONE, |acc, imp| acc.union(imp.media_types()))
     }
 }
 
