@@ -294,6 +294,20 @@ pub enum Latency {
     },
 }
 
+/// A uniform draw in `[min, max)`, or `min` when the range is empty.
+fn uniform<R: Rng + ?Sized>(rng: &mut R, min: f64, max: f64) -> f64 {
+    if max > min {
+        rng.random_range(min..max)
+    } else {
+        min
+    }
+}
+
+/// A log-normal draw with the given median; the median itself when the shape is invalid.
+fn log_normal<R: Rng + ?Sized>(rng: &mut R, median: f64, sigma: f64) -> f64 {
+    LogNormal::new(median.max(1e-9).ln(), sigma.max(0.0)).map_or(median, |d| d.sample(rng))
+}
+
 impl Default for Latency {
     fn default() -> Self {
         Latency::Fixed { ms: 0.0 }
@@ -305,17 +319,8 @@ impl Latency {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         match *self {
             Latency::Fixed { ms } => ms,
-            Latency::Uniform { min_ms, max_ms } => {
-                if max_ms > min_ms {
-                    rng.random_range(min_ms..max_ms)
-                } else {
-                    min_ms
-                }
-            }
-            Latency::LogNormal { median_ms, sigma } => {
-                LogNormal::new(median_ms.max(1e-6).ln(), sigma.max(0.0))
-                    .map_or(median_ms, |d| d.sample(rng))
-            }
+            Latency::Uniform { min_ms, max_ms } => uniform(rng, min_ms, max_ms),
+            Latency::LogNormal { median_ms, sigma } => log_normal(rng, median_ms, sigma),
         }
     }
 
@@ -435,17 +440,8 @@ impl PriceDistribution {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {
         match *self {
             PriceDistribution::Fixed { value } => value,
-            PriceDistribution::Uniform { min, max } => {
-                if max > min {
-                    rng.random_range(min..max)
-                } else {
-                    min
-                }
-            }
-            PriceDistribution::LogNormal { median, sigma } => {
-                LogNormal::new(median.max(1e-9).ln(), sigma.max(0.0))
-                    .map_or(median, |d| d.sample(rng))
-            }
+            PriceDistribution::Uniform { min, max } => uniform(rng, min, max),
+            PriceDistribution::LogNormal { median, sigma } => log_normal(rng, median, sigma),
             PriceDistribution::Exponential { mean } => {
                 Exp::new(1.0 / mean.max(1e-9)).map_or(mean, |d| d.sample(rng))
             }

@@ -20,6 +20,11 @@ async fn with_bad_partner(reply: Reply) -> (Partner, Partner, Exchange) {
     (good, bad, ex)
 }
 
+/// Asserts one metric sample's value.
+async fn assert_counted(ex: &Exchange, series: &str, expected: f64) {
+    assert_eq!(ex.metric(series).await, expected, "{series}");
+}
+
 async fn good_bid_wins_in_time(ex: &Exchange) {
     let mut request = banner_request("mis-1", &[("1", 0.1)]);
     request["tmax"] = json!(200);
@@ -38,27 +43,15 @@ async fn good_bid_wins_in_time(ex: &Exchange) {
 async fn a_partner_that_never_answers_times_out() {
     let (_g, _b, ex) = with_bad_partner(Reply::Hang).await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_timeouts_total{bidder=\"bad\"}")
-            .await,
-        1.0
-    );
-    assert_eq!(
-        ex.metric("bourse_bidder_timeouts_total{bidder=\"good\"}")
-            .await,
-        0.0
-    );
+    assert_counted(&ex, "bourse_bidder_timeouts_total{bidder=\"bad\"}", 1.0).await;
+    assert_counted(&ex, "bourse_bidder_timeouts_total{bidder=\"good\"}", 0.0).await;
 }
 
 #[tokio::test]
 async fn a_partner_that_hangs_after_headers_times_out() {
     let (_g, _b, ex) = with_bad_partner(Reply::HangAfterHeaders).await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_timeouts_total{bidder=\"bad\"}")
-            .await,
-        1.0
-    );
+    assert_counted(&ex, "bourse_bidder_timeouts_total{bidder=\"bad\"}", 1.0).await;
 }
 
 #[tokio::test]
@@ -69,33 +62,31 @@ async fn a_slow_partner_past_its_own_timeout_is_cut_off() {
     ))
     .await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_timeouts_total{bidder=\"bad\"}")
-            .await,
-        1.0
-    );
+    assert_counted(&ex, "bourse_bidder_timeouts_total{bidder=\"bad\"}", 1.0).await;
 }
 
 #[tokio::test]
 async fn server_errors_are_counted() {
     let (_g, _b, ex) = with_bad_partner(Reply::Status(503)).await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_errors_total{bidder=\"bad\",kind=\"http_status\"}")
-            .await,
-        1.0
-    );
+    assert_counted(
+        &ex,
+        "bourse_bidder_errors_total{bidder=\"bad\",kind=\"http_status\"}",
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_counted() {
     let (_g, _b, ex) = with_bad_partner(Reply::Garbage).await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_errors_total{bidder=\"bad\",kind=\"bad_response\"}")
-            .await,
-        1.0
-    );
+    assert_counted(
+        &ex,
+        "bourse_bidder_errors_total{bidder=\"bad\",kind=\"bad_response\"}",
+        1.0,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -130,9 +121,10 @@ async fn a_refused_connection_is_counted() {
     ))
     .await;
     good_bid_wins_in_time(&ex).await;
-    assert_eq!(
-        ex.metric("bourse_bidder_errors_total{bidder=\"gone\",kind=\"connect\"}")
-            .await,
-        1.0
-    );
+    assert_counted(
+        &ex,
+        "bourse_bidder_errors_total{bidder=\"gone\",kind=\"connect\"}",
+        1.0,
+    )
+    .await;
 }
