@@ -259,18 +259,3 @@ pub(crate) fn media_by_name(name: &str) -> Option<MediaType> {
         .into_iter()
         .find(|m| m.as_str().eq_ignore_ascii_case(name))
 }
-
-/// Skipped impressions as one error, when nothing else could be sent.
-pub(crate) fn all_skipped(skipped: Vec<String>) -> AdapterError {
-    const SHOWN: usize = 3;
-    let more = skipped.len().saturating_sub(SHOWN);
-    let mut msg = skipped
-        .into_iter()
-        .take(SHOWN)
-        .collect::<Vec<_>>()
-        .join("; ");
-    if more > 0 {
-        msg.push_str(&format!("; and {more} more"));
-    }
-    AdapterError::BadInput(msg)
-}

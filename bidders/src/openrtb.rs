@@ -8,7 +8,8 @@
 
 use crate::common::{self, Headers};
 use bourse_engine::bidder::{
-    AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo, Outbound,
+    AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo,
+    Outbound, Requests,
 };
 use bourse_engine::openrtb::{BidRequest, MediaTypes};
 use http::{HeaderName, HeaderValue, Method};
@@ -42,21 +43,17 @@ pub fn build(spec: &BidderSpec) -> Result<Arc<dyn Bidder>, String> {
 }
 
 impl Bidder for OpenRtb {
-    fn make_requests(
-        &self,
-        outbound: &Outbound<'_>,
-        call: &CallInfo<'_>,
-    ) -> Result<Vec<BidderRequest>, AdapterError> {
+    fn make_requests(&self, outbound: &Outbound<'_>, call: &CallInfo<'_>) -> Requests {
         let Some((body, imp_ids)) = outbound.openrtb_body(self.media, call.tmax_ms) else {
-            return Ok(Vec::new());
+            return Requests::default();
         };
-        Ok(vec![BidderRequest {
+        Requests::one(BidderRequest {
             method: Method::POST,
             uri: self.endpoint.clone(),
             headers: self.headers.clone(),
             body,
             imp_ids,
-        }])
+        })
     }
 
     fn make_bids(

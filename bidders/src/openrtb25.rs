@@ -16,7 +16,8 @@
 
 use crate::common::{self, Headers};
 use bourse_engine::bidder::{
-    AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo, Outbound,
+    AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo,
+    Outbound, Requests,
 };
 use bourse_engine::openrtb::{Bid, BidRequest, Imp, MediaType, MediaTypes, Publisher, Raw};
 use bytes::Bytes;
@@ -59,40 +60,47 @@ pub fn build(spec: &BidderSpec) -> Result<Arc<dyn Bidder>, String> {
 }
 
 impl Bidder for OpenRtb25 {
-    fn make_requests(
-        &self,
-        outbound: &Outbound<'_>,
-        call: &CallInfo<'_>,
-    ) -> Result<Vec<BidderRequest>, AdapterError> {
+    fn make_requests(&self, outbound: &Outbound<'_>, call: &CallInfo<'_>) -> Requests {
         let Some(restricted) = outbound.restricted(self.media) else {
-            return Ok(Vec::new());
+            return Requests::default();
         };
         let mut req = (*restricted).clone();
-        let mut skipped = Vec::new();
+        let mut errors = Vec::new();
         req.imp.retain_mut(|imp| match self.imp_to_25(imp) {
             Ok(()) => true,
             Err(msg) => {
-                skipped.push(format!("imp `{}`: {msg}", common::quote(&imp.id)));
+                let imp_id = common::quote(&imp.id);
+                errors.push(AdapterError::BadInput(format!("imp `{imp_id}`: {msg}")));
                 false
             }
         });
-        // The contract has no room for partial errors: skipped impressions are only reported
-        // when none is left to send.
         if req.imp.is_empty() {
-            return Err(common::all_skipped(skipped));
+            return Requests {
+                requests: Vec::new(),
+                errors,
+            };
         }
         req.tmax = Some(call.tmax_ms as i64);
-        self.request_to_25(&mut req)
-            .map_err(AdapterError::BadInput)?;
+        if let Err(msg) = self.request_to_25(&mut req) {
+            errors.push(AdapterError::BadInput(msg));
+            return Requests {
+                requests: Vec::new(),
+                errors,
+            };
+        }
         let imp_ids = req.imp.iter().map(|imp| imp.id.clone()).collect();
         let body = serde_json::to_vec(&req).expect("BidRequest serializes");
-        Ok(vec![BidderRequest {
+        let request = BidderRequest {
             method: Method::POST,
             uri: self.endpoint.clone(),
             headers: self.headers.clone(),
             body: Bytes::from(body),
             imp_ids,
-        }])
+        };
+        Requests {
+            requests: vec![request],
+            errors,
+        }
     }
 
     fn make_bids(

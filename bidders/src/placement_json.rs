@@ -17,7 +17,7 @@
 use crate::common::{self, Headers};
 use bourse_engine::bidder::{
     AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo,
-    Outbound, TypedBid,
+    Outbound, Requests, TypedBid,
 };
 use bourse_engine::openrtb::{Bid, BidRequest, Imp, MediaType, MediaTypes, SupplyChain};
 use bytes::Bytes;
@@ -64,28 +64,22 @@ pub fn build(spec: &BidderSpec) -> Result<Arc<dyn Bidder>, String> {
 }
 
 impl Bidder for PlacementJson {
-    fn make_requests(
-        &self,
-        outbound: &Outbound<'_>,
-        call: &CallInfo<'_>,
-    ) -> Result<Vec<BidderRequest>, AdapterError> {
+    fn make_requests(&self, outbound: &Outbound<'_>, call: &CallInfo<'_>) -> Requests {
         let Some(req) = outbound.restricted(self.media) else {
-            return Ok(Vec::new());
+            return Requests::default();
         };
-        let mut requests = Vec::with_capacity(req.imp.len());
-        let mut skipped = Vec::new();
+        let mut out = Requests::default();
         for imp in &req.imp {
             match self.imp_request(&req, imp, call.tmax_ms) {
-                Ok(request) => requests.push(request),
-                Err(msg) => skipped.push(format!("imp `{}`: {msg}", common::quote(&imp.id))),
+                Ok(request) => out.requests.push(request),
+                Err(msg) => {
+                    let imp_id = common::quote(&imp.id);
+                    out.errors
+                        .push(AdapterError::BadInput(format!("imp `{imp_id}`: {msg}")));
+                }
             }
         }
-        // The contract has no room for partial errors: skipped impressions are only reported
-        // when none is left to send.
-        if requests.is_empty() {
-            return Err(common::all_skipped(skipped));
-        }
-        Ok(requests)
+        out
     }
 
     fn make_bids(

@@ -116,6 +116,33 @@ pub struct BidderRequest {
     pub imp_ids: Vec<String>,
 }
 
+/// The HTTP requests an adapter built for one auction, and what it could not offer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requests {
+    /// Requests to send.
+    pub requests: Vec<BidderRequest>,
+    /// Problems that kept part (or all) of the auction from this partner.
+    pub errors: Vec<AdapterError>,
+}
+
+impl Requests {
+    /// One request and no problem.
+    pub fn one(request: BidderRequest) -> Self {
+        Requests {
+            requests: vec![request],
+            errors: Vec::new(),
+        }
+    }
+
+    /// Nothing to send, for this reason.
+    pub fn failed(error: AdapterError) -> Self {
+        Requests {
+            requests: Vec::new(),
+            errors: vec![error],
+        }
+    }
+}
+
 /// A partner's HTTP response, fully read.
 #[derive(Debug, Clone)]
 pub struct BidderResponse {
@@ -305,12 +332,10 @@ pub struct CallInfo<'a> {
 
 /// A demand partner's protocol.
 pub trait Bidder: Send + Sync + 'static {
-    /// Builds the HTTP requests for this auction. An empty list means the partner is not asked.
-    fn make_requests(
-        &self,
-        outbound: &Outbound<'_>,
-        call: &CallInfo<'_>,
-    ) -> Result<Vec<BidderRequest>, AdapterError>;
+    /// Builds the HTTP requests for this auction, and says what it could not offer (for
+    /// example impressions skipped for missing params) while still sending the rest. No
+    /// request means the partner is not asked.
+    fn make_requests(&self, outbound: &Outbound<'_>, call: &CallInfo<'_>) -> Requests;
 
     /// Turns one HTTP response into bids; `Ok(None)` is a no-bid. `auction` is the outbound
     /// request the call was built from (its id and impressions, for checking the answer).

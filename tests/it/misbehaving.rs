@@ -128,3 +128,40 @@ async fn a_refused_connection_is_counted() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn impressions_an_adapter_cannot_offer_are_counted_while_the_rest_go_out() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "legacy", &[("2", 1.0)]))).await;
+    let ex = Exchange::start(&config(
+        "",
+        &[bidder(
+            "legacy",
+            &partner,
+            "adapter = \"openrtb25\"\nparams = { publisher_id = \"pub-9\" }",
+        )],
+    ))
+    .await;
+    let mut request = banner_request("partial-1", &[("1", 0.1), ("2", 0.1)]);
+    request["imp"][0]["ext"] = json!({"bidder": {"placement_id": []}});
+    request["imp"][1]["ext"] = json!({"bidder": {"placement_id": "slot-2"}});
+    let (status, response) = ex.auction(&request).await;
+    assert_eq!(status, 200, "{response}");
+    let sent = partner.last_request();
+    let imps: Vec<&str> = sent["imp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        imps,
+        vec!["2"],
+        "only the impression with valid params is offered"
+    );
+    assert_counted(
+        &ex,
+        "bourse_bidder_errors_total{bidder=\"legacy\",kind=\"bad_input\"}",
+        1.0,
+    )
+    .await;
+}

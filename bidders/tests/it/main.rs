@@ -105,9 +105,10 @@ fn openrtb_partners_share_one_body() {
                 spec: &spec,
                 tmax_ms: 100,
             };
-            let mut requests = bidder.make_requests(&outbound, &call).expect("requests");
-            assert_eq!(requests.len(), 1);
-            requests.remove(0).body
+            let mut made = bidder.make_requests(&outbound, &call);
+            assert!(made.errors.is_empty(), "{:?}", made.errors);
+            assert_eq!(made.requests.len(), 1);
+            made.requests.remove(0).body
         })
         .collect();
     assert_eq!(
@@ -196,10 +197,9 @@ fn run(adapter: &str, fixture: &Value) -> Result<Map<String, Value>, String> {
         tmax_ms,
     };
 
-    let (requests, request_errors) = match bidder.make_requests(&outbound, &call) {
-        Ok(requests) => (requests, Vec::new()),
-        Err(e) => (Vec::new(), vec![e.to_string()]),
-    };
+    let made = bidder.make_requests(&outbound, &call);
+    let requests = made.requests;
+    let request_errors: Vec<String> = made.errors.iter().map(ToString::to_string).collect();
     let calls = fixture
         .get("httpCalls")
         .and_then(Value::as_array)

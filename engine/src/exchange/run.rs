@@ -320,19 +320,18 @@ impl Exchange {
         for &i in eligible {
             let runtime = &self.bidders[i];
             let timeout_ms = budget.min(runtime.spec.timeout_ms);
-            match runtime.adapter.make_requests(
+            let made = runtime.adapter.make_requests(
                 &outbound,
                 &CallInfo {
                     spec: &runtime.spec,
                     tmax_ms: timeout_ms,
                 },
-            ) {
-                Ok(requests) => calls.extend(requests.into_iter().map(|r| (i, r, timeout_ms))),
-                Err(err) => {
-                    runtime.metrics.error(err.kind());
-                    tracing::debug!(bidder = %runtime.spec.name, error = %err, "adapter could not build a request");
-                }
+            );
+            for err in &made.errors {
+                runtime.metrics.error(err.kind());
+                tracing::debug!(bidder = %runtime.spec.name, error = %err, "adapter could not offer part of the auction");
             }
+            calls.extend(made.requests.into_iter().map(|r| (i, r, timeout_ms)));
         }
         calls
     }
