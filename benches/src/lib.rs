@@ -1,4 +1,7 @@
-//! Shared inputs for bourse's benchmarks: realistic requests and bid sets.
+//! Shared inputs for bourse's benchmarks (realistic requests, responses and bid sets) and the
+//! end-to-end harness behind `bourse-e2e`.
+
+pub mod e2e;
 
 use bourse_engine::auction::Candidate;
 use bourse_engine::openrtb::{Bid, BidRequest, MediaType};
@@ -6,6 +9,14 @@ use bourse_engine::openrtb::{Bid, BidRequest, MediaType};
 /// A typical display request from a news site: two banner impressions, a deal, GDPR consent,
 /// a supply chain and `ext` objects (about 2.4 KB of JSON).
 pub const BANNER_SITE: &str = include_str!("../data/banner-site.json");
+
+/// A rewarded in-app video request: one video impression with a companion, a deal, a mobile
+/// device with a precise location, structured user agent and SKAdNetwork `ext` (about 3.5 KB).
+pub const APP_VIDEO: &str = include_str!("../data/app-video.json");
+
+/// A partner's answer to [`BANNER_SITE`]: one seat, two banner bids with markup, win, billing
+/// and loss URLs, and a bid `ext`.
+pub const BID_RESPONSE: &str = include_str!("../data/bid-response.json");
 
 /// The typical request, parsed.
 pub fn banner_site() -> BidRequest {

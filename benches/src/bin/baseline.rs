@@ -1,8 +1,8 @@
-//! The baseline for end-to-end benchmarks: a bare hyper forwarder doing the exchange's I/O and
-//! nothing else. It reads a request, forwards it unchanged to every bidder over pooled
-//! keep-alive connections, and answers with the response carrying the highest price (or 204).
-//! No validation, no auction rules, no notices, no metrics: a stand-in for what the hardware
-//! allows.
+//! The baseline of the end-to-end benchmark, a stand-in for the physical limit: a bare hyper 1
+//! forwarder doing the exchange's I/O and nothing else. For each `POST` it reads the body,
+//! forwards it unchanged to every bidder over pooled keep-alive connections, waits for all of
+//! them (each up to `--timeout-ms`), and answers with the body of the answer carrying the highest
+//! `seatbid[].bid[].price` (200), or 204. No validation, no auction rules, no notices, no metrics.
 
 use bytes::Bytes;
 use clap::Parser;
@@ -22,7 +22,7 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A bare hyper forwarder: the baseline bourse is compared with.
+/// The bare hyper forwarder bourse is compared with.
 #[derive(Debug, Parser)]
 struct Args {
     /// Address to listen on.
@@ -90,6 +90,9 @@ impl Forwarder {
     }
 
     async fn handle(&self, req: http::Request<Incoming>) -> Response {
+        if req.method() != http::Method::POST {
+            return status(http::StatusCode::METHOD_NOT_ALLOWED);
+        }
         let Ok(collected) = req.into_body().collect().await else {
             return status(http::StatusCode::BAD_REQUEST);
         };
@@ -138,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
         timeout: Duration::from_millis(args.timeout_ms),
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("forwarder is serving on http://{}", listener.local_addr()?);
+    println!("baseline is serving on http://{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
