@@ -1,0 +1,1 @@
+//! Learned reserve prices (dynamic floors) that approach the revenue of the optimal reserve.
