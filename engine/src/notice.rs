@@ -108,10 +108,14 @@ pub fn expand(template: &str, v: &MacroValues<'_>, target: Target) -> String {
     out
 }
 
-/// What bourse needs, when the supply side fires its notice, to notify the winning partner.
-/// It travels inside our own nurl/burl/lurl, signed, so any node can serve the notice.
+/// What bourse needs, when the supply side fires one notice, to notify the winning partner.
+/// It travels inside our own nurl, burl or lurl, signed, so any node can serve the notice. Each
+/// URL carries its own token, bound to its kind and holding only that kind's partner URL, so a
+/// token is short and cannot be replayed as another kind of notice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WinToken {
+    /// Which notice this token is good for.
+    pub kind: NoticeKind,
     /// Bid request id.
     pub auction: String,
     /// The partner's bid id.
@@ -120,8 +124,7 @@ pub struct WinToken {
     pub imp: String,
     /// Seat that won.
     pub seat: String,
-    /// The partner's ad id.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The partner's ad id (empty when it sent none).
     pub ad: String,
     /// Bidder name from config.
     pub bidder: String,
@@ -133,15 +136,8 @@ pub struct WinToken {
     pub cur: String,
     /// Partner price units per unit of the price we quoted upstream (fee, currency, adjustment).
     pub gross_up: f64,
-    /// The partner's win notice URL template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nurl: Option<String>,
-    /// The partner's billing notice URL template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub burl: Option<String>,
-    /// The partner's loss notice URL template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lurl: Option<String>,
+    /// The partner's own URL template for this kind of notice (its nurl, burl or lurl).
+    pub partner_url: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
 }
@@ -163,7 +159,8 @@ pub enum TokenError {
 /// Signs and verifies notice tokens with HMAC-SHA256.
 #[derive(Clone)]
 pub struct TokenSigner {
-    key: Arc<[u8]>,
+    /// The MAC with the key already absorbed: cloning it skips the key schedule per token.
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -177,25 +174,28 @@ const SIGNATURE_BYTES: usize = 16;
 impl TokenSigner {
     /// A signer with this secret key.
     pub fn new(key: &[u8]) -> Self {
-        TokenSigner { key: key.into() }
+        TokenSigner {
+            // HMAC takes keys of any length.
+            keyed: Hmac::<Sha256>::new_from_slice(key).expect("any key length"),
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // HMAC takes keys of any length.
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length")
+        self.keyed.clone()
     }
 
     /// `base64(payload).base64(signature)`.
     pub fn sign(&self, token: &WinToken) -> String {
-        let payload = serde_json::to_vec(token).expect("token serializes");
+        // postcard, not JSON: no field names and no escaping, so the URL stays short.
+        let payload = postcard::to_allocvec(token).expect("token serializes");
         let mut mac = self.mac();
         mac.update(&payload);
         let signature = mac.finalize().into_bytes();
-        format!(
-            "{}.{}",
-            B64.encode(&payload),
-            B64.encode(&signature[..SIGNATURE_BYTES])
-        )
+        let mut text = String::with_capacity((payload.len() + SIGNATURE_BYTES) * 4 / 3 + 4);
+        B64.encode_string(&payload, &mut text);
+        text.push('.');
+        B64.encode_string(&signature[..SIGNATURE_BYTES], &mut text);
+        text
     }
 
     /// Checks signature then expiry against `now` (Unix seconds).
@@ -210,8 +210,7 @@ impl TokenSigner {
         mac.update(&payload);
         mac.verify_truncated_left(&signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let token: WinToken =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        let token: WinToken = postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)?;
         if token.exp < now {
             return Err(TokenError::Expired);
         }
@@ -220,7 +219,7 @@ impl TokenSigner {
 }
 
 /// The kind of notice being fired at a partner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum NoticeKind {
     /// nurl.
     Win,
@@ -438,6 +437,7 @@ mod tests {
 
     fn token() -> WinToken {
         WinToken {
+            kind: NoticeKind::Win,
             auction: "a".into(),
             bid: "b".into(),
             imp: "1".into(),
@@ -448,9 +448,7 @@ mod tests {
             bid_price: 2.0,
             cur: "USD".into(),
             gross_up: 1.1,
-            nurl: Some("http://dsp/win?p=${AUCTION_PRICE}".into()),
-            burl: None,
-            lurl: None,
+            partner_url: Some("http://dsp/win?p=${AUCTION_PRICE}".into()),
             exp: 1000,
         }
     }
@@ -469,7 +467,7 @@ mod tests {
         altered.price = 0.01;
         let forged = format!(
             "{}.{}",
-            B64.encode(serde_json::to_vec(&altered).unwrap()),
+            B64.encode(postcard::to_allocvec(&altered).unwrap()),
             text.split_once('.').unwrap().1
         );
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));

@@ -1,7 +1,7 @@
 //! Win, billing and loss notices: our URLs in the response, partners' URLs fired with macros.
 
 use crate::support::*;
-use bourse_engine::notice::{TokenSigner, WinToken};
+use bourse_engine::notice::{NoticeKind, TokenSigner, WinToken};
 use serde_json::{Value, json};
 
 /// Partners whose notice URLs point at themselves.
@@ -156,8 +156,27 @@ async fn forged_altered_and_expired_tokens_are_refused() {
     let token = query(&path)["t"].clone();
     let (payload, signature) = token.split_once('.').unwrap();
 
-    let altered = format!("/notice/win?t={}x.{signature}", payload);
-    assert_eq!(ex.get(&altered).await.0, 400);
+    // One character changed in the middle: still valid base64, no longer what we signed.
+    let mut altered_payload = payload.to_owned().into_bytes();
+    altered_payload[10] = if altered_payload[10] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let altered_payload = String::from_utf8(altered_payload).unwrap();
+    let altered = format!("/notice/win?t={altered_payload}.{signature}");
+    assert_eq!(
+        ex.get(&altered).await.0,
+        403,
+        "an altered payload fails the MAC"
+    );
+    assert_eq!(ex.get("/notice/win?t=not%20base64.x").await.0, 400);
+    let replayed_as_bill = format!("/notice/bill?t={token}");
+    assert_eq!(
+        ex.get(&replayed_as_bill).await.0,
+        403,
+        "a win token is no good for billing"
+    );
     let forged_key = TokenSigner::new(b"not-our-secret").sign(&sample_token(u64::MAX));
     assert_eq!(ex.get(&format!("/notice/win?t={forged_key}")).await.0, 403);
     let expired = TokenSigner::new(b"test-secret").sign(&sample_token(1));
@@ -172,6 +191,11 @@ async fn forged_altered_and_expired_tokens_are_refused() {
     assert_eq!(
         ex.metric("bourse_exchange_notice_requests_total{kind=\"win\",outcome=\"forged\"}")
             .await,
+        2.0
+    );
+    assert_eq!(
+        ex.metric("bourse_exchange_notice_requests_total{kind=\"bill\",outcome=\"forged\"}")
+            .await,
         1.0
     );
     assert_eq!(
@@ -183,6 +207,7 @@ async fn forged_altered_and_expired_tokens_are_refused() {
 
 fn sample_token(exp: u64) -> WinToken {
     WinToken {
+        kind: NoticeKind::Win,
         auction: "a".into(),
         bid: "b".into(),
         imp: "1".into(),
@@ -193,9 +218,7 @@ fn sample_token(exp: u64) -> WinToken {
         bid_price: 100.0,
         cur: "USD".into(),
         gross_up: 1.0,
-        nurl: Some("http://127.0.0.1:9/steal".into()),
-        burl: None,
-        lurl: None,
+        partner_url: Some("http://127.0.0.1:9/steal".into()),
         exp,
     }
 }

@@ -62,6 +62,11 @@ impl Exchange {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let token = match self.signer.verify(&token_text, now) {
+            // A genuine token of another kind, replayed here, is as good as forged.
+            Ok(token) if token.kind != kind => Err(TokenError::BadSignature),
+            other => other,
+        };
+        let token = match token {
             Ok(token) => token,
             Err(err) => {
                 let (status, outcome) = match err {
@@ -105,12 +110,7 @@ impl Exchange {
             min_to_win: min_to_win.map(|m| m * token.gross_up),
             imp_ts: (kind == NoticeKind::Bill).then_some(now_ms),
         };
-        let template = match kind {
-            NoticeKind::Win => token.nurl.as_deref(),
-            NoticeKind::Bill => token.burl.as_deref(),
-            NoticeKind::Loss => token.lurl.as_deref(),
-        };
-        if let Some(template) = template {
+        if let Some(template) = token.partner_url.as_deref() {
             self.notices.fire(
                 expand(template, &values, Target::Url),
                 &self.notice_counters[kind as usize],

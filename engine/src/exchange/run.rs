@@ -296,7 +296,7 @@ impl Exchange {
             request,
             &currency,
             &terms,
-            &candidates,
+            &mut candidates,
             &origins,
             &outcome.winners,
             &losers,
@@ -415,11 +415,15 @@ impl Exchange {
         request: &BidRequest,
         currency: &str,
         terms: &[ImpTerms],
-        candidates: &[Candidate],
+        candidates: &mut [Candidate],
         origins: &[BidOrigin],
         winners: &[crate::auction::Winner],
         losers: &[(usize, LossReason)],
     ) -> Option<BidResponse> {
+        // Losers first: the winners' bids are then moved into the response rather than copied.
+        if self.config.notices.losses {
+            self.fire_losses(request, terms, candidates, origins, winners, losers);
+        }
         let seq = self.shared.auction_seq.fetch_add(1, Ordering::Relaxed);
         let auction_ref = format!("{:08x}{:x}", self.shared.process_tag, seq);
         let fee = self.config.fee;
@@ -429,67 +433,72 @@ impl Exchange {
             .unwrap_or(1.0);
         let mut seatbids: Vec<SeatBid> = Vec::new();
         for (n, winner) in winners.iter().enumerate() {
-            let c = &candidates[winner.candidate];
+            let c = &mut candidates[winner.candidate];
             let origin = &origins[winner.candidate];
             let runtime = &self.bidders[c.bidder];
-            let bid_price = c.bid.price.unwrap_or_default();
+            let mut bid: Bid = std::mem::take(&mut c.bid);
+            let (adm, nurl, burl, lurl) = (
+                bid.adm.take(),
+                bid.nurl.take(),
+                bid.burl.take(),
+                bid.lurl.take(),
+            );
+            let bid_price = bid.price.unwrap_or_default();
             let bidder_price = (winner.clearing * origin.to_bidder).min(bid_price);
             let values = MacroValues {
                 auction_id: &request.id,
-                bid_id: &c.bid.id,
-                imp_id: &c.bid.impid,
+                bid_id: &bid.id,
+                imp_id: &bid.impid,
                 seat_id: &c.seat,
-                ad_id: c.bid.adid.as_deref().unwrap_or(""),
+                ad_id: bid.adid.as_deref().unwrap_or(""),
                 price: Some(bidder_price),
                 currency: &origin.currency,
                 market_bid_ratio: Some(bidder_price / bid_price),
                 ..MacroValues::default()
             };
-            let token = WinToken {
+            let mut token = WinToken {
+                kind: NoticeKind::Win,
                 auction: request.id.clone(),
-                bid: c.bid.id.clone(),
-                imp: c.bid.impid.clone(),
+                bid: bid.id.clone(),
+                imp: bid.impid.clone(),
                 seat: c.seat.clone(),
-                ad: c.bid.adid.clone().unwrap_or_default(),
+                ad: bid.adid.clone().unwrap_or_default(),
                 bidder: runtime.spec.name.clone(),
                 price: bidder_price,
                 bid_price,
                 cur: origin.currency.clone(),
                 gross_up: origin.to_bidder / (1.0 - fee),
-                nurl: c.bid.nurl.clone(),
-                burl: c.bid.burl.clone(),
-                lurl: c.bid.lurl.clone(),
+                partner_url: None,
                 exp: now_secs() + self.config.notice_ttl_secs,
             };
-            let token = self.signer.sign(&token);
-            let mut bid: Bid = c.bid.clone();
-            bid.id = format!("{auction_ref}-{n}");
-            bid.price = Some(winner.clearing * (1.0 - fee));
-            match bid.adm.take().filter(|adm| !adm.is_empty()) {
+            let mut sign_for = |kind: NoticeKind, partner_url: Option<String>| {
+                token.kind = kind;
+                token.partner_url = partner_url;
+                self.signer.sign(&token)
+            };
+            let base = &self.notice_base;
+            let (adm, nurl) = match adm.filter(|adm| !adm.is_empty()) {
                 Some(adm) => {
-                    bid.adm = Some(expand(&adm, &values, Target::Markup));
-                    bid.nurl = Some(format!(
-                        "{}/win?t={token}&p=${{AUCTION_PRICE}}",
-                        self.notice_base
-                    ));
+                    let adm = expand(&adm, &values, Target::Markup);
+                    let win = sign_for(NoticeKind::Win, nurl);
+                    (
+                        Some(adm),
+                        Some(format!("{base}/win?t={win}&p=${{AUCTION_PRICE}}")),
+                    )
                 }
                 // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
-                None => {
-                    bid.nurl = c
-                        .bid
-                        .nurl
-                        .as_deref()
-                        .map(|nurl| expand(nurl, &values, Target::Url))
-                }
-            }
-            bid.burl = Some(format!(
-                "{}/bill?t={token}&p=${{AUCTION_PRICE}}",
-                self.notice_base
-            ));
+                None => (None, nurl.map(|nurl| expand(&nurl, &values, Target::Url))),
+            };
+            let bill = sign_for(NoticeKind::Bill, burl);
+            let loss = sign_for(NoticeKind::Loss, lurl);
+            bid.adm = adm;
+            bid.nurl = nurl;
+            bid.burl = Some(format!("{base}/bill?t={bill}&p=${{AUCTION_PRICE}}"));
             bid.lurl = Some(format!(
-                "{}/loss?t={token}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}",
-                self.notice_base
+                "{base}/loss?t={loss}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"
             ));
+            bid.id = format!("{auction_ref}-{n}");
+            bid.price = Some(winner.clearing * (1.0 - fee));
             runtime.metrics.wins.inc();
             runtime.metrics.win_price.observe(winner.clearing * to_base);
             self.shared
@@ -507,9 +516,6 @@ impl Exchange {
                     ..SeatBid::default()
                 }),
             }
-        }
-        if self.config.notices.losses {
-            self.fire_losses(request, terms, candidates, origins, winners, losers);
         }
         if seatbids.is_empty() {
             return None;
