@@ -5,6 +5,7 @@ pub mod bidder;
 pub mod client;
 pub mod currency;
 pub mod exchange;
+pub mod ledger;
 pub mod metrics;
 pub mod notice;
 pub mod openrtb;

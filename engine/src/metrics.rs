@@ -38,6 +38,15 @@ pub struct ExchangeMetrics {
     pub notices: IntCounterVec,
     /// `bourse_exchange_notice_requests_total{kind,outcome}`: notices the supply side sent us.
     pub notice_requests: IntCounterVec,
+    /// `bourse_adserve_beacons_total{kind,outcome}`: impression, view and click beacons by
+    /// outcome (billed, counted, duplicate, forged, expired, malformed, error).
+    pub beacons: IntCounterVec,
+    /// `bourse_adserve_viewable_impressions_total`: ads at least half in view for a second.
+    pub viewable: IntCounter,
+    /// `bourse_adserve_billed_impressions_total{publisher,placement}` (ids from config only).
+    pub billed_impressions: IntCounterVec,
+    /// `bourse_adserve_slots_total{outcome}`: slots asked for by ad tags, filled or why not.
+    pub tag_slots: IntCounterVec,
     bidder_requests: IntCounterVec,
     bidder_bids: IntCounterVec,
     bidder_nobids: IntCounterVec,
@@ -92,6 +101,10 @@ impl BidderMetrics {
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn int_counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric")
 }
 
 fn counter(name: &str, help: &str) -> prometheus::Counter {
@@ -154,6 +167,25 @@ impl ExchangeMetrics {
                 "bourse_exchange_notice_requests_total",
                 "Notices received from the supply side by kind and outcome.",
                 &["kind", "outcome"],
+            ))?,
+            beacons: metrics.register(counter_vec(
+                "bourse_adserve_beacons_total",
+                "Impression, view and click beacons by kind and outcome.",
+                &["kind", "outcome"],
+            ))?,
+            viewable: metrics.register(int_counter(
+                "bourse_adserve_viewable_impressions_total",
+                "Ads reported at least 50% in view for one second.",
+            ))?,
+            billed_impressions: metrics.register(counter_vec(
+                "bourse_adserve_billed_impressions_total",
+                "Impressions billed from ad tags, by configured publisher and placement.",
+                &["publisher", "placement"],
+            ))?,
+            tag_slots: metrics.register(counter_vec(
+                "bourse_adserve_slots_total",
+                "Slots asked for by ad tags: filled, or why not.",
+                &["outcome"],
             ))?,
             bidder_requests: metrics.register(counter_vec(
                 "bourse_bidder_requests_total",

@@ -184,10 +184,24 @@ impl TokenSigner {
         self.keyed.clone()
     }
 
-    /// `base64(payload).base64(signature)`.
+    /// Signs a notice token: `base64(payload).base64(signature)`.
     pub fn sign(&self, token: &WinToken) -> String {
+        self.seal(token)
+    }
+
+    /// Checks signature then expiry against `now` (Unix seconds).
+    pub fn verify(&self, text: &str, now: u64) -> Result<WinToken, TokenError> {
+        let token: WinToken = self.open(text)?;
+        if token.exp < now {
+            return Err(TokenError::Expired);
+        }
+        Ok(token)
+    }
+
+    /// Signs any serializable value the same way; the caller puts its own expiry inside.
+    pub fn seal<T: Serialize>(&self, value: &T) -> String {
         // postcard, not JSON: no field names and no escaping, so the URL stays short.
-        let payload = postcard::to_allocvec(token).expect("token serializes");
+        let payload = postcard::to_allocvec(value).expect("token serializes");
         let mut mac = self.mac();
         mac.update(&payload);
         let signature = mac.finalize().into_bytes();
@@ -198,8 +212,8 @@ impl TokenSigner {
         text
     }
 
-    /// Checks signature then expiry against `now` (Unix seconds).
-    pub fn verify(&self, text: &str, now: u64) -> Result<WinToken, TokenError> {
+    /// Checks the signature of a sealed value and decodes it; expiry is the caller's.
+    pub fn open<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, TokenError> {
         let (payload, signature) = text.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
@@ -210,11 +224,7 @@ impl TokenSigner {
         mac.update(&payload);
         mac.verify_truncated_left(&signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let token: WinToken = postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)?;
-        if token.exp < now {
-            return Err(TokenError::Expired);
-        }
-        Ok(token)
+        postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)
     }
 }
 

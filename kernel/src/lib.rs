@@ -25,6 +25,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
 /// A request as the server hands it to a plugin.
 pub type Request = http::Request<hyper::body::Incoming>;
+
+/// The TCP peer of the connection a request came on, in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
 /// A response as a plugin hands it back.
 pub type Response = http::Response<Body>;
 

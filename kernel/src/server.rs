@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, LoadedConfig, PluginConfig, ServerConfig};
 use crate::plugin::{AnyConfig, Erased, ErasedPlugin, Manifest, Plugin, PluginCtx, PluginError};
 use crate::routes::{Generation, Inflight, Route, RouteTable, StatusCounters};
-use crate::{ConfigErrors, Metrics, Request, Response, error_response, full};
+use crate::{ConfigErrors, Metrics, PeerAddr, Request, Response, error_response, full};
 
 /// The kernel before it serves: a set of registered plugins.
 pub struct Kernel {
@@ -837,8 +837,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
                 let shared = shared.clone();
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request| {
                     let shared = shared.clone();
+                    req.extensions_mut().insert(PeerAddr(peer));
                     async move { Ok::<_, Infallible>(shared.handle(req).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();

@@ -1,8 +1,10 @@
 //! End-to-end tests of the exchange over real sockets: bourse on loopback with partners that
 //! answer as each test scripts them.
 
+mod adtag;
 mod auction;
 mod bad_input;
+mod browser;
 mod cli;
 mod demo;
 mod lifecycle;

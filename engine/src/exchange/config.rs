@@ -60,6 +60,21 @@ pub struct ExchangeConfig {
     /// Demand partners.
     #[serde(default)]
     pub bidders: Vec<BidderSpec>,
+    /// Publishers whose pages carry bourse's ad tag.
+    #[serde(default)]
+    pub publishers: Vec<Publisher>,
+    /// Ad slots on those pages.
+    #[serde(default)]
+    pub placements: Vec<Placement>,
+    /// How `/ad` auctions run and how their beacons are honoured.
+    #[serde(default)]
+    pub tags: TagConfig,
+    /// Learned floors for tag placements (off unless `enabled`).
+    #[serde(default)]
+    pub floors: bourse_floors::LearnedFloorsConfig,
+    /// Reach counting and billing de-duplication: in process, or shared through Redis.
+    #[serde(default)]
+    pub reach: bourse_reach::ReachConfig,
 }
 
 /// A supply partner (an SSP or ad network) and the token it authenticates with.
@@ -100,6 +115,90 @@ pub struct NoticeDelivery {
     /// per losing bid, so an exchange whose partners do not use loss notices may turn it off.
     #[serde(default = "default_true")]
     pub losses: bool,
+}
+
+/// A publisher: a site that embeds the ad tag.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publisher {
+    /// Stable id (a-z, 0-9, `-`, `_`); appears in metrics and the ledger.
+    pub id: String,
+    /// Display name, sent as `site.publisher.name`.
+    #[serde(default)]
+    pub name: String,
+    /// The site's domain. When set, `/ad` only serves pages on it or its subdomains.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// A disabled publisher's placements get no ads.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// An ad slot a publisher places on its pages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// Stable id (a-z, 0-9, `-`, `_`), written in the tag snippet as `data-placement`.
+    pub id: String,
+    /// The publisher it belongs to.
+    pub publisher: String,
+    /// Sizes it can show, `[width, height]`.
+    pub sizes: Vec<[u16; 2]>,
+    /// Static floor, CPM in the exchange currency; the learned floor never goes below it.
+    #[serde(default)]
+    pub floor: f64,
+    /// A disabled placement gets no ads.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+/// Settings of the ad tag endpoints.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    /// Time bidders get for an `/ad` auction, milliseconds (the request's `tmax`).
+    #[serde(default = "default_tag_tmax")]
+    pub tmax_ms: u64,
+    /// 1 first price, 2 second price.
+    #[serde(default = "default_tag_auction_type")]
+    pub auction_type: u8,
+    /// How long impression, view and click links stay valid, seconds.
+    #[serde(default = "default_beacon_ttl")]
+    pub beacon_ttl_secs: u64,
+    /// Take the device IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// Append every billed impression to this file as a JSON line.
+    #[serde(default)]
+    pub ledger_path: Option<std::path::PathBuf>,
+    /// Bearer token for `/reach` and `/ledger`. Without one they answer loopback callers only.
+    #[serde(default)]
+    pub reports_token: Option<String>,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("defaults deserialize")
+    }
+}
+
+fn default_tag_tmax() -> u64 {
+    250
+}
+fn default_tag_auction_type() -> u8 {
+    2
+}
+fn default_beacon_ttl() -> u64 {
+    3600
+}
+
+/// Whether `id` is a valid config id: 1-64 of a-z, 0-9, `-` and `_`.
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 impl Default for NoticeDelivery {
@@ -250,12 +349,7 @@ impl ExchangeConfig {
         let mut names = HashSet::new();
         for (i, spec) in self.bidders.iter().enumerate() {
             let at = format!("bidders[{i}]");
-            let name_ok = !spec.name.is_empty()
-                && spec.name.len() <= 64
-                && spec.name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !name_ok {
+            if !valid_id(&spec.name) {
                 issues.push(issue(
                     format!("{at}.name"),
                     "use 1-64 characters of a-z, 0-9, - and _",
@@ -302,6 +396,97 @@ impl ExchangeConfig {
                 issues.push(issue(format!("{at}.{field}"), e));
             }
         }
+        self.check_tags(&mut issues);
         issues
+    }
+
+    fn check_tags(&self, issues: &mut Vec<ConfigIssue>) {
+        let mut publishers = HashSet::new();
+        for (i, publisher) in self.publishers.iter().enumerate() {
+            if !valid_id(&publisher.id) {
+                issues.push(issue(
+                    format!("publishers[{i}].id"),
+                    "use 1-64 characters of a-z, 0-9, - and _",
+                ));
+            }
+            if !publishers.insert(publisher.id.as_str()) {
+                issues.push(issue(
+                    format!("publishers[{i}].id"),
+                    format!("publisher `{}` is listed twice", publisher.id),
+                ));
+            }
+            if let Some(domain) = &publisher.domain
+                && (domain.is_empty() || domain.contains(['/', ':', ' ']))
+            {
+                issues.push(issue(
+                    format!("publishers[{i}].domain"),
+                    "a bare domain such as news.example, without scheme or path",
+                ));
+            }
+        }
+        let mut placements = HashSet::new();
+        for (i, placement) in self.placements.iter().enumerate() {
+            let at = format!("placements[{i}]");
+            if !valid_id(&placement.id) {
+                issues.push(issue(
+                    format!("{at}.id"),
+                    "use 1-64 characters of a-z, 0-9, - and _",
+                ));
+            }
+            if !placements.insert(placement.id.as_str()) {
+                issues.push(issue(
+                    format!("{at}.id"),
+                    format!("placement `{}` is listed twice", placement.id),
+                ));
+            }
+            if !publishers.contains(placement.publisher.as_str()) {
+                issues.push(issue(
+                    format!("{at}.publisher"),
+                    format!("no publisher `{}` is configured", placement.publisher),
+                ));
+            }
+            if placement.sizes.is_empty() || placement.sizes.iter().any(|[w, h]| *w == 0 || *h == 0)
+            {
+                issues.push(issue(
+                    format!("{at}.sizes"),
+                    "list at least one [width, height], both above 0",
+                ));
+            }
+            if !placement.floor.is_finite() || placement.floor < 0.0 {
+                issues.push(issue(format!("{at}.floor"), "must be >= 0"));
+            }
+        }
+        if self.tags.tmax_ms <= self.budget_ms || self.tags.tmax_ms > 10_000 {
+            issues.push(issue(
+                "tags.tmax_ms",
+                "must be above budget_ms and at most 10000",
+            ));
+        }
+        if !matches!(self.tags.auction_type, 1 | 2) {
+            issues.push(issue(
+                "tags.auction_type",
+                "1 (first price) or 2 (second price)",
+            ));
+        }
+        if let Err(e) = self.floors.validate() {
+            issues.push(issue("floors", e.to_string()));
+        }
+        if let Err(e) = self.reach.validate() {
+            issues.push(issue("reach", e.to_string()));
+        }
+        if self
+            .tags
+            .reports_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            issues.push(issue(
+                "tags.reports_token",
+                "use a token of at least 16 characters",
+            ));
+        }
+        if self.tags.beacon_ttl_secs == 0 {
+            issues.push(issue("tags.beacon_ttl_secs", "must be at least 1"));
+        }
     }
 }

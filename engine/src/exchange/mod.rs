@@ -1,14 +1,18 @@
-//! The exchange as a kernel plugin: `/openrtb2/auction` and the `/notice/*` endpoints.
+//! The exchange as a kernel plugin: `/openrtb2/auction`, the `/notice/*` endpoints, and the
+//! publisher side: `/tag.js`, `/ad`, `/beacon/*`, `/click`, `/reach` and `/ledger`.
 
+mod adserve;
 mod config;
 mod notices;
+mod reports;
 mod run;
 
-pub use config::{ExchangeConfig, NoticeDelivery, SupplyPartner};
+pub use config::{ExchangeConfig, NoticeDelivery, Placement, Publisher, SupplyPartner, TagConfig};
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
 use crate::client::BidderClient;
 use crate::currency::Rates;
+use crate::ledger::Ledger;
 use crate::metrics::{BidderMetrics, ExchangeMetrics};
 use crate::notice::{NoticeCounters, NoticeKind, NoticeSender, RetryPolicy, TokenSigner};
 use crate::validate::Limits;
@@ -17,6 +21,7 @@ use bourse_kernel::{
 };
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -36,14 +41,47 @@ impl std::fmt::Debug for ExchangePlugin {
     }
 }
 
-/// What outlives a configuration generation: metrics, the notice de-duplication window and
-/// the per-process signing key used when none is configured.
+/// What outlives a configuration generation: metrics, the notice de-duplication window, the
+/// per-process signing key used when none is configured, billing de-duplication, reach counting
+/// and the revenue ledger. The last three are set up from the first configuration; changing
+/// their settings (Redis URL, ledger path) takes a restart.
 pub(crate) struct Shared {
     pub metrics: ExchangeMetrics,
     pub seen_notices: moka::sync::Cache<String, ()>,
     random_secret: [u8; 32],
     pub auction_seq: AtomicU64,
     pub process_tag: u32,
+    pub billing: bourse_reach::BillingDedup,
+    pub reach: ReachSink,
+    pub ledger: Ledger,
+    /// Learned floors; its learner task runs for the life of the process.
+    pub floors: bourse_floors::Floors,
+}
+
+/// The request path's end of reach counting.
+pub(crate) struct ReachSink {
+    recorder: bourse_reach::ReachRecorder,
+    pub query: bourse_reach::ReachQuery,
+    /// Kept so the aggregator lives as long as the process.
+    _aggregator: bourse_reach::ReachAggregator,
+}
+
+impl ReachSink {
+    /// Counts `uid` as reached on this placement, publisher and bidder; never blocks.
+    pub fn record(&self, uid: &str, publisher: &str, placement: &str, bidder: &str, ts: u64) {
+        use sha2::Digest as _;
+        // A stable hash, so that every node (and every restart) counts a user the same way.
+        let digest = sha2::Sha256::digest(uid.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        self.recorder.record(bourse_reach::ReachEvent {
+            user_hash: u64::from_le_bytes(first),
+            placement: placement.into(),
+            publisher: publisher.into(),
+            bidder: bidder.into(),
+            timestamp: ts,
+        });
+    }
 }
 
 impl ExchangePlugin {
@@ -55,13 +93,37 @@ impl ExchangePlugin {
         }
     }
 
-    fn shared(&self, ctx: &PluginCtx) -> Result<Arc<Shared>, PluginError> {
+    async fn shared(
+        &self,
+        ctx: &PluginCtx,
+        config: &ExchangeConfig,
+    ) -> Result<Arc<Shared>, PluginError> {
         if let Some(shared) = self.shared.get() {
             return Ok(shared.clone());
         }
         let metrics = ExchangeMetrics::register(&ctx.metrics)
             .map_err(|e| PluginError(format!("metrics: {e}")))?;
+        let reach = bourse_reach::start(config.reach.clone())
+            .await
+            .map_err(|e| PluginError(format!("reach: {e}")))?;
+        reach
+            .query
+            .register_metrics(ctx.metrics.registry())
+            .map_err(|e| PluginError(format!("reach metrics: {e}")))?;
+        let billing = bourse_reach::BillingDedup::from_config(&config.reach)
+            .await
+            .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
+        let ledger = Ledger::start(config.tags.ledger_path.clone())
+            .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
+        let (floors, learner) = bourse_floors::Floors::new(config.floors.clone())
+            .map_err(|e| PluginError(format!("floors: {e}")))?;
+        floors
+            .register(ctx.metrics.registry())
+            .map_err(|e| PluginError(format!("floors metrics: {e}")))?;
+        // Ends by itself once the last `Floors` handle is gone.
+        tokio::spawn(learner.run(std::future::pending::<()>()));
         let shared = Shared {
+            floors,
             metrics,
             seen_notices: moka::sync::Cache::builder()
                 .max_capacity(2_000_000)
@@ -70,6 +132,13 @@ impl ExchangePlugin {
             random_secret: rand::random(),
             auction_seq: AtomicU64::new(0),
             process_tag: rand::random(),
+            billing,
+            reach: ReachSink {
+                recorder: reach.recorder,
+                query: reach.query,
+                _aggregator: reach.aggregator,
+            },
+            ledger,
         };
         Ok(self.shared.get_or_init(|| Arc::new(shared)).clone())
     }
@@ -95,6 +164,12 @@ pub(crate) struct Exchange {
     pub notice_counters: [NoticeCounters; 3],
     pub shared: Arc<Shared>,
     pub notice_base: String,
+    /// Placement id → index in `config.placements`.
+    pub placement_index: HashMap<String, usize>,
+    /// Publisher id → index in `config.publishers`.
+    pub publisher_index: HashMap<String, usize>,
+    /// Placement ids as shared strings, in `config.placements` order, for floor keys.
+    pub placement_keys: Vec<Arc<str>>,
 }
 
 impl Plugin for ExchangePlugin {
@@ -104,7 +179,16 @@ impl Plugin for ExchangePlugin {
         Manifest {
             name: "exchange",
             version: env!("CARGO_PKG_VERSION"),
-            mounts: vec!["/openrtb2/", "/notice/"],
+            mounts: vec![
+                "/openrtb2/",
+                "/notice/",
+                "/tag.js",
+                "/ad",
+                "/beacon/",
+                "/click",
+                "/reach",
+                "/ledger",
+            ],
         }
     }
 
@@ -112,23 +196,23 @@ impl Plugin for ExchangePlugin {
         config.check(&self.registry)
     }
 
-    fn start(
+    async fn start(
         &self,
         ctx: PluginCtx,
         config: ExchangeConfig,
-    ) -> impl std::future::Future<Output = Result<Arc<dyn Handler>, PluginError>> + Send {
-        let built = self.build(&ctx, config);
-        async move { built.map(|exchange| Arc::new(exchange) as Arc<dyn Handler>) }
-    }
-}
-
-impl ExchangePlugin {
-    fn build(&self, ctx: &PluginCtx, config: ExchangeConfig) -> Result<Exchange, PluginError> {
+    ) -> Result<Arc<dyn Handler>, PluginError> {
         let issues = config.check(&self.registry);
         if let Some(first) = issues.first() {
             return Err(PluginError(format!("{}: {}", first.path, first.message)));
         }
-        let shared = self.shared(ctx)?;
+        let shared = self.shared(&ctx, &config).await?;
+        self.build(shared, config)
+            .map(|exchange| Arc::new(exchange) as Arc<dyn Handler>)
+    }
+}
+
+impl ExchangePlugin {
+    fn build(&self, shared: Arc<Shared>, config: ExchangeConfig) -> Result<Exchange, PluginError> {
         let mut bidders = Vec::with_capacity(config.bidders.len());
         for spec in &config.bidders {
             let adapter = self
@@ -178,6 +262,23 @@ impl ExchangePlugin {
             shared,
             notice_base,
             bidders,
+            placement_index: config
+                .placements
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.id.clone(), i))
+                .collect(),
+            placement_keys: config
+                .placements
+                .iter()
+                .map(|p| Arc::from(p.id.as_str()))
+                .collect(),
+            publisher_index: config
+                .publishers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.id.clone(), i))
+                .collect(),
             config,
         })
     }
@@ -194,9 +295,18 @@ impl Handler for Exchange {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
             let path = req.uri().path();
-            if path == "/openrtb2/auction" {
-                self.auction(req).await
-            } else if let Some(kind) = path.strip_prefix("/notice/") {
+            match path {
+                "/openrtb2/auction" => return self.auction(req).await,
+                "/tag.js" => return self.tag_js(&req),
+                "/ad" => return self.ad(req).await,
+                "/beacon/imp" => return self.beacon(adserve::BeaconKind::Impression, req).await,
+                "/beacon/view" => return self.beacon(adserve::BeaconKind::View, req).await,
+                "/click" => return self.click(&req),
+                "/reach" => return self.reach_report(&req).await,
+                "/ledger" => return self.ledger_report(&req).await,
+                _ => {}
+            }
+            if let Some(kind) = path.strip_prefix("/notice/") {
                 self.notice(kind.to_owned(), req).await
             } else {
                 bourse_kernel::json_response(

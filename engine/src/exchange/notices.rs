@@ -2,7 +2,7 @@
 //! the signed token and fire the winning partner's own notice with its macros filled in.
 
 use super::{Exchange, no_content};
-use crate::notice::{MacroValues, NoticeKind, Target, TokenError, expand};
+use crate::notice::{MacroValues, NoticeKind, Target, TokenError, WinToken, expand};
 use bourse_kernel::{Request, Response, json_response};
 use http::StatusCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -91,6 +91,21 @@ impl Exchange {
         self.shared.seen_notices.insert(key, ());
         self.notice_outcome(label, "accepted");
 
+        self.honour(kind, &token, price, loss, min_to_win);
+        no_content()
+    }
+
+    /// Acts on a verified, first-seen notice: fires the partner's own URL for it with the
+    /// macros filled in, and on billing counts the revenue. `price` is the price we quoted
+    /// upstream (net of fee), `None` when the caller did not say.
+    pub(crate) fn honour(
+        &self,
+        kind: NoticeKind,
+        token: &WinToken,
+        price: Option<f64>,
+        loss: Option<u16>,
+        min_to_win: Option<f64>,
+    ) {
         // The upstream price is what we quoted, net of fee; turn it into the partner's terms.
         let partner_price = price.map_or(token.price, |p| (p * token.gross_up).min(token.price));
         let now_ms = SystemTime::now()
@@ -129,6 +144,5 @@ impl Exchange {
                 .fee
                 .inc_by(gross * self.config.fee / 1000.0);
         }
-        no_content()
     }
 }

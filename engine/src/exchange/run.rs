@@ -199,10 +199,21 @@ impl Exchange {
             .collect()
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &self,
         request: &mut BidRequest,
         started: Instant,
+    ) -> Result<Option<BidResponse>, Rejection> {
+        self.run_observed(request, started, None).await
+    }
+
+    /// [`Self::run`], also reporting each impression's two highest valid bids (auction
+    /// currency) into `landscape` for the floor learner.
+    pub(crate) async fn run_observed(
+        &self,
+        request: &mut BidRequest,
+        started: Instant,
+        landscape: Option<&mut Vec<[Option<f64>; 2]>>,
     ) -> Result<Option<BidResponse>, Rejection> {
         validate(request, &self.limits)?;
         let currency = self.auction_currency(request)?;
@@ -286,6 +297,19 @@ impl Exchange {
                 }
             })
             .collect();
+        if let Some(landscape) = landscape {
+            landscape.clear();
+            landscape.resize(request.imp.len(), [None, None]);
+            for (c, _) in candidates.iter().zip(&valid).filter(|(_, ok)| **ok) {
+                let top = &mut landscape[c.imp];
+                if top[0].is_none_or(|first| c.price > first) {
+                    top[1] = top[0];
+                    top[0] = Some(c.price);
+                } else if top[1].is_none_or(|second| c.price > second) {
+                    top[1] = Some(c.price);
+                }
+            }
+        }
         let rules = Rules {
             auction_type: request.auction_type(),
             increment: self.config.increment,

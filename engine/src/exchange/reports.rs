@@ -1,0 +1,98 @@
+//! `GET /reach` (unique users per placement, publisher and bidder) and `GET /ledger` (billed
+//! revenue totals), for publishers' and operators' reporting.
+
+use super::Exchange;
+use crate::ledger::Period;
+use bourse_kernel::{PeerAddr, Request, Response, json_response};
+use http::StatusCode;
+use subtle::ConstantTimeEq as _;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `at` (Unix seconds) from the query, else now.
+fn requested_time(req: &Request) -> Result<u64, Box<Response>> {
+    let at = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "at")
+        .map(|(_, v)| v.into_owned());
+    match at {
+        None => Ok(now_secs()),
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            Box::new(json_response(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({"error": "bad_at", "message": "`at` is a Unix time in seconds"}),
+            ))
+        }),
+    }
+}
+
+impl Exchange {
+    /// Reports are for the operator: a bearer token when one is configured, else loopback only.
+    fn report_allowed(&self, req: &Request) -> Result<(), Box<Response>> {
+        let allowed = match &self.config.tags.reports_token {
+            Some(token) => {
+                let presented = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
+            }
+            None => req
+                .extensions()
+                .get::<PeerAddr>()
+                .is_some_and(|peer| peer.0.ip().is_loopback()),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Box::new(json_response(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "unauthorized", "message": "send Authorization: Bearer <tags.reports_token>"}),
+            )))
+        }
+    }
+
+    /// `GET /reach[?at=UNIX]`: unique users for the hour and the day holding `at`.
+    pub(crate) async fn reach_report(&self, req: &Request) -> Response {
+        if let Err(refusal) = self.report_allowed(req) {
+            return *refusal;
+        }
+        let at = match requested_time(req) {
+            Ok(at) => at,
+            Err(refusal) => return *refusal,
+        };
+        let windows = [
+            bourse_reach::Window::Hour(at).normalized(),
+            bourse_reach::Window::Day(at).normalized(),
+        ];
+        match self.shared.reach.query.report(&windows).await {
+            Ok(report) => json_response(StatusCode::OK, &report),
+            Err(error) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "reach_unavailable", "message": error.to_string()}),
+            ),
+        }
+    }
+
+    /// `GET /ledger[?at=UNIX]`: billed totals for the hour and the day holding `at`.
+    pub(crate) async fn ledger_report(&self, req: &Request) -> Response {
+        if let Err(refusal) = self.report_allowed(req) {
+            return *refusal;
+        }
+        let at = match requested_time(req) {
+            Ok(at) => at,
+            Err(refusal) => return *refusal,
+        };
+        let hour = self.shared.ledger.report(Period::Hour(at)).await;
+        let day = self.shared.ledger.report(Period::Day(at)).await;
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({"currency": self.config.currency, "hour": hour, "day": day}),
+        )
+    }
+}
