@@ -6,6 +6,7 @@ mod auction;
 mod bad_input;
 mod browser;
 mod cli;
+mod cluster;
 mod demo;
 mod lifecycle;
 mod misbehaving;

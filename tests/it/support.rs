@@ -379,3 +379,130 @@ pub fn query(text: &str) -> std::collections::BTreeMap<String, String> {
         .into_owned()
         .collect()
 }
+
+/// URL of a Redis answering PING: `BOURSE_TEST_REDIS` (default `redis://127.0.0.1:6379`), else
+/// one started on port 6390 with Debian's `redis-server` (left running for later tests).
+pub fn redis_url() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let configured = std::env::var("BOURSE_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        if redis_answers(&configured) {
+            return configured;
+        }
+        let fallback = "redis://127.0.0.1:6390".to_owned();
+        if !redis_answers(&fallback) {
+            // Another test process may start it at the same time; the loser fails to bind.
+            let _ = std::process::Command::new("redis-server")
+                .args(["--port", "6390", "--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "yes"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("redis-server must be installed (apt-get install -y redis-server)");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !redis_answers(&fallback) {
+                assert!(std::time::Instant::now() < deadline, "Redis did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        fallback
+    })
+    .clone()
+}
+
+/// Whether a Redis at `redis://host:port` answers `PING` within a second.
+fn redis_answers(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(addr) = url
+        .strip_prefix("redis://")
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| std::net::ToSocketAddrs::to_socket_addrs(a).ok()?.next())
+    else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// A `bourse serve` child process, stopped on drop.
+pub struct Node {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Node {
+    /// Starts the real binary on `config_text` and waits until it serves.
+    pub fn start(config_text: &str) -> Node {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("bourse-node-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bourse.toml");
+        std::fs::write(&path, config_text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bourse"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("bourse starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("bourse prints where it serves")
+                .unwrap();
+            if let Some(url) = line.strip_prefix("bourse is serving on http://") {
+                break url.trim().parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Node {
+            child,
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn send(&self, req: http::Request<Full<Bytes>>) -> (http::StatusCode, Bytes) {
+        let response = self.client.request(req).await.expect("node answers");
+        let status = response.status();
+        (
+            status,
+            response.into_body().collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        let req = http::Request::get(self.url("/metrics"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let text = String::from_utf8(self.send(req).await.1.to_vec()).unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
