@@ -90,7 +90,7 @@ struct SkippedSlot {
 
 /// What a beacon is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum BeaconKind {
+pub enum BeaconKind {
     /// The ad rendered: bill it.
     Impression,
     /// The ad was viewable.
@@ -112,16 +112,24 @@ impl BeaconKind {
 /// Everything a beacon needs, signed into its URL so any node can honour it and nobody can
 /// change the price, the placement or a click's destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct BeaconToken {
+pub struct BeaconToken {
+    /// What the beacon is for.
     pub kind: BeaconKind,
+    /// Our auction (bid request) id.
     pub auction: String,
+    /// Impression id within the auction.
     pub imp: String,
+    /// Publisher id from config.
     pub publisher: String,
+    /// Placement id from config.
     pub placement: String,
+    /// Winning bidder's name from config.
     pub bidder: String,
+    /// Deal id of the winning bid, if any.
     pub deal: Option<String>,
     /// Clearing price, CPM in `currency` (gross: what the buyer pays).
     pub cpm: f64,
+    /// Currency of `cpm`.
     pub currency: String,
     /// The bill notice token for the winning partner (impressions only).
     pub bill: Option<String>,

@@ -7,6 +7,7 @@ mod notices;
 mod reports;
 mod run;
 
+pub use adserve::{BeaconKind, BeaconToken};
 pub use config::{ExchangeConfig, NoticeDelivery, Placement, Publisher, SupplyPartner, TagConfig};
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};

@@ -1,0 +1,107 @@
+//! What issue 4's features add to each tag auction (learned floor lookup and observation, the
+//! signed impression, view and click URLs of a filled slot) and to each billed impression
+//! (opening the beacon, exact de-duplication, ledger amounts, reach recording).
+
+use bourse_engine::exchange::{BeaconKind, BeaconToken};
+use bourse_engine::ledger::LedgerEntry;
+use bourse_engine::notice::TokenSigner;
+use bourse_floors::{
+    AuctionType, FloorKey, Floors, LearnedFloorsConfig, Observation, Segment, TopBids,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn token(kind: BeaconKind) -> BeaconToken {
+    BeaconToken {
+        kind,
+        auction: "6f1c2a9e4b7d4c1e9f3a2d5e6b7c8d90".into(),
+        imp: "1".into(),
+        publisher: "news".into(),
+        placement: "news-top".into(),
+        bidder: "dsp-a".into(),
+        deal: None,
+        cpm: 2.35,
+        currency: "USD".into(),
+        bill: (kind == BeaconKind::Impression).then(|| "A".repeat(260)),
+        uid: Some("0123456789abcdef0123456789abcdef".into()),
+        target: (kind == BeaconKind::Click)
+            .then(|| "https://advertiser.example/landing?campaign=42".into()),
+        exp: 1_900_000_000,
+    }
+}
+
+fn adserve(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let config = LearnedFloorsConfig {
+        enabled: true,
+        ..LearnedFloorsConfig::default()
+    };
+    let (floors, learner) = Floors::new(config).unwrap();
+    runtime.spawn(learner.run(std::future::pending::<()>()));
+    let placement: Arc<str> = "news-top".into();
+    let signer = TokenSigner::new(b"benchmark-secret-0123456789abcdef");
+    let tokens = [
+        token(BeaconKind::Impression),
+        token(BeaconKind::View),
+        token(BeaconKind::Click),
+    ];
+
+    let mut group = c.benchmark_group("adserve");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("per_slot_on_the_auction_path", |b| {
+        b.iter(|| {
+            let key = FloorKey::new(
+                placement.clone(),
+                Segment::from_request(Some(2), None, Some((300, 250))),
+            );
+            let decision = floors.floor_for(&key);
+            let used = decision.floor.max(0.5);
+            floors.observe(Observation {
+                key,
+                floor_used: used,
+                explore: decision.explore,
+                bids: TopBids::new(Some(2.4), Some(1.9)),
+                auction_type: AuctionType::Second,
+            });
+            let sealed: usize = tokens.iter().map(|t| signer.seal(black_box(t)).len()).sum();
+            black_box(sealed)
+        })
+    });
+
+    let reach = runtime
+        .block_on(bourse_reach::start(bourse_reach::ReachConfig::default()))
+        .unwrap();
+    let dedup = bourse_reach::BillingDedup::in_process(10_000_000);
+    let sealed = signer.seal(&tokens[0]);
+    let mut n = 0u64;
+    group.bench_function("per_billed_impression", |b| {
+        b.iter(|| {
+            n += 1;
+            let token: BeaconToken = signer.open(black_box(&sealed)).unwrap();
+            let key = format!("imp:{}:{n}", token.auction);
+            let fresh = runtime
+                .block_on(dedup.first_seen(&key, Duration::from_secs(3600)))
+                .unwrap();
+            let amounts = LedgerEntry::amounts(token.cpm, 0.15);
+            reach.recorder.record(bourse_reach::ReachEvent {
+                user_hash: n,
+                placement: placement.clone(),
+                publisher: placement.clone(),
+                bidder: placement.clone(),
+                timestamp: 1_900_000_000,
+            });
+            black_box((fresh, amounts))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, adserve);
+criterion_main!(benches);
