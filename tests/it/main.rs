@@ -2,6 +2,7 @@
 //! answer as each test scripts them.
 
 mod adtag;
+mod adtag_browser;
 mod auction;
 mod bad_input;
 mod browser;
