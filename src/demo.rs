@@ -19,7 +19,13 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
     let mut config = format!(
         "[server]\nlisten = \"{listen}\"\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n\
          [plugins.exchange]\ncurrency = \"USD\"\nfee = 0.1\npublic_url = \"http://{listen}\"\n\
-         schain_asi = \"bourse.example\"\n\n[plugins.exchange.rates]\nEUR = 1.08\nGBP = 1.27\n"
+         schain_asi = \"bourse.example\"\n\n[plugins.exchange.rates]\nEUR = 1.08\nGBP = 1.27\n\n\
+         [plugins.exchange.floors]\nenabled = true\nmin_observations = 200\n\n\
+         [[plugins.exchange.publishers]]\nid = \"demo-news\"\nname = \"Demo News\"\n\n\
+         [[plugins.exchange.placements]]\nid = \"demo-top\"\npublisher = \"demo-news\"\n\
+         sizes = [[728, 90], [970, 250]]\nfloor = 0.2\n\n\
+         [[plugins.exchange.placements]]\nid = \"demo-side\"\npublisher = \"demo-news\"\n\
+         sizes = [[300, 250]]\nfloor = 0.1\n"
     );
     for sim in bourse_sim::demo::demo_bidders() {
         let name = sim.name.clone();
@@ -42,10 +48,56 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
     Ok(Demo { bidders, config })
 }
 
+/// A publisher's article page carrying the two demo placements and the ad tag of the exchange
+/// at `exchange`.
+pub fn publisher_page(exchange: SocketAddr) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Demo News</title>\
+         <style>body{{font:16px/1.5 sans-serif;max-width:980px;margin:2em auto;padding:0 1em}}\
+         .bourse-ad{{margin:1em 0}}</style></head><body>\
+         <div class=\"bourse-ad\" data-placement=\"demo-top\" data-sizes=\"728x90,970x250\"></div>\
+         <h1>Demo News</h1><p>A publisher page with two ad slots. Each ad is bought in a real \
+         auction among the demo's simulated partners, rendered in a sandboxed iframe and billed \
+         once when it renders.</p>\
+         <div class=\"bourse-ad\" data-placement=\"demo-side\" data-sizes=\"300x250\"></div>\
+         <script async src=\"http://{exchange}/tag.js\"></script></body></html>"
+    )
+}
+
+/// Serves [`publisher_page`] on a loopback port until the process ends; returns the address.
+pub async fn serve_publisher_page(exchange: SocketAddr) -> anyhow::Result<SocketAddr> {
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the demo publisher page")?;
+    let addr = listener.local_addr()?;
+    let page = bytes::Bytes::from(publisher_page(exchange));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let page = page.clone();
+            let service = hyper::service::service_fn(move |_req| {
+                let mut response = http::Response::new(http_body_util::Full::new(page.clone()));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    Ok(addr)
+}
+
 /// What to try once the demo runs.
-pub fn instructions(addr: SocketAddr) -> String {
+pub fn instructions(addr: SocketAddr, page: SocketAddr) -> String {
     format!(
         "bourse demo is listening on http://{addr}\n\n\
+         A publisher page with the ad tag (open it in a browser): http://{page}/\n\
+         Its revenue ledger: curl -s http://{addr}/ledger   reach: curl -s http://{addr}/reach\n\n\
          An auction (a 300x250 banner with a 0.50 USD floor):\n  \
          curl -s -X POST http://{addr}/openrtb2/auction -H 'content-type: application/json' \\\n    \
          -d '{{\"id\":\"demo-1\",\"tmax\":250,\"imp\":[{{\"id\":\"1\",\"banner\":{{\"format\":[{{\"w\":300,\"h\":250}}]}},\"bidfloor\":0.5}}],\"site\":{{\"page\":\"https://news.example/article\",\"publisher\":{{\"id\":\"pub-1\"}}}}}}'\n\n\

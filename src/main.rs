@@ -136,7 +136,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             bourse_kernel::init_logging(&loaded.log);
             let running = kernel.start(loaded).await.context("starting the demo")?;
-            println!("{}", bourse::demo::instructions(running.local_addr()));
+            let page = bourse::demo::serve_publisher_page(running.local_addr()).await?;
+            println!("{}", bourse::demo::instructions(running.local_addr(), page));
             running.run_until_signal().await;
             drop(demo);
             Ok(ExitCode::SUCCESS)
