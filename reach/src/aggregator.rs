@@ -1,7 +1,7 @@
 //! The background task that owns the counts: it drains the request path's queue into
 //! in-process sketches or into batched Redis writes, evicts old buckets and refreshes gauges.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -97,22 +97,49 @@ pub(crate) async fn run_in_process(
 }
 
 /// Ids admitted per hour and dimension in Redis mode, to enforce `max_ids_per_dimension`
-/// without asking Redis.
-struct IdBudget {
+/// without asking Redis, and whether this node has already put each one in the Redis indexes.
+struct HourIds {
     max_ids_per_dimension: usize,
-    hours: BTreeMap<u64, [HashSet<Arc<str>>; 3]>,
+    /// Hour → per dimension: id → indexed in Redis.
+    hours: BTreeMap<u64, [HashMap<Arc<str>, bool>; 3]>,
 }
 
-impl IdBudget {
+impl HourIds {
     fn admit(&mut self, hour: u64, dimension: Dimension, id: &Arc<str>) -> bool {
         let ids = &mut self.hours.entry(hour).or_default()[dimension.index()];
-        if ids.contains(&**id) {
+        if ids.contains_key(&**id) {
             true
         } else if ids.len() < self.max_ids_per_dimension {
-            ids.insert(Arc::clone(id));
+            ids.insert(Arc::clone(id), false);
             true
         } else {
             false
+        }
+    }
+
+    fn is_indexed(&self, bucket: &BucketKey) -> bool {
+        self.hours
+            .get(&bucket.hour)
+            .and_then(|ids| ids[bucket.dimension.index()].get(&*bucket.id))
+            .is_some_and(|indexed| *indexed)
+    }
+
+    fn mark_indexed(&mut self, bucket: &BucketKey) {
+        if let Some(indexed) = self
+            .hours
+            .get_mut(&bucket.hour)
+            .and_then(|ids| ids[bucket.dimension.index()].get_mut(&*bucket.id))
+        {
+            *indexed = true;
+        }
+    }
+
+    /// After a failed write Redis may have restarted empty: index everything again.
+    fn forget_indexing(&mut self) {
+        for dimensions in self.hours.values_mut() {
+            for indexed in dimensions.iter_mut().flat_map(HashMap::values_mut) {
+                *indexed = false;
+            }
         }
     }
 
@@ -126,7 +153,7 @@ struct RedisIngest {
     store: RedisReachStore,
     metrics: ReachMetrics,
     retention: Retention,
-    ids: IdBudget,
+    ids: HourIds,
     pending: PendingUsers,
     pending_events: usize,
     batch_size: usize,
@@ -182,8 +209,16 @@ impl RedisIngest {
         if self.pending_events == 0 {
             return Ok(());
         }
-        match self.store.write(&self.pending).await {
+        let ids = &self.ids;
+        let written = self
+            .store
+            .write(&self.pending, |bucket| !ids.is_indexed(bucket))
+            .await;
+        match written {
             Ok(()) => {
+                for bucket in self.pending.keys() {
+                    self.ids.mark_indexed(bucket);
+                }
                 self.pending.clear();
                 self.pending_events = 0;
                 self.last_write_ok = true;
@@ -192,6 +227,7 @@ impl RedisIngest {
             Err(err) => {
                 self.metrics.redis_errors.inc();
                 self.last_write_ok = false;
+                self.ids.forget_indexing();
                 tracing::warn!(
                     error = %err,
                     pending_events = self.pending_events,
@@ -241,7 +277,7 @@ pub(crate) async fn run_redis(
         store,
         metrics,
         retention: config.retention(),
-        ids: IdBudget {
+        ids: HourIds {
             max_ids_per_dimension: config.max_ids_per_dimension,
             hours: BTreeMap::new(),
         },
@@ -325,7 +361,7 @@ async fn refresh_redis_gauges(
                 store.counts(Window::Day(previous * SECS_PER_DAY)).await?;
             }
             let hour = store.counts(Window::Hour(now)).await?;
-            let day = store.counts(Window::Day(now)).await?;
+            let day = store.today_counts(now).await?;
             Ok::<_, redis::RedisError>((hour, day))
         }
         .await;

@@ -1,4 +1,4 @@
-//! The in-process distinct-user sketch: HyperLogLog++ over a fixed-key SipHash.
+//! The in-process distinct-user sketch: HyperLogLog++ over a fixed 64-bit mixer.
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -21,17 +21,16 @@ pub(crate) struct UserHashMixer {
 
 impl Hasher for UserHashMixer {
     fn write_u64(&mut self, value: u64) {
-        // The only call the sketches make (they hash `u64`s): keep the value itself, so a
-        // single word is mixed exactly once in `finish`.
-        self.state ^= value;
+        // The sketches hash one `u64`: from the zero state this leaves the value itself, which
+        // `finish` mixes once. Further words are chained through the mixer.
+        self.state = mix(self.state) ^ value;
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // General input (unused by the sketches): fold 8-byte words, mixing between them.
         for word in bytes.chunks(8) {
             let mut padded = [0_u8; 8];
             padded[..word.len()].copy_from_slice(word);
-            self.state = mix(self.state ^ u64::from_le_bytes(padded));
+            self.write_u64(u64::from_le_bytes(padded));
         }
     }
 
@@ -131,6 +130,10 @@ mod tests {
         assert!(worst <= 0.03, "worst relative error {worst} > 3 % at n={n}");
     }
 
+    // Trial counts: at precision 14 one estimate's relative error has σ ≈ 0.81 %, so |error|
+    // averages about 0.65 % with a spread of about 0.5 %/√trials. With 2-3 trials a correct
+    // sketch would exceed the 1 % mean bound for roughly one seed set in seven; ten trials make
+    // that about 1 %. Below the sparse limit (1 000 users) estimates are nearly exact.
     #[test]
     fn accuracy_at_one_thousand_users() {
         assert_accurate(1_000, 40);
