@@ -1,17 +1,53 @@
-//! Prints the learned-floors report: each simulated scenario learned through the real API and
-//! compared with Myerson's optimal reserve, no floor and a fixed floor, as a Markdown table.
+//! Prints the learned-floors report: each simulated scenario of a scenario file learned through
+//! the real API and compared with Myerson's optimal reserve, no floor and a fixed floor, as a
+//! Markdown table.
 //!
-//! `cargo run --release -p bourse-floors --example floors_report`
+//! `cargo run --release -p bourse-floors --example floors_report [-- PATH]`
+//!
+//! `PATH` is a scenario file (see `bourse_floors::simulate::ScenarioFile`); by default the
+//! committed `floors/scenarios/floors.toml`, the report's scenarios.
 
-use bourse_floors::simulate::{self, Outcome};
+use bourse_floors::simulate::{self, Outcome, ScenarioFile};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = simulate::simulation_config();
-    let scenarios = simulate::report_scenarios();
+/// The committed scenario file of the report.
+const DEFAULT_SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/floors.toml");
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let path = args
+        .next()
+        .map_or_else(|| PathBuf::from(DEFAULT_SCENARIOS), PathBuf::from);
+    if args.next().is_some() || path.to_string_lossy().starts_with('-') {
+        eprintln!(
+            "usage: floors_report [SCENARIO_FILE]\n\
+             (default: {DEFAULT_SCENARIOS})"
+        );
+        return ExitCode::from(2);
+    }
+    let outcome = match ScenarioFile::load(&path) {
+        Ok(file) => report(&file),
+        Err(error) => Err(error.into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("floors_report: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every scenario of `file` with its learner configuration and prints the report.
+fn report(file: &ScenarioFile) -> Result<(), Box<dyn std::error::Error>> {
+    let config = &file.learner;
+    let scenarios = file.scenarios();
     let outcomes = scenarios
         .iter()
-        .map(|scenario| simulate::run(scenario, &config))
+        .map(|scenario| simulate::run(scenario, config))
         .collect::<Result<Vec<Outcome>, _>>()?;
+    // A scenario file has at least one scenario.
     let first = &scenarios[0];
     println!(
         "Learned floors: {} auctions to learn, then {} measured (same value draws for every \

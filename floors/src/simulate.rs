@@ -9,17 +9,26 @@
 //! Each scenario learns for `learning_auctions`, then measures `evaluation_auctions` more. In
 //! the evaluation window the same value draws are also priced at the comparison floors, so the
 //! ratios compare policies on identical auctions (common random numbers) and carry little noise.
+//!
+//! The report's scenarios are committed, seeded, in `floors/scenarios/floors.toml`, read as a
+//! [`ScenarioFile`] (`cargo run --release -p bourse-floors --example floors_report`).
 
 use crate::{AuctionType, Decision, FloorKey, Floors, FloorsError, LearnedFloorsConfig};
 use crate::{Observation, TopBids};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp, LogNormal};
+use serde::Deserialize;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Distribution of each bidder's value, CPM.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// In a scenario file: `{ kind = "uniform", min = 0.0, max = 1.0 }`,
+/// `{ kind = "exponential", mean = 1.0 }` or `{ kind = "log_normal", median = 1.0, sigma = 0.5 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ValueDistribution {
     /// Uniform on `[min, max]`.
     Uniform {
@@ -220,7 +229,10 @@ impl ValueDistribution {
 }
 
 /// How a simulated bidder turns its value into a bid.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// In a scenario file: `{ kind = "truthful" }` or `{ kind = "shading", factor = 0.7 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(from = "RawBehaviour")]
 pub enum Behaviour {
     /// Bids its value.
     Truthful,
@@ -229,6 +241,24 @@ pub enum Behaviour {
         /// Share of the value bid.
         factor: f64,
     },
+}
+
+/// [`Behaviour`] as written: `truthful` is an empty struct variant so that a stray key
+/// (`{ kind = "truthful", factor = 0.7 }`) is refused rather than ignored.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawBehaviour {
+    Truthful {},
+    Shading { factor: f64 },
+}
+
+impl From<RawBehaviour> for Behaviour {
+    fn from(raw: RawBehaviour) -> Self {
+        match raw {
+            RawBehaviour::Truthful {} => Behaviour::Truthful,
+            RawBehaviour::Shading { factor } => Behaviour::Shading { factor },
+        }
+    }
 }
 
 impl Behaviour {
@@ -650,6 +680,260 @@ pub fn report_scenarios() -> Vec<Scenario> {
             0.8,
         ),
     ]
+}
+
+/// A seeded scenario file: the learner's configuration and the scenarios to run with it, as
+/// committed in `floors/scenarios/floors.toml` (the report's scenarios).
+///
+/// ```toml
+/// [learner]                  # a `LearnedFloorsConfig`; `enabled` must be true
+/// enabled = true
+/// recompute_every_observations = 500
+///
+/// [[scenario]]               # one per placement simulated, run in order
+/// name = "uniform-2"
+/// distribution = { kind = "uniform", min = 0.0, max = 1.0 }
+/// bidders = 2
+/// behaviour = { kind = "truthful" }     # or { kind = "shading", factor = 0.7 }
+/// auction = "second"                    # or "first"
+/// static_floor = 0.0
+/// learning_auctions = 20000
+/// evaluation_auctions = 20000
+/// seed = 1
+/// ```
+///
+/// Unknown keys are refused; every `[[scenario]]` key is required (`[learner]` keys default as
+/// in [`LearnedFloorsConfig`]); values out of range are refused with the scenario's name and
+/// the key. Deserializing checks everything, so a `ScenarioFile` is always valid.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawScenarioFile")]
+pub struct ScenarioFile {
+    /// The learner's configuration, shared by every scenario.
+    pub learner: LearnedFloorsConfig,
+    /// The scenarios (`[[scenario]]` tables), in file order; at least one, names unique.
+    pub scenario: Vec<NamedScenario>,
+}
+
+/// A [`Scenario`] with the name the scenario file gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedScenario {
+    /// Short name, unique in its file; used in error messages.
+    pub name: String,
+    /// What to simulate.
+    pub scenario: Scenario,
+}
+
+/// A scenario file that cannot be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioFileError {
+    /// The file could not be read.
+    #[error("cannot read scenario file {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Malformed TOML, an unknown or missing key, or a value out of range; the message names
+    /// the line, the scenario and the key.
+    #[error("scenario file {}: {error}", path.display())]
+    Invalid {
+        /// The file (`<text>` for [`ScenarioFile::parse`]).
+        path: PathBuf,
+        /// What is wrong, and where.
+        error: Box<toml::de::Error>,
+    },
+}
+
+impl ScenarioFile {
+    /// Reads and checks a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<ScenarioFile, ScenarioFileError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| ScenarioFileError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse_from(&text, path)
+    }
+
+    /// Parses and checks scenario-file TOML.
+    pub fn parse(text: &str) -> Result<ScenarioFile, ScenarioFileError> {
+        Self::parse_from(text, Path::new("<text>"))
+    }
+
+    fn parse_from(text: &str, path: &Path) -> Result<ScenarioFile, ScenarioFileError> {
+        toml::from_str(text).map_err(|error| ScenarioFileError::Invalid {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })
+    }
+
+    /// The scenarios without their names, in file order.
+    pub fn scenarios(&self) -> Vec<Scenario> {
+        self.scenario
+            .iter()
+            .map(|named| named.scenario.clone())
+            .collect()
+    }
+}
+
+/// [`ScenarioFile`] as written, before its checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenarioFile {
+    learner: LearnedFloorsConfig,
+    #[serde(default)]
+    scenario: Vec<RawScenario>,
+}
+
+impl TryFrom<RawScenarioFile> for ScenarioFile {
+    type Error = String;
+
+    fn try_from(raw: RawScenarioFile) -> Result<Self, String> {
+        let learner = raw.learner;
+        if let Err(error) = learner.validate() {
+            return Err(format!(
+                "[learner]: `{}` {}, got {}",
+                error.field, error.problem, error.value
+            ));
+        }
+        if !learner.enabled {
+            return Err(
+                "[learner]: `enabled` must be true: the report measures learned floors".to_owned(),
+            );
+        }
+        if raw.scenario.is_empty() {
+            return Err("no [[scenario]]: a scenario file needs at least one".to_owned());
+        }
+        // Checked here rather than per `[[scenario]]` table: toml would point an element's
+        // error at the array's first table, a misleading line; the name says which it is.
+        let scenario = raw
+            .scenario
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| NamedScenario::from_raw(index + 1, raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names = std::collections::HashSet::new();
+        for named in &scenario {
+            if !names.insert(named.name.as_str()) {
+                return Err(format!(
+                    "scenario `{}` appears twice: `name` must be unique",
+                    named.name
+                ));
+            }
+        }
+        Ok(ScenarioFile { learner, scenario })
+    }
+}
+
+/// One `[[scenario]]` table as written, before its checks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    distribution: ValueDistribution,
+    bidders: usize,
+    behaviour: Behaviour,
+    auction: AuctionType,
+    static_floor: f64,
+    learning_auctions: usize,
+    evaluation_auctions: usize,
+    seed: u64,
+}
+
+impl NamedScenario {
+    /// Checks the `number`th `[[scenario]]` table (from 1); the error names the scenario and
+    /// the key.
+    fn from_raw(number: usize, raw: RawScenario) -> Result<Self, String> {
+        let name = raw.name.trim();
+        if name.is_empty() {
+            return Err(format!("[[scenario]] #{number}: `name` must not be empty"));
+        }
+        // Each check: whether it holds, the key, what it must be, the value.
+        let mut checks: Vec<(bool, &str, String, f64)> = Vec::new();
+        match raw.distribution {
+            ValueDistribution::Uniform { min, max } => {
+                checks.push((
+                    min.is_finite() && min >= 0.0,
+                    "distribution.min",
+                    "must be a finite CPM of at least 0".to_owned(),
+                    min,
+                ));
+                checks.push((
+                    max.is_finite() && max > min,
+                    "distribution.max",
+                    format!("must be finite and above `distribution.min` ({min})"),
+                    max,
+                ));
+            }
+            ValueDistribution::Exponential { mean } => checks.push((
+                mean.is_finite() && mean > 0.0,
+                "distribution.mean",
+                "must be finite and positive".to_owned(),
+                mean,
+            )),
+            ValueDistribution::LogNormal { median, sigma } => {
+                checks.push((
+                    median.is_finite() && median > 0.0,
+                    "distribution.median",
+                    "must be finite and positive".to_owned(),
+                    median,
+                ));
+                checks.push((
+                    sigma.is_finite() && sigma > 0.0,
+                    "distribution.sigma",
+                    "must be finite and positive".to_owned(),
+                    sigma,
+                ));
+            }
+        }
+        if let Behaviour::Shading { factor } = raw.behaviour {
+            checks.push((
+                factor > 0.0 && factor <= 1.0,
+                "behaviour.factor",
+                "must be in (0, 1]".to_owned(),
+                factor,
+            ));
+        }
+        checks.push((
+            raw.static_floor.is_finite() && raw.static_floor >= 0.0,
+            "static_floor",
+            "must be a finite CPM of at least 0".to_owned(),
+            raw.static_floor,
+        ));
+        if let Some((_, key, rule, value)) = checks.into_iter().find(|check| !check.0) {
+            return Err(format!("scenario `{name}`: `{key}` {rule}, got {value}"));
+        }
+        if !(1..=64).contains(&raw.bidders) {
+            return Err(format!(
+                "scenario `{name}`: `bidders` must be in [1, 64], got {}",
+                raw.bidders
+            ));
+        }
+        if raw.evaluation_auctions == 0 {
+            return Err(format!(
+                "scenario `{name}`: `evaluation_auctions` must be at least 1, got 0"
+            ));
+        }
+        let scenario = Scenario {
+            distribution: raw.distribution,
+            bidders: raw.bidders,
+            behaviour: raw.behaviour,
+            auction_type: raw.auction,
+            static_floor: raw.static_floor,
+            learning_auctions: raw.learning_auctions,
+            evaluation_auctions: raw.evaluation_auctions,
+            seed: raw.seed,
+        };
+        // Whatever else `run` would refuse, refused here already.
+        if let Err(error) = scenario.validate() {
+            return Err(format!("scenario `{name}`: {error}"));
+        }
+        Ok(NamedScenario {
+            name: name.to_owned(),
+            scenario,
+        })
+    }
 }
 
 /// A Markdown table of outcomes.
