@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Deadline for a retired plugin generation to finish its in-flight requests.
     pub drain_deadline_ms: u64,
+    /// Watch the config file and apply every saved change (as SIGHUP would).
+    pub watch_config: bool,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +33,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shutdown_grace_ms: 10_000,
             drain_deadline_ms: 5_000,
+            watch_config: true,
         }
     }
 }

@@ -9,6 +9,7 @@ mod metrics;
 mod plugin;
 mod routes;
 mod server;
+mod watch;
 
 pub use body::{BodyError, read_body};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};

@@ -373,6 +373,9 @@ impl Running {
         host.shared
             .shutdown_grace_ms
             .store(server.shutdown_grace_ms, Ordering::Release);
+        host.shared
+            .watch_config
+            .store(server.watch_config, Ordering::Release);
         state.server = server;
         if source.is_some() {
             state.source = source;
@@ -434,9 +437,22 @@ impl Running {
         tracing::info!("shut down");
     }
 
-    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP reloads the config
-    /// file and logs the outcome.
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully; SIGHUP, and with
+    /// `server.watch_config` every saved change to the config file, reloads it and logs the
+    /// outcome.
     pub async fn run_until_signal(self) {
+        let source = self.state.lock().await.source.clone();
+        let watch_enabled = self.host.shared.watch_config.load(Ordering::Acquire);
+        let mut watcher = match source.filter(|_| watch_enabled) {
+            Some(path) => match crate::watch::ConfigWatcher::start(&path) {
+                Ok(watcher) => Some(watcher),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot watch the config file; SIGHUP still reloads it");
+                    None
+                }
+            },
+            None => None,
+        };
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -455,6 +471,12 @@ impl Running {
                             // apply() logs its own failures; a reload that fails to parse is logged here.
                             if let Err(error) = self.reload().await {
                                 tracing::error!(error = format!("{error:#}"), "reload failed");
+                            }
+                        }
+                        Some(()) = crate::watch::changed(&mut watcher) => {
+                            tracing::info!("config file changed: applying it");
+                            if let Err(error) = self.reload().await {
+                                tracing::error!(error = format!("{error:#}"), "config file change refused; the running config keeps serving");
                             }
                         }
                     }
@@ -690,6 +712,8 @@ struct Shared {
     ready: AtomicBool,
     shutting_down: AtomicBool,
     shutdown_grace_ms: AtomicU64,
+    /// `server.watch_config`, read when `run_until_signal` starts.
+    watch_config: AtomicBool,
     metrics: Metrics,
     kernel: KernelMetrics,
     builtin: StatusCounters,
@@ -713,6 +737,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             shutdown_grace_ms: AtomicU64::new(server.shutdown_grace_ms),
+            watch_config: AtomicBool::new(server.watch_config),
             metrics: metrics.clone(),
             kernel,
             builtin,

@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod cluster;
+mod config_watch;
 mod demo;
 mod lifecycle;
 mod misbehaving;

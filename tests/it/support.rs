@@ -435,6 +435,10 @@ pub struct Node {
     child: std::process::Child,
     pub addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The config file it serves.
+    pub config_path: std::path::PathBuf,
+    /// Everything it has written to stderr so far.
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Node {
@@ -450,9 +454,19 @@ impl Node {
             .arg("--config")
             .arg(&path)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("bourse starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let addr = loop {
@@ -470,7 +484,14 @@ impl Node {
             child,
             addr,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            config_path: path,
+            stderr,
         }
+    }
+
+    /// What the process has logged to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,104 @@
+//! Editing the config file of a running `bourse serve` applies the change live, including an
+//! editor's write-to-temp-then-rename; an invalid edit is refused with its line and the running
+//! config keeps serving.
+
+use crate::support::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn config_with_floor(partner: &Partner, floor: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n\
+         [plugins.exchange]\nnotice_secret = \"watch-secret\"\npublic_url = \"http://bourse.test\"\n\n\
+         [[plugins.exchange.publishers]]\nid = \"news\"\n\n\
+         [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\
+         floor = {floor}\n\n\
+         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n",
+        partner.endpoint()
+    )
+}
+
+/// Writes `text` beside `path` and renames it over `path`, as most editors save.
+fn save_by_rename(path: &std::path::Path, text: &str) {
+    let temp = path.with_extension("toml.tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+/// The floor the partner saw in the auction for one `/ad` call.
+async fn floor_seen(node: &Node, partner: &Partner) -> f64 {
+    let body =
+        json!({"page": "https://news.example/", "slots": [{"id": "a", "placement": "news-top"}]});
+    let req = http::Request::post(node.url("/ad"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, _) = node.send(req).await;
+    assert_eq!(status, 200);
+    let sent: Value = partner.last_request();
+    sent["imp"][0]["bidfloor"].as_f64().unwrap()
+}
+
+async fn wait_for_floor(node: &Node, partner: &Partner, want: f64) -> Duration {
+    let started = Instant::now();
+    let mut seen = 0.0;
+    while started.elapsed() < Duration::from_secs(10) {
+        seen = floor_seen(node, partner).await;
+        if seen == want {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("floor {seen} after 10 s, expected {want}");
+}
+
+#[tokio::test]
+async fn saved_edits_apply_live_and_bad_ones_are_refused_with_their_line() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let node = Node::start(&config_with_floor(&partner, "0.5"));
+    assert_eq!(floor_seen(&node, &partner).await, 0.5);
+
+    // An in-place write.
+    std::fs::write(&node.config_path, config_with_floor(&partner, "1.25")).unwrap();
+    let took = wait_for_floor(&node, &partner, 1.25).await;
+    eprintln!("in-place edit applied after {took:?}");
+
+    // Write-to-temp-then-rename, as editors save.
+    save_by_rename(&node.config_path, &config_with_floor(&partner, "2.5"));
+    let took = wait_for_floor(&node, &partner, 2.5).await;
+    eprintln!("renamed edit applied after {took:?}");
+
+    // An invalid edit: refused, named by line, and the running config keeps serving.
+    let bad = config_with_floor(&partner, "\"high\"");
+    let bad_line = bad.lines().position(|l| l.starts_with("floor = ")).unwrap() + 1;
+    save_by_rename(&node.config_path, &bad);
+    let started = Instant::now();
+    let mut refused = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if node
+            .metric("bourse_kernel_config_applies_total{result=\"error\"}")
+            .await
+            >= 1.0
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the bad edit was not refused: {}", node.stderr());
+    let logged = node.stderr();
+    assert!(
+        logged.contains(&format!("bourse.toml:{bad_line}:")),
+        "the refusal names line {bad_line}: {logged}"
+    );
+    assert_eq!(
+        floor_seen(&node, &partner).await,
+        2.5,
+        "old config still serves"
+    );
+
+    // Fixing the file applies again.
+    save_by_rename(&node.config_path, &config_with_floor(&partner, "0.75"));
+    wait_for_floor(&node, &partner, 0.75).await;
+}
