@@ -73,7 +73,14 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Driver,
+    /// Held for the browser's life: one chromium at a time per test process.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
+
+/// Chromium sessions run one at a time: two cold starts at once on a busy 2-core machine can
+/// each miss their start-up deadline.
+static SLOT: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
 
 /// The chromedriver child process and the temporary directory holding the chromium profile
 /// and the driver's log. Dropping it kills the driver's process group and removes the
@@ -94,13 +101,28 @@ pub async fn start() -> Result<Browser> {
         "BOURSE_CHROMIUM",
         &["chromium", "chromium-browser", "google-chrome"],
     )?;
+    let slot = SLOT
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| anyhow!("the browser slot was closed"))?;
     // The free port is found by binding and releasing it, so another process can take it in
-    // between: chromedriver then exits at once and another port is tried.
+    // between: chromedriver then exits at once and another port is tried. A session that does
+    // not open in time (a cold chromium on a loaded machine) gets one more try too.
     let mut last_error = None;
     for _ in 0..3 {
         let driver = Driver::spawn(&chromedriver)?;
         match driver.wait_ready().await {
-            Ok(()) => return connect(driver, &chromium).await,
+            Ok(()) => match connect(driver, &chromium).await {
+                Ok((client, driver)) => {
+                    return Ok(Browser {
+                        client,
+                        driver,
+                        _slot: slot,
+                    });
+                }
+                Err(e) => last_error = Some(e),
+            },
             Err(e) => last_error = Some(e),
         }
     }
@@ -108,7 +130,7 @@ pub async fn start() -> Result<Browser> {
 }
 
 /// Opens the WebDriver session on a driver that answers `/status` as ready.
-async fn connect(driver: Driver, chromium: &Path) -> Result<Browser> {
+async fn connect(driver: Driver, chromium: &Path) -> Result<(Client, Driver)> {
     let profile = driver.dir.join("profile");
     let args = [
         "--headless=new".to_owned(),
@@ -155,7 +177,7 @@ async fn connect(driver: Driver, chromium: &Path) -> Result<Browser> {
             driver.log_tail()
         ),
     };
-    Ok(Browser { client, driver })
+    Ok((client, driver))
 }
 
 impl Browser {
