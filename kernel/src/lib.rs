@@ -2,6 +2,7 @@
 //! validates their config, serves HTTP/1.1 and h2c, exposes metrics and health, and swaps plugin
 //! generations without dropping a request. It knows nothing of ads.
 
+mod assets;
 mod body;
 mod config;
 mod logging;
@@ -11,6 +12,7 @@ mod routes;
 mod server;
 mod watch;
 
+pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use body::{BodyError, read_body};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use logging::init_logging;

@@ -511,3 +511,24 @@ async fn learned_floors_rise_towards_the_revenue_maximising_reserve() {
         "{floors:?}"
     );
 }
+
+#[tokio::test]
+async fn tag_paths_never_reach_outside_the_embedded_tag() {
+    let (_partner, ex) = site().await;
+    for path in [
+        "/tag.js/..%2f..%2fCargo.toml",
+        "/tag.js/%2e%2e/%2e%2e/Cargo.toml",
+        "/tag.js/.%252e/Cargo.toml",
+        "/tag.js%2f..%2fCargo.toml",
+        "/tag.js/%5c..%5cCargo.toml",
+        "/tag.js/c:/windows/win.ini",
+        "/tag.js//etc/passwd",
+    ] {
+        let (status, body) = ex.get(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("[package]"),
+            "{path}"
+        );
+    }
+}

@@ -7,22 +7,24 @@ use crate::ledger::LedgerEntry;
 use crate::notice::{NoticeKind, TokenError, WinToken};
 use crate::openrtb::{BidRequest, BidResponse};
 use bourse_floors::{AuctionType, Decision, FloorKey, Observation, Segment, TopBids};
-use bourse_kernel::{PeerAddr, Request, Response, json_response, read_body};
+use bourse_kernel::{Asset, EmbeddedAssets, PeerAddr, Request, Response, json_response, read_body};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-/// The tag, embedded in the binary.
-const TAG_JS: &str = include_str!("../../assets/tag.js");
-
-/// A strong validator for the tag: the start of its SHA-256.
-static TAG_ETAG: LazyLock<String> = LazyLock::new(|| {
-    let digest = sha2::Sha256::digest(TAG_JS.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+/// The tag, embedded in the binary and served by exact name only. Short enough a cache life
+/// that a new version reaches pages within minutes; the ETag makes revalidation a 304.
+static TAG_ASSETS: LazyLock<EmbeddedAssets> = LazyLock::new(|| {
+    EmbeddedAssets::new(
+        &[Asset {
+            name: "tag.js",
+            bytes: include_bytes!("../../assets/tag.js"),
+            content_type: "application/javascript; charset=utf-8",
+        }],
+        "public, max-age=300",
+    )
 });
 
 /// Most slots one `/ad` call may ask for.
@@ -308,34 +310,7 @@ impl Exchange {
 
     /// `GET /tag.js`: the tag, cacheable, revalidated by its ETag.
     pub(crate) fn tag_js(&self, req: &Request) -> Response {
-        let etag = TAG_ETAG.as_str();
-        let matches = req
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-        let mut response = if matches {
-            let mut response = Response::new(bourse_kernel::empty());
-            *response.status_mut() = StatusCode::NOT_MODIFIED;
-            response
-        } else {
-            Response::new(bourse_kernel::full(TAG_JS))
-        };
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/javascript; charset=utf-8"),
-        );
-        // Short enough that a new version reaches pages within minutes; the ETag makes the
-        // revalidation a 304.
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=300"),
-        );
-        if let Ok(value) = HeaderValue::from_str(etag) {
-            headers.insert(header::ETAG, value);
-        }
-        with_cors(response)
+        with_cors(TAG_ASSETS.serve("tag.js", req.headers().get(header::IF_NONE_MATCH)))
     }
 
     /// `POST /ad`: one auction for every slot on the page.
