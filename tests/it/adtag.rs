@@ -2,7 +2,7 @@
 //! once, signed click redirects, the ledger and reach reports.
 
 use crate::support::*;
-use bourse_engine::notice::{NoticeKind, TokenSigner, WinToken};
+use bourse_engine::notice::{NoticeKind, TokenSigner};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::{Value, json};
@@ -346,14 +346,14 @@ async fn forged_altered_expired_and_misused_tokens_are_refused_and_never_billed(
         post(&ex, &format!("/beacon/imp?t={altered}.{signature}")).await,
         403
     );
-    let foreign = TokenSigner::new(b"someone-else").sign(&sample_win(u64::MAX));
+    let foreign = TokenSigner::new(b"someone-else").sign(&sample_token(NoticeKind::Bill, u64::MAX));
     assert_eq!(post(&ex, &format!("/beacon/imp?t={foreign}")).await, 403);
     // A view token is not an impression token, and an impression token is no click.
     let view_token = query(&view)["t"].clone();
     assert_eq!(post(&ex, &format!("/beacon/imp?t={view_token}")).await, 403);
     assert_eq!(ex.get(&format!("/click?t={token}")).await.0, 403);
     // One of our own notice tokens, validly signed, is not a beacon either.
-    let ours = TokenSigner::new(b"test-secret").sign(&sample_win(u64::MAX));
+    let ours = TokenSigner::new(b"test-secret").sign(&sample_token(NoticeKind::Bill, u64::MAX));
     assert!(matches!(
         post(&ex, &format!("/beacon/imp?t={ours}")).await.as_u16(),
         400 | 403
@@ -449,24 +449,6 @@ async fn reports_are_for_loopback_or_the_reports_token() {
         .unwrap();
     assert_eq!(ex.send(req).await.0, 200);
     assert_eq!(ex.get("/ledger?at=yesterday").await.0, 401);
-}
-
-fn sample_win(exp: u64) -> WinToken {
-    WinToken {
-        kind: NoticeKind::Bill,
-        auction: "a".into(),
-        bid: "b".into(),
-        imp: "1".into(),
-        seat: "s".into(),
-        ad: String::new(),
-        bidder: "adv".into(),
-        price: 100.0,
-        bid_price: 100.0,
-        cur: "USD".into(),
-        gross_up: 1.0,
-        partner_url: Some("http://127.0.0.1:9/steal".into()),
-        exp,
-    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Win, billing and loss notices: our URLs in the response, partners' URLs fired with macros.
 
 use crate::support::*;
-use bourse_engine::notice::{NoticeKind, TokenSigner, WinToken};
+use bourse_engine::notice::{NoticeKind, TokenSigner};
 use serde_json::{Value, json};
 
 /// Partners whose notice URLs point at themselves.
@@ -177,9 +177,10 @@ async fn forged_altered_and_expired_tokens_are_refused() {
         403,
         "a win token is no good for billing"
     );
-    let forged_key = TokenSigner::new(b"not-our-secret").sign(&sample_token(u64::MAX));
+    let forged_key =
+        TokenSigner::new(b"not-our-secret").sign(&sample_token(NoticeKind::Win, u64::MAX));
     assert_eq!(ex.get(&format!("/notice/win?t={forged_key}")).await.0, 403);
-    let expired = TokenSigner::new(b"test-secret").sign(&sample_token(1));
+    let expired = TokenSigner::new(b"test-secret").sign(&sample_token(NoticeKind::Win, 1));
     assert_eq!(ex.get(&format!("/notice/win?t={expired}")).await.0, 410);
     assert_eq!(ex.get("/notice/win").await.0, 400);
     assert_eq!(ex.get("/notice/nope?t=x").await.0, 404);
@@ -203,24 +204,6 @@ async fn forged_altered_and_expired_tokens_are_refused() {
             .await,
         1.0
     );
-}
-
-fn sample_token(exp: u64) -> WinToken {
-    WinToken {
-        kind: NoticeKind::Win,
-        auction: "a".into(),
-        bid: "b".into(),
-        imp: "1".into(),
-        seat: "s".into(),
-        ad: String::new(),
-        bidder: "alpha".into(),
-        price: 100.0,
-        bid_price: 100.0,
-        cur: "USD".into(),
-        gross_up: 1.0,
-        partner_url: Some("http://127.0.0.1:9/steal".into()),
-        exp,
-    }
 }
 
 #[tokio::test]

@@ -527,3 +527,26 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// A notice token of `kind` for bidder `alpha` whose partner URL would steal a notice if it
+/// were ever honoured, for tests that forge or replay tokens.
+pub fn sample_token(
+    kind: bourse_engine::notice::NoticeKind,
+    exp: u64,
+) -> bourse_engine::notice::WinToken {
+    bourse_engine::notice::WinToken {
+        kind,
+        auction: "a".into(),
+        bid: "b".into(),
+        imp: "1".into(),
+        seat: "s".into(),
+        ad: String::new(),
+        bidder: "alpha".into(),
+        price: 100.0,
+        bid_price: 100.0,
+        cur: "USD".into(),
+        gross_up: 1.0,
+        partner_url: Some("http://127.0.0.1:9/steal".into()),
+        exp,
+    }
+}

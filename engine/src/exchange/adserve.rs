@@ -2,6 +2,7 @@
 //! auction as `/openrtb2/auction`), and the beacons the rendered ads fire: `/beacon/imp`
 //! (billing, exactly once), `/beacon/view` (viewability) and `/click` (a signed redirect).
 
+use super::run::now_secs;
 use super::{Exchange, no_content};
 use crate::ledger::LedgerEntry;
 use crate::notice::{NoticeKind, TokenError, WinToken};
@@ -11,7 +12,6 @@ use bourse_kernel::{Asset, EmbeddedAssets, PeerAddr, Request, Response, json_res
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// The tag, embedded in the binary and served by exact name only. Short enough a cache life
@@ -141,12 +141,6 @@ pub struct BeaconToken {
     pub target: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn with_cors(mut response: Response) -> Response {

@@ -2,16 +2,11 @@
 //! revenue totals), for publishers' and operators' reporting.
 
 use super::Exchange;
+use super::run::now_secs;
 use crate::ledger::Period;
 use bourse_kernel::{PeerAddr, Request, Response, json_response};
 use http::StatusCode;
 use subtle::ConstantTimeEq as _;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// `at` (Unix seconds) from the query, else now.
 fn requested_time(req: &Request) -> Result<u64, Box<Response>> {

@@ -26,7 +26,8 @@ struct BidOrigin {
     to_bidder: f64,
 }
 
-fn now_secs() -> u64 {
+/// Unix seconds now (0 if the clock is before 1970).
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
