@@ -750,9 +750,13 @@ impl Exchange {
             net_micros: net,
         });
         if let Some(uid) = &token.uid {
-            self.shared
-                .reach
-                .record(uid, &token.publisher, &token.placement, &token.bidder, now);
+            self.shared.reach.record(
+                uid,
+                self.config_id(&token.publisher),
+                self.config_id(&token.placement),
+                self.config_id(&token.bidder),
+                now,
+            );
         }
         self.shared
             .metrics

@@ -69,7 +69,14 @@ pub(crate) struct ReachSink {
 
 impl ReachSink {
     /// Counts `uid` as reached on this placement, publisher and bidder; never blocks.
-    pub fn record(&self, uid: &str, publisher: &str, placement: &str, bidder: &str, ts: u64) {
+    pub fn record(
+        &self,
+        uid: &str,
+        publisher: Arc<str>,
+        placement: Arc<str>,
+        bidder: Arc<str>,
+        ts: u64,
+    ) {
         use sha2::Digest as _;
         // A stable hash, so that every node (and every restart) counts a user the same way.
         let digest = sha2::Sha256::digest(uid.as_bytes());
@@ -77,9 +84,9 @@ impl ReachSink {
         first.copy_from_slice(&digest[..8]);
         self.recorder.record(bourse_reach::ReachEvent {
             user_hash: u64::from_le_bytes(first),
-            placement: placement.into(),
-            publisher: publisher.into(),
-            bidder: bidder.into(),
+            placement,
+            publisher,
+            bidder,
             timestamp: ts,
         });
     }
@@ -171,6 +178,19 @@ pub(crate) struct Exchange {
     pub publisher_index: HashMap<String, usize>,
     /// Placement ids as shared strings, in `config.placements` order, for floor keys.
     pub placement_keys: Vec<Arc<str>>,
+    /// Every configured publisher, placement and bidder id as a shared string, so billing
+    /// hands reach counting its ids without allocating.
+    pub config_ids: HashMap<String, Arc<str>>,
+}
+
+impl Exchange {
+    /// The shared string for a config id; a token from an older config allocates its own.
+    pub(crate) fn config_id(&self, id: &str) -> Arc<str> {
+        self.config_ids
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(id))
+    }
 }
 
 impl Plugin for ExchangePlugin {
@@ -273,6 +293,14 @@ impl ExchangePlugin {
                 .placements
                 .iter()
                 .map(|p| Arc::from(p.id.as_str()))
+                .collect(),
+            config_ids: config
+                .publishers
+                .iter()
+                .map(|p| &p.id)
+                .chain(config.placements.iter().map(|p| &p.id))
+                .chain(config.bidders.iter().map(|b| &b.name))
+                .map(|id| (id.clone(), Arc::from(id.as_str())))
                 .collect(),
             publisher_index: config
                 .publishers
