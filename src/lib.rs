@@ -10,5 +10,6 @@ pub mod sim;
 pub fn kernel() -> Kernel {
     Kernel::builder()
         .plugin(ExchangePlugin::new(bourse_bidders::registry()))
+        .plugin(bourse_admin::AdminPlugin::default())
         .build()
 }

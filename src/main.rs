@@ -42,6 +42,24 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// The embedded admin's users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin user (or set a new password): reads the password from the first line of
+    /// standard input and stores its Argon2id hash in the users file.
+    CreateUser {
+        /// Login name.
+        name: String,
+        /// The users file (`[plugins.admin] users_file`, relative to the config file).
+        #[arg(long, default_value = "bourse-admin-users.json")]
+        users_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +147,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { command } => sim(command).await,
+        Command::Admin {
+            command: AdminCommand::CreateUser { name, users_file },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            bourse_admin::Users::set_password(&users_file, &name, password)?;
+            println!("admin user {name} saved in {}", users_file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { listen } => {
             let demo = bourse::demo::start_bidders(listen).await?;
             let loaded = kernel

@@ -1,6 +1,7 @@
 //! End-to-end tests of the exchange over real sockets: bourse on loopback with partners that
 //! answer as each test scripts them.
 
+mod admin;
 mod adtag;
 mod adtag_browser;
 mod auction;

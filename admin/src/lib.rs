@@ -1,0 +1,491 @@
+//! The embedded admin, mounted at `/admin` as a kernel plugin: sign-in with Argon2id-hashed
+//! passwords, sessions in `HttpOnly`/`SameSite=Strict` cookies, CSRF tokens on every form,
+//! rate-limited sign-in attempts, and server-rendered askama pages.
+
+mod users;
+
+pub use users::{MIN_PASSWORD_LEN, User, Users, UsersError, hash_password};
+
+use askama::Template;
+use bourse_kernel::{
+    Asset, ConfigIssue, EmbeddedAssets, Handler, Manifest, PeerAddr, Plugin, PluginCtx,
+    PluginError, Request, Response, read_body,
+};
+use futures_util::future::BoxFuture;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq as _;
+
+/// `[plugins.admin]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The users file written by `bourse admin create-user` (relative to the config file).
+    pub users_file: PathBuf,
+    /// How long a session lasts without signing in again, seconds.
+    pub session_ttl_secs: u64,
+    /// Sign-in attempts allowed per client IP per minute.
+    pub login_attempts_per_minute: u32,
+    /// Mark cookies `Secure`: set it when bourse is served over TLS (directly or by a proxy).
+    pub secure_cookie: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            users_file: PathBuf::from("bourse-admin-users.json"),
+            session_ttl_secs: 8 * 3600,
+            login_attempts_per_minute: 5,
+            secure_cookie: false,
+        }
+    }
+}
+
+const SESSION_COOKIE: &str = "bourse_admin_session";
+const LOGIN_CSRF_COOKIE: &str = "bourse_admin_csrf";
+/// Largest form body accepted.
+const MAX_FORM: usize = 16 * 1024;
+
+static ASSETS: LazyLock<EmbeddedAssets> = LazyLock::new(|| {
+    EmbeddedAssets::new(
+        &[Asset {
+            name: "admin.css",
+            bytes: include_bytes!("../assets/admin.css"),
+            content_type: "text/css; charset=utf-8",
+        }],
+        "public, max-age=300",
+    )
+});
+
+/// A signed-in operator.
+#[derive(Debug, Clone)]
+struct Session {
+    user: String,
+    csrf: String,
+    expires: Instant,
+}
+
+/// What outlives a configuration generation: sessions and the sign-in rate limiter.
+struct Shared {
+    sessions: moka::sync::Cache<String, Session>,
+}
+
+/// The admin plugin.
+pub struct AdminPlugin {
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl std::fmt::Debug for AdminPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminPlugin")
+    }
+}
+
+impl Default for AdminPlugin {
+    fn default() -> Self {
+        AdminPlugin {
+            shared: OnceLock::new(),
+        }
+    }
+}
+
+impl Plugin for AdminPlugin {
+    type Config = AdminConfig;
+
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            name: "admin",
+            version: env!("CARGO_PKG_VERSION"),
+            mounts: vec!["/admin"],
+        }
+    }
+
+    fn validate(&self, config: &AdminConfig) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if config.session_ttl_secs == 0 || config.session_ttl_secs > 30 * 86_400 {
+            issues.push(ConfigIssue::new(
+                "session_ttl_secs",
+                "between 1 second and 30 days",
+            ));
+        }
+        if config.login_attempts_per_minute == 0 {
+            issues.push(ConfigIssue::new(
+                "login_attempts_per_minute",
+                "must be at least 1",
+            ));
+        }
+        issues
+    }
+
+    async fn start(
+        &self,
+        ctx: PluginCtx,
+        config: AdminConfig,
+    ) -> Result<Arc<dyn Handler>, PluginError> {
+        let shared = self
+            .shared
+            .get_or_init(|| {
+                Arc::new(Shared {
+                    sessions: moka::sync::Cache::builder()
+                        .max_capacity(10_000)
+                        .time_to_live(Duration::from_secs(30 * 86_400))
+                        .build(),
+                })
+            })
+            .clone();
+        let users_file = ctx.config_dir.join(&config.users_file);
+        let attempts = NonZeroU32::new(config.login_attempts_per_minute)
+            .ok_or_else(|| PluginError("login_attempts_per_minute must be at least 1".into()))?;
+        Ok(Arc::new(Admin {
+            limiter: RateLimiter::keyed(Quota::per_minute(attempts)),
+            registry: ctx.metrics.registry().clone(),
+            users_file,
+            shared,
+            config,
+        }))
+    }
+}
+
+/// One configuration generation of the admin.
+struct Admin {
+    config: AdminConfig,
+    users_file: PathBuf,
+    shared: Arc<Shared>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    registry: prometheus::Registry,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    user: &'a str,
+    error: Option<&'a str>,
+    no_users: bool,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage<'a> {
+    user: &'a str,
+    csrf: &'a str,
+    auctions_bid: u64,
+    auctions_no_bid: u64,
+    fill_rate: String,
+    revenue: String,
+    plugins: Vec<PluginRow>,
+}
+
+struct PluginRow {
+    name: String,
+    state: String,
+    generation: i64,
+}
+
+fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(bourse_kernel::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    response
+}
+
+fn redirect(to: &'static str) -> Response {
+    let mut response = Response::new(bourse_kernel::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut response = Response::new(bourse_kernel::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl Admin {
+    fn set_cookie(&self, response: &mut Response, name: &str, value: &str, max_age: u64) {
+        let secure = if self.config.secure_cookie {
+            "; Secure"
+        } else {
+            ""
+        };
+        let text = format!(
+            "{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        );
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+
+    fn session(&self, req: &Request) -> Option<(String, Session)> {
+        let token = cookie(req, SESSION_COOKIE)?;
+        let session = self.shared.sessions.get(token)?;
+        if session.expires <= Instant::now() {
+            self.shared.sessions.invalidate(token);
+            return None;
+        }
+        Some((token.to_owned(), session))
+    }
+
+    fn login_page(&self, status: StatusCode, user: &str, error: Option<&str>) -> Response {
+        let csrf = random_token();
+        let no_users = Users::load(&self.users_file).map_or(true, |u| u.users.is_empty());
+        let page = LoginPage {
+            csrf: &csrf,
+            user,
+            error,
+            no_users,
+        };
+        let mut response = html(
+            status,
+            page.render()
+                .unwrap_or_else(|e| format!("template error: {e}")),
+        );
+        // Double-submit: the form's token must match this cookie, which another site can
+        // neither read nor set.
+        self.set_cookie(&mut response, LOGIN_CSRF_COOKIE, &csrf, 3600);
+        response
+    }
+
+    async fn form(req: Request) -> Result<Vec<(String, String)>, Box<Response>> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, MAX_FORM)
+            .await
+            .map_err(|_| Box::new(plain(StatusCode::PAYLOAD_TOO_LARGE, "form too large")))?;
+        Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+    }
+
+    async fn login(&self, req: Request) -> Response {
+        let ip = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+        if self.limiter.check_key(&ip).is_err() {
+            tracing::warn!(%ip, "admin sign-in attempts over the limit");
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sign-in attempts; wait a minute",
+            );
+        }
+        let expected = cookie(&req, LOGIN_CSRF_COOKIE).map(str::to_owned);
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let csrf_ok =
+            expected.is_some_and(|expected| !expected.is_empty() && same(&expected, field("csrf")));
+        if !csrf_ok {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let user = field("user");
+        let users = match Users::load(&self.users_file) {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the admin users file");
+                return self.login_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    user,
+                    Some("the users file cannot be read; see the server log"),
+                );
+            }
+        };
+        if !users.verify(user, field("password")) {
+            tracing::info!(user, %ip, "admin sign-in refused");
+            return self.login_page(
+                StatusCode::UNAUTHORIZED,
+                user,
+                Some("Wrong user or password."),
+            );
+        }
+        let token = random_token();
+        let ttl = self.config.session_ttl_secs;
+        self.shared.sessions.insert(
+            token.clone(),
+            Session {
+                user: user.to_owned(),
+                csrf: random_token(),
+                expires: Instant::now() + Duration::from_secs(ttl),
+            },
+        );
+        tracing::info!(user, %ip, "admin signed in");
+        let mut response = redirect("/admin");
+        self.set_cookie(&mut response, SESSION_COOKIE, &token, ttl);
+        self.set_cookie(&mut response, LOGIN_CSRF_COOKIE, "", 0);
+        response
+    }
+
+    async fn logout(&self, req: Request) -> Response {
+        let Some((token, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let presented = fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map_or("", |(_, v)| v.as_str());
+        if !same(&session.csrf, presented) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        self.shared.sessions.invalidate(&token);
+        let mut response = redirect("/admin/login");
+        self.set_cookie(&mut response, SESSION_COOKIE, "", 0);
+        response
+    }
+
+    fn overview(&self, session: &Session) -> Response {
+        let families = self.registry.gather();
+        let sample = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            families
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric())
+                .filter(|m| {
+                    labels.iter().all(|(k, v)| {
+                        m.get_label()
+                            .iter()
+                            .any(|l| l.name() == *k && l.value() == *v)
+                    })
+                })
+                .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+                .sum()
+        };
+        let bid = sample(
+            "bourse_exchange_requests_total",
+            &[("endpoint", "auction"), ("outcome", "bid")],
+        ) as u64;
+        let no_bid = sample(
+            "bourse_exchange_requests_total",
+            &[("endpoint", "auction"), ("outcome", "no_bid")],
+        ) as u64;
+        let fill_rate = if bid + no_bid == 0 {
+            "–".to_owned()
+        } else {
+            format!("{:.1}%", 100.0 * bid as f64 / (bid + no_bid) as f64)
+        };
+        let revenue = format!("{:.2}", sample("bourse_exchange_billed_revenue_total", &[]));
+        let mut plugins: Vec<PluginRow> = families
+            .iter()
+            .filter(|f| f.name() == "bourse_kernel_plugin_generation")
+            .flat_map(|f| f.get_metric())
+            .map(|m| {
+                let name = m
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == "plugin")
+                    .map_or(String::new(), |l| l.value().to_owned());
+                let state = families
+                    .iter()
+                    .filter(|f| f.name() == "bourse_kernel_plugin_state")
+                    .flat_map(|f| f.get_metric())
+                    .filter(|s| {
+                        s.get_gauge().get_value() > 0.0
+                            && s.get_label()
+                                .iter()
+                                .any(|l| l.name() == "plugin" && l.value() == name)
+                    })
+                    .filter_map(|s| s.get_label().iter().find(|l| l.name() == "state"))
+                    .map(|l| l.value().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                PluginRow {
+                    generation: m.get_gauge().get_value() as i64,
+                    name,
+                    state,
+                }
+            })
+            .collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        let page = OverviewPage {
+            user: &session.user,
+            csrf: &session.csrf,
+            auctions_bid: bid,
+            auctions_no_bid: no_bid,
+            fill_rate,
+            revenue,
+            plugins,
+        };
+        html(
+            StatusCode::OK,
+            page.render()
+                .unwrap_or_else(|e| format!("template error: {e}")),
+        )
+    }
+}
+
+impl Handler for Admin {
+    fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            if let Some(asset) = path.strip_prefix("/admin/static/") {
+                return ASSETS.serve(asset, req.headers().get(header::IF_NONE_MATCH));
+            }
+            match (req.method().clone(), path.as_str()) {
+                (http::Method::GET, "/admin/login") => self.login_page(StatusCode::OK, "", None),
+                (http::Method::POST, "/admin/login") => self.login(req).await,
+                (http::Method::POST, "/admin/logout") => self.logout(req).await,
+                (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
+                    Some((_, session)) => self.overview(&session),
+                    None => redirect("/admin/login"),
+                },
+                _ => plain(StatusCode::NOT_FOUND, "not found"),
+            }
+        })
+    }
+}
