@@ -11,6 +11,8 @@ pub struct Demo {
     pub bidders: Vec<SimBidderHandle>,
     /// The generated configuration (TOML).
     pub config: String,
+    /// The demo's admin password for user `admin`, generated for this run and printed once.
+    pub admin_password: String,
 }
 
 /// Starts the demo bidders and writes a configuration that points the exchange at them.
@@ -45,7 +47,25 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
         )?;
         bidders.push(handle);
     }
-    Ok(Demo { bidders, config })
+    // A fresh admin user for this run, in a users file of its own.
+    let admin_password: String = {
+        let bytes: [u8; 12] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let users_file =
+        std::env::temp_dir().join(format!("bourse-demo-admin-{}.json", std::process::id()));
+    bourse_admin::Users::set_password(&users_file, "admin", &admin_password)
+        .context("creating the demo's admin user")?;
+    write!(
+        config,
+        "\n[plugins.admin]\nusers_file = {:?}\n",
+        users_file.display().to_string()
+    )?;
+    Ok(Demo {
+        bidders,
+        config,
+        admin_password,
+    })
 }
 
 /// A publisher's article page carrying the two demo placements and the ad tag of the exchange
@@ -93,9 +113,10 @@ pub async fn serve_publisher_page(exchange: SocketAddr) -> anyhow::Result<Socket
 }
 
 /// What to try once the demo runs.
-pub fn instructions(addr: SocketAddr, page: SocketAddr) -> String {
+pub fn instructions(addr: SocketAddr, page: SocketAddr, admin_password: &str) -> String {
     format!(
         "bourse demo is listening on http://{addr}\n\n\
+         The admin: http://{addr}/admin  (user admin, password {admin_password}, for this run only)\n\
          A publisher page with the ad tag (open it in a browser): http://{page}/\n\
          Its revenue ledger: curl -s http://{addr}/ledger   reach: curl -s http://{addr}/reach\n\n\
          An auction (a 300x250 banner with a 0.50 USD floor):\n  \

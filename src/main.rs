@@ -167,7 +167,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             bourse_kernel::init_logging(&loaded.log);
             let running = kernel.start(loaded).await.context("starting the demo")?;
             let page = bourse::demo::serve_publisher_page(running.local_addr()).await?;
-            println!("{}", bourse::demo::instructions(running.local_addr(), page));
+            println!(
+                "{}",
+                bourse::demo::instructions(running.local_addr(), page, &demo.admin_password)
+            );
             running.run_until_signal().await;
             drop(demo);
             Ok(ExitCode::SUCCESS)
