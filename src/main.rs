@@ -47,6 +47,34 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The config audit log (`[server] audit_log`): what was applied, and putting an earlier
+    /// config back.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// List every applied config: number, time, who, and the diff from the one before.
+    History {
+        /// The audit log file.
+        #[arg(long)]
+        audit_log: PathBuf,
+    },
+    /// Write config number SEQ back to the config file; a running bourse watching it applies
+    /// it at once (or on SIGHUP), and the audit log records that as a new change.
+    Rollback {
+        /// The entry to restore (see `history`).
+        seq: u64,
+        /// The audit log file.
+        #[arg(long)]
+        audit_log: PathBuf,
+        /// The config file the running bourse serves.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +175,42 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { command } => sim(command).await,
+        Command::Config {
+            command: ConfigCommand::History { audit_log },
+        } => {
+            for entry in bourse_kernel::read_audit_file(&audit_log)? {
+                println!(
+                    "#{} at {} by {}\n{}",
+                    entry.seq, entry.at, entry.who, entry.diff
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command:
+                ConfigCommand::Rollback {
+                    seq,
+                    audit_log,
+                    config,
+                },
+        } => {
+            let entries = bourse_kernel::read_audit_file(&audit_log)?;
+            let entry = entries
+                .iter()
+                .find(|e| e.seq == seq)
+                .with_context(|| format!("{} has no entry #{seq}", audit_log.display()))?;
+            // Check it still loads with this binary before touching the running config.
+            kernel
+                .load_config_str(&entry.text, &format!("audit entry #{seq}"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let temp = config.with_extension("rollback.tmp");
+            std::fs::write(&temp, &entry.text)
+                .with_context(|| format!("writing {}", temp.display()))?;
+            std::fs::rename(&temp, &config)
+                .with_context(|| format!("replacing {}", config.display()))?;
+            println!("{} now holds config #{seq}", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Admin {
             command: AdminCommand::CreateUser { name, users_file },
         } => {

@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub drain_deadline_ms: u64,
     /// Watch the config file and apply every saved change (as SIGHUP would).
     pub watch_config: bool,
+    /// Append every applied config (who, when, diff, full text) to this JSON-lines file,
+    /// relative to the config file; `bourse config history` and `rollback` read it.
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +37,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             drain_deadline_ms: 5_000,
             watch_config: true,
+            audit_log: None,
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct LoadedConfig {
     pub(crate) plugins: Vec<PluginConfig>,
     pub(crate) source: Option<PathBuf>,
     pub(crate) config_dir: PathBuf,
+    /// The text it was parsed from, for the audit log.
+    pub(crate) text: String,
 }
 
 impl fmt::Debug for LoadedConfig {
@@ -307,6 +313,7 @@ pub(crate) fn load_str(
         plugins: loaded,
         source: None,
         config_dir,
+        text: text.to_owned(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! generations without dropping a request. It knows nothing of ads.
 
 mod assets;
+mod audit;
 mod body;
 mod config;
 mod logging;
@@ -13,6 +14,7 @@ mod server;
 mod watch;
 
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
+pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use logging::init_logging;

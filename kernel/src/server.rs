@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::config::{self, LoadedConfig, PluginConfig, ServerConfig};
 use crate::plugin::{AnyConfig, Erased, ErasedPlugin, Manifest, Plugin, PluginCtx, PluginError};
 use crate::routes::{Generation, Inflight, Route, RouteTable, StatusCounters};
@@ -110,8 +111,10 @@ impl Kernel {
             plugins,
             source,
             config_dir,
+            text,
             ..
         } = config;
+        let mut audit = AuditLog::new(server.audit_log.as_ref().map(|p| config_dir.join(p)));
         let mut configs: Vec<Option<PluginConfig>> = plugins.into_iter().map(Some).collect();
         let mut pending = Vec::new();
         for plugin in &host.plugins {
@@ -167,6 +170,7 @@ impl Kernel {
         host.install(&current);
         shared.ready.store(true, Ordering::Release);
         tracing::info!(addr = %local_addr, plugins = current.len(), "kernel serving");
+        audit.record("startup", &text, unix_now());
         Ok(Running {
             host,
             local_addr,
@@ -174,6 +178,7 @@ impl Kernel {
                 current,
                 server,
                 source,
+                audit,
             }),
             stop_accepting,
             accept_task: parking_lot::Mutex::new(Some(accept_task)),
@@ -231,6 +236,13 @@ struct State {
     current: Vec<Current>,
     server: ServerConfig,
     source: Option<PathBuf>,
+    audit: AuditLog,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 struct Current {
@@ -265,7 +277,12 @@ impl Running {
     /// old generations drain in the background (up to `server.drain_deadline_ms`), then get
     /// `Handler::drain`. `server.listen` and `[log]` changes need a restart.
     pub async fn apply(&self, config: LoadedConfig) -> anyhow::Result<ApplyReport> {
-        let result = self.apply_inner(config).await;
+        self.apply_as(config, "api").await
+    }
+
+    /// [`Running::apply`], recording `who` in the audit log when the config changes.
+    pub async fn apply_as(&self, config: LoadedConfig, who: &str) -> anyhow::Result<ApplyReport> {
+        let result = self.apply_inner(config, who).await;
         let label = if result.is_ok() { "ok" } else { "error" };
         self.host
             .shared
@@ -282,7 +299,7 @@ impl Running {
         result
     }
 
-    async fn apply_inner(&self, config: LoadedConfig) -> anyhow::Result<ApplyReport> {
+    async fn apply_inner(&self, config: LoadedConfig, who: &str) -> anyhow::Result<ApplyReport> {
         let mut state = self.state.lock().await;
         if self.host.shared.shutting_down.load(Ordering::Acquire) {
             bail!("kernel is shutting down");
@@ -292,8 +309,10 @@ impl Running {
             plugins,
             source,
             config_dir,
+            text,
             ..
         } = config;
+        let audit_file = server.audit_log.as_ref().map(|p| config_dir.join(p));
         let mut report = ApplyReport::default();
         let mut changed = Vec::new();
         for PluginConfig { name, raw, typed } in plugins {
@@ -380,6 +399,8 @@ impl Running {
         if source.is_some() {
             state.source = source;
         }
+        state.audit.set_file(audit_file);
+        state.audit.record(who, &text, unix_now());
         report.restarted.sort();
         report.unchanged.sort();
         tracing::info!(restarted = ?report.restarted, unchanged = ?report.unchanged, "config applied");
@@ -388,6 +409,16 @@ impl Running {
 
     /// Re-reads the file the running config came from and applies it (SIGHUP).
     pub async fn reload(&self) -> anyhow::Result<ApplyReport> {
+        self.reload_as("SIGHUP").await
+    }
+
+    /// Every applied config this process remembers (the last 100), oldest first.
+    pub async fn history(&self) -> Vec<crate::AuditEntry> {
+        self.state.lock().await.audit.entries()
+    }
+
+    /// [`Running::reload`], recording `who` in the audit log.
+    pub async fn reload_as(&self, who: &str) -> anyhow::Result<ApplyReport> {
         let source = self.state.lock().await.source.clone();
         let Some(path) = source else {
             self.host
@@ -399,7 +430,7 @@ impl Running {
             bail!("the running config was not loaded from a file; nothing to reload");
         };
         match self.load_config_file(&path) {
-            Ok(config) => self.apply(config).await,
+            Ok(config) => self.apply_as(config, who).await,
             Err(errors) => {
                 self.host
                     .shared
@@ -441,10 +472,16 @@ impl Running {
     /// `server.watch_config` every saved change to the config file, reloads it and logs the
     /// outcome.
     pub async fn run_until_signal(self) {
-        let source = self.state.lock().await.source.clone();
+        let (source, applied) = {
+            let state = self.state.lock().await;
+            (
+                state.source.clone(),
+                state.audit.current_text().map(str::to_owned),
+            )
+        };
         let watch_enabled = self.host.shared.watch_config.load(Ordering::Acquire);
         let mut watcher = match source.filter(|_| watch_enabled) {
-            Some(path) => match crate::watch::ConfigWatcher::start(&path) {
+            Some(path) => match crate::watch::ConfigWatcher::start(&path, applied.as_deref()) {
                 Ok(watcher) => Some(watcher),
                 Err(error) => {
                     tracing::warn!(path = %path.display(), %error, "cannot watch the config file; SIGHUP still reloads it");
@@ -475,7 +512,7 @@ impl Running {
                         }
                         Some(()) = crate::watch::changed(&mut watcher) => {
                             tracing::info!("config file changed: applying it");
-                            if let Err(error) = self.reload().await {
+                            if let Err(error) = self.reload_as("file change").await {
                                 tracing::error!(error = format!("{error:#}"), "config file change refused; the running config keeps serving");
                             }
                         }

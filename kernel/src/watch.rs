@@ -25,8 +25,10 @@ pub(crate) struct ConfigWatcher {
 }
 
 impl ConfigWatcher {
-    /// Starts watching `path`'s directory.
-    pub(crate) fn start(path: &Path) -> notify::Result<ConfigWatcher> {
+    /// Starts watching `path`'s directory. `applied` is the text the running config was
+    /// loaded from: if the file already differs (saved between loading and watching), that
+    /// counts as the first change.
+    pub(crate) fn start(path: &Path, applied: Option<&str>) -> notify::Result<ConfigWatcher> {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let dir = path
             .parent()
@@ -34,6 +36,7 @@ impl ConfigWatcher {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let (tx, events) = mpsc::unbounded_channel();
+        let tx_initial = tx.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 if event.is_ok() {
@@ -41,10 +44,16 @@ impl ConfigWatcher {
                 }
             })?;
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        let last = match applied {
+            Some(text) => Some(text.as_bytes().to_vec()),
+            None => std::fs::read(&path).ok(),
+        };
+        // One rescan now catches a save that happened before the watch began.
+        let _ = tx_initial.send(());
         Ok(ConfigWatcher {
             _watcher: watcher,
             events,
-            last: std::fs::read(&path).ok(),
+            last,
             path,
         })
     }

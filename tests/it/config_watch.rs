@@ -102,3 +102,78 @@ async fn saved_edits_apply_live_and_bad_ones_are_refused_with_their_line() {
     save_by_rename(&node.config_path, &config_with_floor(&partner, "0.75"));
     wait_for_floor(&node, &partner, 0.75).await;
 }
+
+#[tokio::test]
+async fn every_applied_change_is_audited_and_can_be_rolled_back() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let with_audit = |floor: &str| {
+        config_with_floor(&partner, floor).replacen(
+            "[server]\n",
+            "[server]\naudit_log = \"audit.jsonl\"\n",
+            1,
+        )
+    };
+    let node = Node::start(&with_audit("0.5"));
+    let audit = node.config_path.with_file_name("audit.jsonl");
+    save_by_rename(&node.config_path, &with_audit("1.5"));
+    wait_for_floor(&node, &partner, 1.5).await;
+
+    let entries = bourse_kernel::read_audit_file(&audit).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!((entries[0].seq, entries[0].who.as_str()), (1, "startup"));
+    assert_eq!(
+        (entries[1].seq, entries[1].who.as_str()),
+        (2, "file change")
+    );
+    assert!(
+        entries[1].diff.contains("-floor = 0.5"),
+        "{}",
+        entries[1].diff
+    );
+    assert!(
+        entries[1].diff.contains("+floor = 1.5"),
+        "{}",
+        entries[1].diff
+    );
+
+    let bourse = env!("CARGO_BIN_EXE_bourse");
+    let history = std::process::Command::new(bourse)
+        .args(["config", "history", "--audit-log"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(history.status.success());
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        history.contains("#2 at") && history.contains("by file change"),
+        "{history}"
+    );
+
+    // Rolling back to #1 rewrites the file; the running node applies it and audits it as #3.
+    let rollback = std::process::Command::new(bourse)
+        .args(["config", "rollback", "1", "--audit-log"])
+        .arg(&audit)
+        .arg("--config")
+        .arg(&node.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        rollback.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rollback.stderr)
+    );
+    wait_for_floor(&node, &partner, 0.5).await;
+    let entries = bourse_kernel::read_audit_file(&audit).unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[2].text, entries[0].text);
+    // An entry that does not exist is refused and leaves the file alone.
+    let missing = std::process::Command::new(bourse)
+        .args(["config", "rollback", "42", "--audit-log"])
+        .arg(&audit)
+        .arg("--config")
+        .arg(&node.config_path)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no entry #42"));
+}
