@@ -302,6 +302,10 @@ impl Admin {
             .extensions()
             .get::<PeerAddr>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+        // The limiter keeps one entry per client; forget the idle ones before they pile up.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
         if self.limiter.check_key(&ip).is_err() {
             tracing::warn!(%ip, "admin sign-in attempts over the limit");
             return plain(
