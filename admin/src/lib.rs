@@ -143,6 +143,7 @@ impl Plugin for AdminPlugin {
         let attempts = NonZeroU32::new(config.login_attempts_per_minute)
             .ok_or_else(|| PluginError("login_attempts_per_minute must be at least 1".into()))?;
         Ok(Arc::new(Admin {
+            center: ctx.config_center.clone(),
             limiter: RateLimiter::keyed(Quota::per_minute(attempts)),
             registry: ctx.metrics.registry().clone(),
             users_file,
@@ -155,6 +156,7 @@ impl Plugin for AdminPlugin {
 /// One configuration generation of the admin.
 struct Admin {
     config: AdminConfig,
+    center: bourse_kernel::ConfigCenter,
     users_file: PathBuf,
     shared: Arc<Shared>,
     limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -180,6 +182,24 @@ struct OverviewPage<'a> {
     fill_rate: String,
     revenue: String,
     plugins: Vec<PluginRow>,
+}
+
+#[derive(Template)]
+#[template(path = "config.html")]
+struct ConfigPage<'a> {
+    user: &'a str,
+    csrf: &'a str,
+    entries: Vec<HistoryRow>,
+    error: Option<&'a str>,
+    notice: Option<String>,
+}
+
+struct HistoryRow {
+    seq: u64,
+    at: String,
+    who: String,
+    diff: String,
+    current: bool,
 }
 
 struct PluginRow {
@@ -473,6 +493,86 @@ impl Admin {
     }
 }
 
+impl Admin {
+    fn config_page(
+        &self,
+        status: StatusCode,
+        session: &Session,
+        error: Option<&str>,
+        notice: Option<String>,
+    ) -> Response {
+        let history = self.center.history();
+        let last = history.last().map(|e| e.seq);
+        let entries = history
+            .into_iter()
+            .rev()
+            .map(|e| HistoryRow {
+                current: Some(e.seq) == last,
+                seq: e.seq,
+                at: bourse_kernel::utc_datetime(e.at),
+                who: e.who,
+                diff: e.diff,
+            })
+            .collect();
+        let page = ConfigPage {
+            user: &session.user,
+            csrf: &session.csrf,
+            entries,
+            error,
+            notice,
+        };
+        html(
+            status,
+            page.render()
+                .unwrap_or_else(|e| format!("template error: {e}")),
+        )
+    }
+
+    async fn rollback(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        if !same(&session.csrf, field("csrf")) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let Some(entry) = field("seq")
+            .parse::<u64>()
+            .ok()
+            .and_then(|seq| self.center.history().into_iter().find(|e| e.seq == seq))
+        else {
+            return self.config_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                Some("That config is no longer in the history."),
+                None,
+            );
+        };
+        let who = format!("admin:{}", session.user);
+        match self.center.apply(entry.text, who).await {
+            Ok(()) => redirect("/admin/config"),
+            Err(error) => self.config_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                Some(&format!("Rollback to #{} refused: {error}", entry.seq)),
+                None,
+            ),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
@@ -484,6 +584,11 @@ impl Handler for Admin {
                 (http::Method::GET, "/admin/login") => self.login_page(StatusCode::OK, "", None),
                 (http::Method::POST, "/admin/login") => self.login(req).await,
                 (http::Method::POST, "/admin/logout") => self.logout(req).await,
+                (http::Method::GET, "/admin/config") => match self.session(&req) {
+                    Some((_, session)) => self.config_page(StatusCode::OK, &session, None, None),
+                    None => redirect("/admin/login"),
+                },
+                (http::Method::POST, "/admin/config/rollback") => self.rollback(req).await,
                 (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
                     Some((_, session)) => self.overview(&session),
                     None => redirect("/admin/login"),

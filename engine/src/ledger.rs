@@ -268,24 +268,9 @@ impl Ledger {
     }
 }
 
-/// Civil date (year, month, day) of a day number since 1970-01-01.
-fn civil(days: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// `YYYY-MM-DD` (UTC) of a Unix time.
 pub fn day_label(ts: u64) -> String {
-    let (y, m, d) = civil((ts / 86_400) as i64);
+    let (y, m, d) = bourse_kernel::civil_from_days((ts / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -1,10 +1,12 @@
 //! The config audit log: every applied change with who made it, when, the diff from the
 //! previous config and the full text, so any earlier config can be restored.
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Entries kept in memory; the audit file keeps everything.
 const KEPT: usize = 100;
@@ -27,7 +29,8 @@ pub struct AuditEntry {
 /// The running process's audit log.
 #[derive(Debug, Default)]
 pub(crate) struct AuditLog {
-    entries: VecDeque<AuditEntry>,
+    /// Shared with the plugins' `ConfigCenter`, which reads it.
+    entries: Arc<Mutex<VecDeque<AuditEntry>>>,
     next_seq: u64,
     file: Option<PathBuf>,
 }
@@ -35,7 +38,7 @@ pub(crate) struct AuditLog {
 impl AuditLog {
     pub(crate) fn new(file: Option<PathBuf>) -> Self {
         AuditLog {
-            entries: VecDeque::new(),
+            entries: Arc::default(),
             next_seq: 1,
             file,
         }
@@ -48,8 +51,9 @@ impl AuditLog {
 
     /// Records `text` as applied by `who`, unless it is the text already in force.
     pub(crate) fn record(&mut self, who: &str, text: &str, now: u64) {
-        let previous = self.entries.back().map_or("", |e| e.text.as_str());
-        if !self.entries.is_empty() && previous == text {
+        let mut entries = self.entries.lock();
+        let previous = entries.back().map_or("", |e| e.text.as_str());
+        if !entries.is_empty() && previous == text {
             return;
         }
         let diff = similar::TextDiff::from_lines(previous, text)
@@ -80,19 +84,24 @@ impl AuditLog {
                 tracing::error!(path = %path.display(), %error, "cannot append to the config audit log");
             }
         }
-        self.entries.push_back(entry);
-        while self.entries.len() > KEPT {
-            self.entries.pop_front();
+        entries.push_back(entry);
+        while entries.len() > KEPT {
+            entries.pop_front();
         }
     }
 
+    /// The entries, shared (for the plugins' `ConfigCenter`).
+    pub(crate) fn shared(&self) -> Arc<Mutex<VecDeque<AuditEntry>>> {
+        self.entries.clone()
+    }
+
     /// The config text in force (the last one recorded).
-    pub(crate) fn current_text(&self) -> Option<&str> {
-        self.entries.back().map(|e| e.text.as_str())
+    pub(crate) fn current_text(&self) -> Option<String> {
+        self.entries.lock().back().map(|e| e.text.clone())
     }
 
     pub(crate) fn entries(&self) -> Vec<AuditEntry> {
-        self.entries.iter().cloned().collect()
+        self.entries.lock().iter().cloned().collect()
     }
 }
 

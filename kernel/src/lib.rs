@@ -5,22 +5,26 @@
 mod assets;
 mod audit;
 mod body;
+mod center;
 mod config;
 mod logging;
 mod metrics;
 mod plugin;
 mod routes;
 mod server;
+mod time;
 mod watch;
 
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};
+pub use center::ConfigCenter;
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use logging::init_logging;
 pub use metrics::Metrics;
 pub use plugin::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError};
 pub use server::{ApplyReport, Kernel, KernelBuilder, Running};
+pub use time::{civil_from_days, utc_datetime};
 
 use http_body_util::{BodyExt, Empty, Full};
 

@@ -93,6 +93,8 @@ pub struct PluginCtx {
     /// Cancelled when this generation is retired (after its drain) or the process shuts down;
     /// background tasks of the generation should stop on it.
     pub shutdown: CancellationToken,
+    /// The config center: history of applied configs, and applying one.
+    pub config_center: crate::ConfigCenter,
 }
 
 /// Typed config of one plugin, type-erased so a `LoadedConfig` can hold every plugin's.

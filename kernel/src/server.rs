@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,7 +99,16 @@ impl Kernel {
             shared.clone(),
             stop_accepting.clone(),
         ));
+        let audit = AuditLog::new(
+            config
+                .server
+                .audit_log
+                .as_ref()
+                .map(|p| config.config_dir.join(p)),
+        );
+        let (center, center_requests) = crate::ConfigCenter::new(audit.shared());
         let host = Host {
+            center,
             plugins: self.plugins,
             manifests,
             shared: shared.clone(),
@@ -114,7 +124,7 @@ impl Kernel {
             text,
             ..
         } = config;
-        let mut audit = AuditLog::new(server.audit_log.as_ref().map(|p| config_dir.join(p)));
+        let mut audit = audit;
         let mut configs: Vec<Option<PluginConfig>> = plugins.into_iter().map(Some).collect();
         let mut pending = Vec::new();
         for plugin in &host.plugins {
@@ -182,6 +192,7 @@ impl Kernel {
             }),
             stop_accepting,
             accept_task: parking_lot::Mutex::new(Some(accept_task)),
+            center_requests: tokio::sync::Mutex::new(center_requests),
         })
     }
 }
@@ -230,6 +241,9 @@ pub struct Running {
     state: tokio::sync::Mutex<State>,
     stop_accepting: CancellationToken,
     accept_task: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    /// Configs plugins ask to apply (`ConfigCenter::apply`), served by `run_until_signal` or
+    /// `serve_config_center`.
+    center_requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<crate::center::ApplyRequest>>,
 }
 
 struct State {
@@ -412,6 +426,43 @@ impl Running {
         self.reload_as("SIGHUP").await
     }
 
+    /// Applies configs that plugins send through their `ConfigCenter`, until the process
+    /// shuts down. `run_until_signal` does this itself; call it when serving otherwise.
+    pub async fn serve_config_center(&self) {
+        while let Some(request) = self.center_requests.lock().await.recv().await {
+            let result = self.apply_center_request(&request.text, &request.who).await;
+            let _ = request.reply.send(result);
+        }
+    }
+
+    /// One `ConfigCenter::apply`: rewrite the config file (when there is one) so disk and
+    /// process agree, then apply it under `who`.
+    async fn apply_center_request(&self, text: &str, who: &str) -> Result<(), String> {
+        let source = self.state.lock().await.source.clone();
+        let loaded = match &source {
+            Some(path) => self.load_config_str(text, &path.display().to_string()),
+            None => self.load_config_str(text, "config center"),
+        }
+        .map_err(|e| e.to_string())?;
+        if let Some(path) = &source {
+            let temp = path.with_extension("center.tmp");
+            std::fs::write(&temp, text)
+                .and_then(|()| std::fs::rename(&temp, path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // Relative paths resolve against the file's folder, as on a reload.
+            let loaded = self.load_config_file(path).map_err(|e| e.to_string())?;
+            return self
+                .apply_as(loaded, who)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}"));
+        }
+        self.apply_as(loaded, who)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+
     /// Every applied config this process remembers (the last 100), oldest first.
     pub async fn history(&self) -> Vec<crate::AuditEntry> {
         self.state.lock().await.audit.entries()
@@ -474,10 +525,7 @@ impl Running {
     pub async fn run_until_signal(self) {
         let (source, applied) = {
             let state = self.state.lock().await;
-            (
-                state.source.clone(),
-                state.audit.current_text().map(str::to_owned),
-            )
+            (state.source.clone(), state.audit.current_text())
         };
         let watch_enabled = self.host.shared.watch_config.load(Ordering::Acquire);
         let mut watcher = match source.filter(|_| watch_enabled) {
@@ -509,6 +557,10 @@ impl Running {
                             if let Err(error) = self.reload().await {
                                 tracing::error!(error = format!("{error:#}"), "reload failed");
                             }
+                        }
+                        Some(request) = async { self.center_requests.lock().await.recv().await } => {
+                            let result = self.apply_center_request(&request.text, &request.who).await;
+                            let _ = request.reply.send(result);
                         }
                         Some(()) = crate::watch::changed(&mut watcher) => {
                             tracing::info!("config file changed: applying it");
@@ -542,6 +594,8 @@ impl Drop for Running {
 
 /// Plugin lifecycle operations shared by start, apply and shutdown.
 struct Host {
+    /// Handed to every plugin generation.
+    center: crate::ConfigCenter,
     plugins: Vec<Arc<dyn ErasedPlugin>>,
     manifests: Vec<Manifest>,
     shared: Arc<Shared>,
@@ -570,6 +624,7 @@ impl Host {
             metrics: self.shared.metrics.clone(),
             config_dir,
             shutdown: shutdown.clone(),
+            config_center: self.center.clone(),
         };
         tracing::info!(
             plugin = name,

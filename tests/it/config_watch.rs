@@ -177,3 +177,129 @@ async fn every_applied_change_is_audited_and_can_be_rolled_back() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no entry #42"));
 }
+
+/// The `name=value` of a `Set-Cookie` header in `headers`.
+fn cookie_from(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+async fn node_request(
+    node: &Node,
+    method: http::Method,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(node.url(path))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    node.client_request(req).await
+}
+
+#[tokio::test]
+async fn the_admin_shows_the_history_and_rolls_back_live() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let dir =
+        std::env::temp_dir().join(format!("bourse-admin-users-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
+    let with_admin = |floor: &str| {
+        format!(
+            "{}\n[plugins.admin]\nusers_file = {:?}\n",
+            config_with_floor(&partner, floor),
+            users.display().to_string()
+        )
+    };
+    let node = Node::start(&with_admin("0.5"));
+    save_by_rename(&node.config_path, &with_admin("1.5"));
+    wait_for_floor(&node, &partner, 1.5).await;
+
+    // Sign in.
+    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
+    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
+    let csrf = csrf_in(&page);
+    let (status, headers, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/login",
+        &login_cookie,
+        &[
+            ("csrf", &csrf),
+            ("user", "ops"),
+            ("password", "correct horse battery staple"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let session = cookie_from(&headers, "bourse_admin_session");
+
+    // The history lists both configs, the change's diff, and a rollback form for #1.
+    let (status, _, page) =
+        node_request(&node, http::Method::GET, "/admin/config", &session, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("file change") && page.contains("startup"),
+        "{page}"
+    );
+    assert!(
+        page.contains("-floor = 0.5") && page.contains("+floor = 1.5"),
+        "{page}"
+    );
+    assert!(page.contains("Roll back to #1"), "{page}");
+    let csrf = csrf_in(&page);
+
+    // Without the CSRF token nothing happens.
+    let (status, _, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/config/rollback",
+        &session,
+        &[("seq", "1")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(floor_seen(&node, &partner).await, 1.5);
+
+    // With it, #1 is in force at once, on disk too, and the history names who did it.
+    let (status, headers, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/config/rollback",
+        &session,
+        &[("csrf", &csrf), ("seq", "1")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/admin/config");
+    assert_eq!(
+        floor_seen(&node, &partner).await,
+        0.5,
+        "applied before the answer"
+    );
+    assert!(
+        std::fs::read_to_string(&node.config_path)
+            .unwrap()
+            .contains("floor = 0.5")
+    );
+    let (_, _, page) = node_request(&node, http::Method::GET, "/admin/config", &session, &[]).await;
+    assert!(page.contains("admin:ops"), "{page}");
+}

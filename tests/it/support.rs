@@ -498,6 +498,21 @@ impl Node {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Sends a request and returns status, headers and the body as text.
+    pub async fn client_request(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> (http::StatusCode, http::HeaderMap, String) {
+        let response = self.client.request(req).await.expect("node answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
     pub async fn send(&self, req: http::Request<Full<Bytes>>) -> (http::StatusCode, Bytes) {
         let response = self.client.request(req).await.expect("node answers");
         let status = response.status();
