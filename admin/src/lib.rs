@@ -202,6 +202,48 @@ struct HistoryRow {
     current: bool,
 }
 
+#[derive(Template)]
+#[template(path = "placements.html")]
+struct PlacementsPage<'a> {
+    user: &'a str,
+    csrf: &'a str,
+    placements: Vec<PlacementRow>,
+    publishers: Vec<String>,
+    form: PlacementForm,
+    error: Option<String>,
+    sizes_error: Option<&'a str>,
+}
+
+struct PlacementRow {
+    id: String,
+    publisher: String,
+    sizes: String,
+    floor: String,
+    enabled: bool,
+    snippet: String,
+}
+
+#[derive(Default)]
+struct PlacementForm {
+    id: String,
+    publisher: String,
+    sizes: String,
+    floor: String,
+}
+
+/// `"300x250, 728x90"` as `[[300, 250], [728, 90]]`.
+fn parse_sizes(text: &str) -> Option<Vec<[i64; 2]>> {
+    let sizes: Option<Vec<[i64; 2]>> = text
+        .split(',')
+        .map(|part| {
+            let (w, h) = part.trim().split_once('x')?;
+            let (w, h) = (w.parse::<u16>().ok()?, h.parse::<u16>().ok()?);
+            (w > 0 && h > 0).then_some([i64::from(w), i64::from(h)])
+        })
+        .collect();
+    sizes.filter(|s| !s.is_empty())
+}
+
 struct PluginRow {
     name: String,
     state: String,
@@ -573,6 +615,199 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The config text in force, as the config center last applied it.
+    fn current_text(&self) -> String {
+        self.center
+            .history()
+            .last()
+            .map(|e| e.text.clone())
+            .unwrap_or_default()
+    }
+
+    fn placements_page(
+        &self,
+        status: StatusCode,
+        session: &Session,
+        form: PlacementForm,
+        error: Option<String>,
+        sizes_error: Option<&str>,
+    ) -> Response {
+        let config: toml::Table = toml::from_str(&self.current_text()).unwrap_or_default();
+        let exchange = config
+            .get("plugins")
+            .and_then(|p| p.get("exchange"))
+            .cloned()
+            .unwrap_or(toml::Value::Table(toml::Table::new()));
+        let public_url = exchange
+            .get("public_url")
+            .and_then(|v| v.as_str())
+            .unwrap_or("http://127.0.0.1:8080")
+            .trim_end_matches('/')
+            .to_owned();
+        let list = |key: &str| {
+            exchange
+                .get(key)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let text = |v: &toml::Value, key: &str| {
+            v.get(key)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let publishers: Vec<String> = list("publishers").iter().map(|p| text(p, "id")).collect();
+        let placements = list("placements")
+            .iter()
+            .map(|p| {
+                let sizes = p
+                    .get("sizes")
+                    .and_then(|s| s.as_array())
+                    .map(|sizes| {
+                        sizes
+                            .iter()
+                            .filter_map(|s| {
+                                let s = s.as_array()?;
+                                Some(format!("{}x{}", s.first()?.as_integer()?, s.get(1)?.as_integer()?))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                let id = text(p, "id");
+                PlacementRow {
+                    snippet: format!(
+                        "<div class=\"bourse-ad\" data-placement=\"{id}\" data-sizes=\"{sizes}\"></div>\n\
+                         <script async src=\"{public_url}/tag.js\"></script>"
+                    ),
+                    publisher: text(p, "publisher"),
+                    floor: p
+                        .get("floor")
+                        .and_then(|f| f.as_float().or(f.as_integer().map(|i| i as f64)))
+                        .map_or("0".to_owned(), |f| f.to_string()),
+                    enabled: p.get("enabled").and_then(|e| e.as_bool()).unwrap_or(true),
+                    id,
+                    sizes,
+                }
+            })
+            .collect();
+        let page = PlacementsPage {
+            user: &session.user,
+            csrf: &session.csrf,
+            placements,
+            publishers,
+            form,
+            error,
+            sizes_error,
+        };
+        html(
+            status,
+            page.render()
+                .unwrap_or_else(|e| format!("template error: {e}")),
+        )
+    }
+
+    async fn create_placement(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(String::new(), |(_, v)| v.trim().to_owned())
+        };
+        if !same(&session.csrf, &field("csrf")) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let form = PlacementForm {
+            id: field("id"),
+            publisher: field("publisher"),
+            sizes: field("sizes"),
+            floor: field("floor"),
+        };
+        let unprocessable = |form, error: Option<String>, sizes_error: Option<&str>| {
+            self.placements_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                form,
+                error,
+                sizes_error,
+            )
+        };
+        let Some(sizes) = parse_sizes(&form.sizes) else {
+            return unprocessable(form, None, Some("Write sizes as 300x250,728x90."));
+        };
+        let floor = if form.floor.is_empty() {
+            0.0
+        } else {
+            match form.floor.parse::<f64>() {
+                Ok(floor) => floor,
+                Err(_) => {
+                    return unprocessable(
+                        form,
+                        Some("The floor is a number, e.g. 0.50.".into()),
+                        None,
+                    );
+                }
+            }
+        };
+        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
+            Ok(doc) => doc,
+            Err(e) => return unprocessable(form, Some(format!("the running config: {e}")), None),
+        };
+        let mut table = toml_edit::Table::new();
+        table["id"] = toml_edit::value(form.id.as_str());
+        table["publisher"] = toml_edit::value(form.publisher.as_str());
+        let mut size_list = toml_edit::Array::new();
+        for [w, h] in sizes {
+            let mut pair = toml_edit::Array::new();
+            pair.push(w);
+            pair.push(h);
+            size_list.push(pair);
+        }
+        table["sizes"] = toml_edit::value(size_list);
+        table["floor"] = toml_edit::value(floor);
+        let placements = doc["plugins"]["exchange"]
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .map(|exchange| {
+                exchange
+                    .entry("placements")
+                    .or_insert(toml_edit::Item::ArrayOfTables(
+                        toml_edit::ArrayOfTables::new(),
+                    ))
+            });
+        match placements.and_then(|p| p.as_array_of_tables_mut()) {
+            Some(list) => list.push(table),
+            None => {
+                return unprocessable(
+                    form,
+                    Some(
+                        "plugins.exchange.placements in the config is not a list of tables".into(),
+                    ),
+                    None,
+                );
+            }
+        }
+        let who = format!("admin:{}", session.user);
+        match self.center.apply(doc.to_string(), who).await {
+            Ok(()) => redirect("/admin/placements"),
+            // The config center names the field and rule it broke.
+            Err(error) => unprocessable(form, Some(error), None),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
@@ -589,6 +824,17 @@ impl Handler for Admin {
                     None => redirect("/admin/login"),
                 },
                 (http::Method::POST, "/admin/config/rollback") => self.rollback(req).await,
+                (http::Method::GET, "/admin/placements") => match self.session(&req) {
+                    Some((_, session)) => self.placements_page(
+                        StatusCode::OK,
+                        &session,
+                        PlacementForm::default(),
+                        None,
+                        None,
+                    ),
+                    None => redirect("/admin/login"),
+                },
+                (http::Method::POST, "/admin/placements") => self.create_placement(req).await,
                 (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
                     Some((_, session)) => self.overview(&session),
                     None => redirect("/admin/login"),

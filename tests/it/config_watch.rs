@@ -303,3 +303,100 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
     let (_, _, page) = node_request(&node, http::Method::GET, "/admin/config", &session, &[]).await;
     assert!(page.contains("admin:ops"), "{page}");
 }
+
+#[tokio::test]
+async fn a_placement_created_in_the_admin_serves_the_next_auction() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let dir = std::env::temp_dir().join(format!("bourse-admin-pl-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
+    let text = format!(
+        "{}\n[plugins.admin]\nusers_file = {:?}\n",
+        config_with_floor(&partner, "0.5"),
+        users.display().to_string()
+    );
+    let node = Node::start(&text);
+    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
+    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
+    let (_, headers, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/login",
+        &login_cookie,
+        &[
+            ("csrf", &csrf_in(&page)),
+            ("user", "ops"),
+            ("password", "correct horse battery staple"),
+        ],
+    )
+    .await;
+    let session = cookie_from(&headers, "bourse_admin_session");
+    let (status, _, page) =
+        node_request(&node, http::Method::GET, "/admin/placements", &session, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("data-placement=&#34;news-top&#34;"),
+        "snippet shown: {page}"
+    );
+    let csrf = csrf_in(&page);
+
+    // Field errors come back inline, and nothing changes.
+    for (sizes, floor, message) in [
+        ("banner", "1", "Write sizes as 300x250,728x90."),
+        ("300x250", "cheap", "The floor is a number"),
+        ("300x250", "-1", "floor"),
+    ] {
+        let (status, _, page) = node_request(
+            &node,
+            http::Method::POST,
+            "/admin/placements",
+            &session,
+            &[
+                ("csrf", &csrf),
+                ("id", "news-side"),
+                ("publisher", "news"),
+                ("sizes", sizes),
+                ("floor", floor),
+            ],
+        )
+        .await;
+        assert_eq!(status, 422, "{sizes} {floor}");
+        assert!(page.contains(message), "{message}: {page}");
+        assert!(
+            page.contains("value=\"news-side\""),
+            "the form keeps what was typed"
+        );
+    }
+
+    let (status, _, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/placements",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("id", "news-side"),
+            ("publisher", "news"),
+            ("sizes", "300x250"),
+            ("floor", "0.9"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    // The very next auction for it runs at its floor.
+    let body =
+        json!({"page": "https://news.example/", "slots": [{"id": "s", "placement": "news-side"}]});
+    let req = http::Request::post(node.url("/ad"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, _) = node.send(req).await;
+    assert_eq!(status, 200);
+    assert_eq!(partner.last_request()["imp"][0]["tagid"], "news-side");
+    assert_eq!(partner.last_request()["imp"][0]["bidfloor"], 0.9);
+    assert!(
+        std::fs::read_to_string(&node.config_path)
+            .unwrap()
+            .contains("news-side")
+    );
+}
