@@ -808,6 +808,71 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Changes one placement's floor and enabled state in the running config, live.
+    async fn edit_placement(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        if !same(&session.csrf, &field("csrf").unwrap_or_default()) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let id = field("id").unwrap_or_default();
+        let enabled = field("enabled").is_some_and(|v| v == "true");
+        let refuse = |error: String| {
+            self.placements_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                PlacementForm::default(),
+                Some(error),
+                None,
+            )
+        };
+        let Some(floor) = field("floor").and_then(|f| f.parse::<f64>().ok()) else {
+            return refuse(format!("The floor of {id} is a number, e.g. 0.50."));
+        };
+        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
+            Ok(doc) => doc,
+            Err(e) => return refuse(format!("the running config: {e}")),
+        };
+        let placement = doc
+            .get_mut("plugins")
+            .and_then(|p| p.get_mut("exchange"))
+            .and_then(|e| e.get_mut("placements"))
+            .and_then(|p| p.as_array_of_tables_mut())
+            .and_then(|list| {
+                list.iter_mut()
+                    .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(id.as_str()))
+            });
+        let Some(placement) = placement else {
+            return refuse(format!("No placement {id} in the running config."));
+        };
+        placement["floor"] = toml_edit::value(floor);
+        placement["enabled"] = toml_edit::value(enabled);
+        match self
+            .center
+            .apply(doc.to_string(), format!("admin:{}", session.user))
+            .await
+        {
+            Ok(()) => redirect("/admin/placements"),
+            Err(error) => refuse(error),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
@@ -835,6 +900,7 @@ impl Handler for Admin {
                     None => redirect("/admin/login"),
                 },
                 (http::Method::POST, "/admin/placements") => self.create_placement(req).await,
+                (http::Method::POST, "/admin/placements/edit") => self.edit_placement(req).await,
                 (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
                     Some((_, session)) => self.overview(&session),
                     None => redirect("/admin/login"),
