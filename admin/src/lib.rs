@@ -244,6 +244,35 @@ fn parse_sizes(text: &str) -> Option<Vec<[i64; 2]>> {
     sizes.filter(|s| !s.is_empty())
 }
 
+#[derive(Template)]
+#[template(path = "bidders.html")]
+struct BiddersPage<'a> {
+    user: &'a str,
+    csrf: &'a str,
+    bidders: Vec<BidderRow>,
+    form: BidderForm,
+    error: Option<String>,
+}
+
+struct BidderRow {
+    name: String,
+    endpoint: String,
+    timeout_ms: i64,
+    enabled: bool,
+    requests: u64,
+    bids: u64,
+    timeouts: u64,
+    errors: u64,
+}
+
+#[derive(Default)]
+struct BidderForm {
+    name: String,
+    endpoint: String,
+    timeout_ms: String,
+    media: String,
+}
+
 struct PluginRow {
     name: String,
     state: String,
@@ -873,6 +902,179 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The sum of a metric family's samples whose `bidder` label is `bidder`.
+    fn bidder_metric(
+        families: &[prometheus::proto::MetricFamily],
+        name: &str,
+        bidder: &str,
+    ) -> u64 {
+        families
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "bidder" && l.value() == bidder)
+            })
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>() as u64
+    }
+
+    fn bidders_page(
+        &self,
+        status: StatusCode,
+        session: &Session,
+        form: BidderForm,
+        error: Option<String>,
+    ) -> Response {
+        let config: toml::Table = toml::from_str(&self.current_text()).unwrap_or_default();
+        let families = self.registry.gather();
+        let bidders = config
+            .get("plugins")
+            .and_then(|p| p.get("exchange"))
+            .and_then(|e| e.get("bidders"))
+            .and_then(|b| b.as_array())
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|b| {
+                let name = b
+                    .get("name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                BidderRow {
+                    endpoint: b
+                        .get("endpoint")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    timeout_ms: b
+                        .get("timeout_ms")
+                        .and_then(|v| v.as_integer())
+                        .unwrap_or(150),
+                    enabled: b.get("enabled").and_then(|v| v.as_bool()).unwrap_or(true),
+                    requests: Self::bidder_metric(&families, "bourse_bidder_requests_total", &name),
+                    bids: Self::bidder_metric(&families, "bourse_bidder_bids_total", &name),
+                    timeouts: Self::bidder_metric(&families, "bourse_bidder_timeouts_total", &name),
+                    errors: Self::bidder_metric(&families, "bourse_bidder_errors_total", &name),
+                    name,
+                }
+            })
+            .collect();
+        let page = BiddersPage {
+            user: &session.user,
+            csrf: &session.csrf,
+            bidders,
+            form,
+            error,
+        };
+        html(
+            status,
+            page.render()
+                .unwrap_or_else(|e| format!("template error: {e}")),
+        )
+    }
+
+    async fn add_bidder(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(String::new(), |(_, v)| v.trim().to_owned())
+        };
+        if !same(&session.csrf, &field("csrf")) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let form = BidderForm {
+            name: field("name"),
+            endpoint: field("endpoint"),
+            timeout_ms: field("timeout_ms"),
+            media: field("media"),
+        };
+        let refuse = |form, error: String| {
+            self.bidders_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &session,
+                form,
+                Some(error),
+            )
+        };
+        let timeout_ms = if form.timeout_ms.is_empty() {
+            150
+        } else {
+            match form.timeout_ms.parse::<i64>() {
+                Ok(t) => t,
+                Err(_) => {
+                    return refuse(
+                        form,
+                        "The timeout is a whole number of milliseconds.".into(),
+                    );
+                }
+            }
+        };
+        let media: Vec<String> = if form.media.is_empty() {
+            vec!["banner".to_owned()]
+        } else {
+            form.media.split(',').map(|m| m.trim().to_owned()).collect()
+        };
+        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
+            Ok(doc) => doc,
+            Err(e) => return refuse(form, format!("the running config: {e}")),
+        };
+        let mut table = toml_edit::Table::new();
+        table["name"] = toml_edit::value(form.name.as_str());
+        table["endpoint"] = toml_edit::value(form.endpoint.as_str());
+        table["timeout_ms"] = toml_edit::value(timeout_ms);
+        let mut media_list = toml_edit::Array::new();
+        for m in &media {
+            media_list.push(m.as_str());
+        }
+        table["media"] = toml_edit::value(media_list);
+        let bidders = doc["plugins"]["exchange"]
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .map(|exchange| {
+                exchange
+                    .entry("bidders")
+                    .or_insert(toml_edit::Item::ArrayOfTables(
+                        toml_edit::ArrayOfTables::new(),
+                    ))
+            });
+        match bidders.and_then(|b| b.as_array_of_tables_mut()) {
+            Some(list) => list.push(table),
+            None => {
+                return refuse(
+                    form,
+                    "plugins.exchange.bidders is not a list of tables".into(),
+                );
+            }
+        }
+        match self
+            .center
+            .apply(doc.to_string(), format!("admin:{}", session.user))
+            .await
+        {
+            Ok(()) => redirect("/admin/bidders"),
+            // The config center names the field and rule it broke (a bad endpoint, a
+            // duplicate name, an unknown media type).
+            Err(error) => refuse(form, error),
+        }
+    }
+}
+
 impl Handler for Admin {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
@@ -901,6 +1103,13 @@ impl Handler for Admin {
                 },
                 (http::Method::POST, "/admin/placements") => self.create_placement(req).await,
                 (http::Method::POST, "/admin/placements/edit") => self.edit_placement(req).await,
+                (http::Method::GET, "/admin/bidders") => match self.session(&req) {
+                    Some((_, session)) => {
+                        self.bidders_page(StatusCode::OK, &session, BidderForm::default(), None)
+                    }
+                    None => redirect("/admin/login"),
+                },
+                (http::Method::POST, "/admin/bidders") => self.add_bidder(req).await,
                 (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
                     Some((_, session)) => self.overview(&session),
                     None => redirect("/admin/login"),

@@ -400,3 +400,85 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
             .contains("news-side")
     );
 }
+
+#[tokio::test]
+async fn a_bidder_added_in_the_admin_bids_in_the_next_auction() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let second = Partner::start(|r| Reply::Json(bids(r, "second", &[("1", 6.0)]))).await;
+    let dir = std::env::temp_dir().join(format!("bourse-admin-bd-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
+    let text = format!(
+        "{}\n[plugins.admin]\nusers_file = {:?}\n",
+        config_with_floor(&partner, "0.5"),
+        users.display().to_string()
+    );
+    let node = Node::start(&text);
+    floor_seen(&node, &partner).await;
+    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
+    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
+    let (_, headers, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/login",
+        &login_cookie,
+        &[
+            ("csrf", &csrf_in(&page)),
+            ("user", "ops"),
+            ("password", "correct horse battery staple"),
+        ],
+    )
+    .await;
+    let session = cookie_from(&headers, "bourse_admin_session");
+    let (status, _, page) =
+        node_request(&node, http::Method::GET, "/admin/bidders", &session, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<td>adv</td>") || page.contains("<td>adv"),
+        "{page}"
+    );
+    let csrf = csrf_in(&page);
+
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/bidders",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "second"),
+            ("endpoint", "not a url"),
+            ("media", "banner"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("endpoint"),
+        "the refusal names the field: {page}"
+    );
+
+    let endpoint = second.endpoint();
+    let (status, _, _) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/bidders",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "second"),
+            ("endpoint", &endpoint),
+            ("media", "banner"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(second.request_count(), 0);
+    floor_seen(&node, &partner).await;
+    assert_eq!(
+        second.request_count(),
+        1,
+        "the new bidder is asked in the next auction"
+    );
+}
