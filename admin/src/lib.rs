@@ -212,6 +212,7 @@ struct PlacementsPage<'a> {
     form: PlacementForm,
     error: Option<String>,
     sizes_error: Option<&'a str>,
+    publisher_error: Option<String>,
 }
 
 struct PlacementRow {
@@ -654,14 +655,15 @@ impl Admin {
             .unwrap_or_default()
     }
 
+    /// `errors`: for the placement form, for its sizes field, and for the publisher form.
     fn placements_page(
         &self,
         status: StatusCode,
         session: &Session,
         form: PlacementForm,
-        error: Option<String>,
-        sizes_error: Option<&str>,
+        errors: (Option<String>, Option<&str>, Option<String>),
     ) -> Response {
+        let (error, sizes_error, publisher_error) = errors;
         let config: toml::Table = toml::from_str(&self.current_text()).unwrap_or_default();
         let exchange = config
             .get("plugins")
@@ -730,6 +732,7 @@ impl Admin {
             form,
             error,
             sizes_error,
+            publisher_error,
         };
         html(
             status,
@@ -769,8 +772,7 @@ impl Admin {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &session,
                 form,
-                error,
-                sizes_error,
+                (error, sizes_error, None),
             )
         };
         let Some(sizes) = parse_sizes(&form.sizes) else {
@@ -866,8 +868,7 @@ impl Admin {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &session,
                 PlacementForm::default(),
-                Some(error),
-                None,
+                (Some(error), None, None),
             )
         };
         let Some(floor) = field("floor").and_then(|f| f.parse::<f64>().ok()) else {
@@ -1075,6 +1076,79 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Adds a publisher to the running config, live.
+    async fn add_publisher(&self, req: Request) -> Response {
+        let Some((_, session)) = self.session(&req) else {
+            return redirect("/admin/login");
+        };
+        let fields = match Self::form(req).await {
+            Ok(fields) => fields,
+            Err(refusal) => return *refusal,
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or(String::new(), |(_, v)| v.trim().to_owned())
+        };
+        if !same(&session.csrf, &field("csrf")) {
+            return plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            );
+        }
+        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
+            Ok(doc) => doc,
+            Err(e) => return self.publisher_refused(&session, format!("the running config: {e}")),
+        };
+        let mut table = toml_edit::Table::new();
+        table["id"] = toml_edit::value(field("id"));
+        table["name"] = toml_edit::value(field("name"));
+        let domain = field("domain");
+        if !domain.is_empty() {
+            table["domain"] = toml_edit::value(domain);
+        }
+        let publishers = doc["plugins"]["exchange"]
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .map(|exchange| {
+                exchange
+                    .entry("publishers")
+                    .or_insert(toml_edit::Item::ArrayOfTables(
+                        toml_edit::ArrayOfTables::new(),
+                    ))
+            });
+        match publishers.and_then(|p| p.as_array_of_tables_mut()) {
+            Some(list) => list.push(table),
+            None => {
+                return self.publisher_refused(
+                    &session,
+                    "plugins.exchange.publishers is not a list of tables".into(),
+                );
+            }
+        }
+        match self
+            .center
+            .apply(doc.to_string(), format!("admin:{}", session.user))
+            .await
+        {
+            Ok(()) => redirect("/admin/placements"),
+            Err(error) => self.publisher_refused(&session, error),
+        }
+    }
+
+    /// The placements page with `error` beside the publisher form.
+    fn publisher_refused(&self, session: &Session, error: String) -> Response {
+        self.placements_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            session,
+            PlacementForm::default(),
+            (None, None, Some(error)),
+        )
+    }
+}
+
 impl Handler for Admin {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
@@ -1096,8 +1170,7 @@ impl Handler for Admin {
                         StatusCode::OK,
                         &session,
                         PlacementForm::default(),
-                        None,
-                        None,
+                        (None, None, None),
                     ),
                     None => redirect("/admin/login"),
                 },
@@ -1110,6 +1183,7 @@ impl Handler for Admin {
                     None => redirect("/admin/login"),
                 },
                 (http::Method::POST, "/admin/bidders") => self.add_bidder(req).await,
+                (http::Method::POST, "/admin/publishers") => self.add_publisher(req).await,
                 (http::Method::GET, "/admin" | "/admin/") => match self.session(&req) {
                     Some((_, session)) => self.overview(&session),
                     None => redirect("/admin/login"),
