@@ -232,6 +232,24 @@ struct PlacementForm {
     floor: String,
 }
 
+/// A submitted form's fields.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The field's value, trimmed; `None` when it was not sent.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    /// The field's value, trimmed; empty when it was not sent.
+    fn text(&self, name: &str) -> String {
+        self.get(name).unwrap_or_default().to_owned()
+    }
+}
+
 /// `"300x250, 728x90"` as `[[300, 250], [728, 90]]`.
 fn parse_sizes(text: &str) -> Option<Vec<[i64; 2]>> {
     let sizes: Option<Vec<[i64; 2]>> = text
@@ -379,6 +397,53 @@ impl Admin {
         // neither read nor set.
         self.set_cookie(&mut response, LOGIN_CSRF_COOKIE, &csrf, 3600);
         response
+    }
+
+    /// A signed-in operator's POST: the session (else a redirect to sign in), and the form,
+    /// once its CSRF token matched the session's.
+    async fn signed_form(&self, req: Request) -> Result<(Session, Form), Box<Response>> {
+        let Some((_, session)) = self.session(&req) else {
+            return Err(Box::new(redirect("/admin/login")));
+        };
+        let form = Form(Self::form(req).await?);
+        if !same(&session.csrf, &form.text("csrf")) {
+            return Err(Box::new(plain(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token; reload the page",
+            )));
+        }
+        Ok((session, form))
+    }
+
+    /// Appends `table` to `plugins.exchange.<list>` of the running config and applies it as
+    /// the operator; the error says why the config center refused it.
+    async fn append_and_apply(
+        &self,
+        session: &Session,
+        list: &str,
+        table: toml_edit::Table,
+    ) -> Result<(), String> {
+        let mut doc: toml_edit::DocumentMut = self
+            .current_text()
+            .parse()
+            .map_err(|e| format!("the running config: {e}"))?;
+        let item = doc["plugins"]["exchange"]
+            .or_insert(toml_edit::table())
+            .as_table_mut()
+            .map(|exchange| {
+                exchange
+                    .entry(list)
+                    .or_insert(toml_edit::Item::ArrayOfTables(
+                        toml_edit::ArrayOfTables::new(),
+                    ))
+            });
+        match item.and_then(|i| i.as_array_of_tables_mut()) {
+            Some(tables) => tables.push(table),
+            None => return Err(format!("plugins.exchange.{list} is not a list of tables")),
+        }
+        self.center
+            .apply(doc.to_string(), format!("admin:{}", session.user))
+            .await
     }
 
     async fn form(req: Request) -> Result<Vec<(String, String)>, Box<Response>> {
@@ -601,25 +666,11 @@ impl Admin {
     }
 
     async fn rollback(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return redirect("/admin/login");
-        };
-        let fields = match Self::form(req).await {
-            Ok(fields) => fields,
+        let (session, form) = match self.signed_form(req).await {
+            Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        if !same(&session.csrf, field("csrf")) {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the page",
-            );
-        }
+        let field = |name: &str| form.text(name);
         let Some(entry) = field("seq")
             .parse::<u64>()
             .ok()
@@ -742,25 +793,11 @@ impl Admin {
     }
 
     async fn create_placement(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return redirect("/admin/login");
-        };
-        let fields = match Self::form(req).await {
-            Ok(fields) => fields,
+        let (session, form) = match self.signed_form(req).await {
+            Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or(String::new(), |(_, v)| v.trim().to_owned())
-        };
-        if !same(&session.csrf, &field("csrf")) {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the page",
-            );
-        }
+        let field = |name: &str| form.text(name);
         let form = PlacementForm {
             id: field("id"),
             publisher: field("publisher"),
@@ -792,10 +829,6 @@ impl Admin {
                 }
             }
         };
-        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
-            Ok(doc) => doc,
-            Err(e) => return unprocessable(form, Some(format!("the running config: {e}")), None),
-        };
         let mut table = toml_edit::Table::new();
         table["id"] = toml_edit::value(form.id.as_str());
         table["publisher"] = toml_edit::value(form.publisher.as_str());
@@ -808,30 +841,7 @@ impl Admin {
         }
         table["sizes"] = toml_edit::value(size_list);
         table["floor"] = toml_edit::value(floor);
-        let placements = doc["plugins"]["exchange"]
-            .or_insert(toml_edit::table())
-            .as_table_mut()
-            .map(|exchange| {
-                exchange
-                    .entry("placements")
-                    .or_insert(toml_edit::Item::ArrayOfTables(
-                        toml_edit::ArrayOfTables::new(),
-                    ))
-            });
-        match placements.and_then(|p| p.as_array_of_tables_mut()) {
-            Some(list) => list.push(table),
-            None => {
-                return unprocessable(
-                    form,
-                    Some(
-                        "plugins.exchange.placements in the config is not a list of tables".into(),
-                    ),
-                    None,
-                );
-            }
-        }
-        let who = format!("admin:{}", session.user);
-        match self.center.apply(doc.to_string(), who).await {
+        match self.append_and_apply(&session, "placements", table).await {
             Ok(()) => redirect("/admin/placements"),
             // The config center names the field and rule it broke.
             Err(error) => unprocessable(form, Some(error), None),
@@ -842,25 +852,11 @@ impl Admin {
 impl Admin {
     /// Changes one placement's floor and enabled state in the running config, live.
     async fn edit_placement(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return redirect("/admin/login");
-        };
-        let fields = match Self::form(req).await {
-            Ok(fields) => fields,
+        let (session, form) = match self.signed_form(req).await {
+            Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        if !same(&session.csrf, &field("csrf").unwrap_or_default()) {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the page",
-            );
-        }
+        let field = |name: &str| form.get(name).map(str::to_owned);
         let id = field("id").unwrap_or_default();
         let enabled = field("enabled").is_some_and(|v| v == "true");
         let refuse = |error: String| {
@@ -980,25 +976,11 @@ impl Admin {
     }
 
     async fn add_bidder(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return redirect("/admin/login");
-        };
-        let fields = match Self::form(req).await {
-            Ok(fields) => fields,
+        let (session, form) = match self.signed_form(req).await {
+            Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or(String::new(), |(_, v)| v.trim().to_owned())
-        };
-        if !same(&session.csrf, &field("csrf")) {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the page",
-            );
-        }
+        let field = |name: &str| form.text(name);
         let form = BidderForm {
             name: field("name"),
             endpoint: field("endpoint"),
@@ -1031,10 +1013,6 @@ impl Admin {
         } else {
             form.media.split(',').map(|m| m.trim().to_owned()).collect()
         };
-        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
-            Ok(doc) => doc,
-            Err(e) => return refuse(form, format!("the running config: {e}")),
-        };
         let mut table = toml_edit::Table::new();
         table["name"] = toml_edit::value(form.name.as_str());
         table["endpoint"] = toml_edit::value(form.endpoint.as_str());
@@ -1044,30 +1022,7 @@ impl Admin {
             media_list.push(m.as_str());
         }
         table["media"] = toml_edit::value(media_list);
-        let bidders = doc["plugins"]["exchange"]
-            .or_insert(toml_edit::table())
-            .as_table_mut()
-            .map(|exchange| {
-                exchange
-                    .entry("bidders")
-                    .or_insert(toml_edit::Item::ArrayOfTables(
-                        toml_edit::ArrayOfTables::new(),
-                    ))
-            });
-        match bidders.and_then(|b| b.as_array_of_tables_mut()) {
-            Some(list) => list.push(table),
-            None => {
-                return refuse(
-                    form,
-                    "plugins.exchange.bidders is not a list of tables".into(),
-                );
-            }
-        }
-        match self
-            .center
-            .apply(doc.to_string(), format!("admin:{}", session.user))
-            .await
-        {
+        match self.append_and_apply(&session, "bidders", table).await {
             Ok(()) => redirect("/admin/bidders"),
             // The config center names the field and rule it broke (a bad endpoint, a
             // duplicate name, an unknown media type).
@@ -1079,29 +1034,11 @@ impl Admin {
 impl Admin {
     /// Adds a publisher to the running config, live.
     async fn add_publisher(&self, req: Request) -> Response {
-        let Some((_, session)) = self.session(&req) else {
-            return redirect("/admin/login");
-        };
-        let fields = match Self::form(req).await {
-            Ok(fields) => fields,
+        let (session, form) = match self.signed_form(req).await {
+            Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or(String::new(), |(_, v)| v.trim().to_owned())
-        };
-        if !same(&session.csrf, &field("csrf")) {
-            return plain(
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token; reload the page",
-            );
-        }
-        let mut doc: toml_edit::DocumentMut = match self.current_text().parse() {
-            Ok(doc) => doc,
-            Err(e) => return self.publisher_refused(&session, format!("the running config: {e}")),
-        };
+        let field = |name: &str| form.text(name);
         let mut table = toml_edit::Table::new();
         table["id"] = toml_edit::value(field("id"));
         table["name"] = toml_edit::value(field("name"));
@@ -1109,30 +1046,7 @@ impl Admin {
         if !domain.is_empty() {
             table["domain"] = toml_edit::value(domain);
         }
-        let publishers = doc["plugins"]["exchange"]
-            .or_insert(toml_edit::table())
-            .as_table_mut()
-            .map(|exchange| {
-                exchange
-                    .entry("publishers")
-                    .or_insert(toml_edit::Item::ArrayOfTables(
-                        toml_edit::ArrayOfTables::new(),
-                    ))
-            });
-        match publishers.and_then(|p| p.as_array_of_tables_mut()) {
-            Some(list) => list.push(table),
-            None => {
-                return self.publisher_refused(
-                    &session,
-                    "plugins.exchange.publishers is not a list of tables".into(),
-                );
-            }
-        }
-        match self
-            .center
-            .apply(doc.to_string(), format!("admin:{}", session.user))
-            .await
-        {
+        match self.append_and_apply(&session, "publishers", table).await {
             Ok(()) => redirect("/admin/placements"),
             Err(error) => self.publisher_refused(&session, error),
         }

@@ -40,11 +40,6 @@ fn set_cookie(headers: &http::HeaderMap, name: &str) -> Option<(String, String)>
         })
 }
 
-fn hidden_csrf(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    page[at..at + page[at..].find('"').unwrap()].to_owned()
-}
-
 async fn get(
     ex: &Exchange,
     path: &str,
@@ -82,7 +77,7 @@ async fn login_form(ex: &Exchange) -> (String, String) {
     assert_eq!(status, 200);
     let (cookie, attributes) = set_cookie(&headers, "bourse_admin_csrf").unwrap();
     assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Strict"));
-    (format!("bourse_admin_csrf={cookie}"), hidden_csrf(&page))
+    (format!("bourse_admin_csrf={cookie}"), csrf_in(&page))
 }
 
 /// Signs in and returns the session cookie.
@@ -126,7 +121,7 @@ async fn signing_in_opens_the_overview_and_signing_out_closes_it() {
     let (status, _, _) = post(&ex, "/admin/logout", &session, &[]).await;
     assert_eq!(status, 403, "sign-out without a CSRF token is refused");
     assert_eq!(get(&ex, "/admin", &session).await.0, 200, "still signed in");
-    let csrf = hidden_csrf(&page);
+    let csrf = csrf_in(&page);
     let (status, headers, _) = post(&ex, "/admin/logout", &session, &[("csrf", &csrf)]).await;
     assert_eq!(status, 303);
     assert_eq!(headers["location"], "/admin/login");

@@ -189,11 +189,6 @@ fn cookie_from(headers: &http::HeaderMap, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} cookie"))
 }
 
-fn csrf_in(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    page[at..at + page[at..].find('"').unwrap()].to_owned()
-}
-
 async fn node_request(
     node: &Node,
     method: http::Method,
@@ -214,43 +209,50 @@ async fn node_request(
     node.client_request(req).await
 }
 
-#[tokio::test]
-async fn the_admin_shows_the_history_and_rolls_back_live() {
-    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
-    let dir =
-        std::env::temp_dir().join(format!("bourse-admin-users-{:016x}", rand::random::<u64>()));
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A users file holding `ops`, and the admin table pointing at it.
+fn admin_section() -> String {
+    let dir = std::env::temp_dir().join(format!("bourse-admin-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let users = dir.join("users.json");
-    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
-    let with_admin = |floor: &str| {
-        format!(
-            "{}\n[plugins.admin]\nusers_file = {:?}\n",
-            config_with_floor(&partner, floor),
-            users.display().to_string()
-        )
-    };
-    let node = Node::start(&with_admin("0.5"));
-    save_by_rename(&node.config_path, &with_admin("1.5"));
-    wait_for_floor(&node, &partner, 1.5).await;
+    bourse_admin::Users::set_password(&users, "ops", ADMIN_PASSWORD).unwrap();
+    format!(
+        "\n[plugins.admin]\nusers_file = {:?}\n",
+        users.display().to_string()
+    )
+}
 
-    // Sign in.
-    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
+/// Signs in as `ops` and returns the session cookie.
+async fn sign_in(node: &Node) -> String {
+    let (_, headers, page) = node_request(node, http::Method::GET, "/admin/login", "", &[]).await;
     let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
-    let csrf = csrf_in(&page);
     let (status, headers, _) = node_request(
-        &node,
+        node,
         http::Method::POST,
         "/admin/login",
         &login_cookie,
         &[
-            ("csrf", &csrf),
+            ("csrf", &csrf_in(&page)),
             ("user", "ops"),
-            ("password", "correct horse battery staple"),
+            ("password", ADMIN_PASSWORD),
         ],
     )
     .await;
     assert_eq!(status, 303);
-    let session = cookie_from(&headers, "bourse_admin_session");
+    cookie_from(&headers, "bourse_admin_session")
+}
+
+#[tokio::test]
+async fn the_admin_shows_the_history_and_rolls_back_live() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let admin = admin_section();
+    let with_admin = |floor: &str| format!("{}{admin}", config_with_floor(&partner, floor));
+    let node = Node::start(&with_admin("0.5"));
+    save_by_rename(&node.config_path, &with_admin("1.5"));
+    wait_for_floor(&node, &partner, 1.5).await;
+
+    let session = sign_in(&node).await;
 
     // The history lists both configs, the change's diff, and a rollback form for #1.
     let (status, _, page) =
@@ -307,31 +309,9 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
 #[tokio::test]
 async fn a_placement_created_in_the_admin_serves_the_next_auction() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
-    let dir = std::env::temp_dir().join(format!("bourse-admin-pl-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let users = dir.join("users.json");
-    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
-    let text = format!(
-        "{}\n[plugins.admin]\nusers_file = {:?}\n",
-        config_with_floor(&partner, "0.5"),
-        users.display().to_string()
-    );
+    let text = format!("{}{}", config_with_floor(&partner, "0.5"), admin_section());
     let node = Node::start(&text);
-    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
-    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
-    let (_, headers, _) = node_request(
-        &node,
-        http::Method::POST,
-        "/admin/login",
-        &login_cookie,
-        &[
-            ("csrf", &csrf_in(&page)),
-            ("user", "ops"),
-            ("password", "correct horse battery staple"),
-        ],
-    )
-    .await;
-    let session = cookie_from(&headers, "bourse_admin_session");
+    let session = sign_in(&node).await;
     let (status, _, page) =
         node_request(&node, http::Method::GET, "/admin/placements", &session, &[]).await;
     assert_eq!(status, 200);
@@ -405,32 +385,10 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
 async fn a_bidder_added_in_the_admin_bids_in_the_next_auction() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
     let second = Partner::start(|r| Reply::Json(bids(r, "second", &[("1", 6.0)]))).await;
-    let dir = std::env::temp_dir().join(format!("bourse-admin-bd-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let users = dir.join("users.json");
-    bourse_admin::Users::set_password(&users, "ops", "correct horse battery staple").unwrap();
-    let text = format!(
-        "{}\n[plugins.admin]\nusers_file = {:?}\n",
-        config_with_floor(&partner, "0.5"),
-        users.display().to_string()
-    );
+    let text = format!("{}{}", config_with_floor(&partner, "0.5"), admin_section());
     let node = Node::start(&text);
     floor_seen(&node, &partner).await;
-    let (_, headers, page) = node_request(&node, http::Method::GET, "/admin/login", "", &[]).await;
-    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
-    let (_, headers, _) = node_request(
-        &node,
-        http::Method::POST,
-        "/admin/login",
-        &login_cookie,
-        &[
-            ("csrf", &csrf_in(&page)),
-            ("user", "ops"),
-            ("password", "correct horse battery staple"),
-        ],
-    )
-    .await;
-    let session = cookie_from(&headers, "bourse_admin_session");
+    let session = sign_in(&node).await;
     let (status, _, page) =
         node_request(&node, http::Method::GET, "/admin/bidders", &session, &[]).await;
     assert_eq!(status, 200);

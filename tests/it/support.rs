@@ -565,3 +565,9 @@ pub fn sample_token(
         exp,
     }
 }
+
+/// The value of the first hidden `csrf` field in an admin page.
+pub fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
