@@ -571,3 +571,68 @@ pub fn csrf_in(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
+
+/// The value of `name` in a response's `Set-Cookie` headers, as `name=value`.
+pub fn cookie_from(headers: &http::HeaderMap, name: &str) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+pub async fn node_request(
+    node: &Node,
+    method: http::Method,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, String) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(node.url(path))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    node.client_request(req).await
+}
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A users file holding `ops`, and the admin table pointing at it.
+pub fn admin_section() -> String {
+    let dir = std::env::temp_dir().join(format!("bourse-admin-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    bourse_admin::Users::set_password(&users, "ops", ADMIN_PASSWORD).unwrap();
+    format!(
+        "\n[plugins.admin]\nusers_file = {:?}\n",
+        users.display().to_string()
+    )
+}
+
+/// Signs in as `ops` and returns the session cookie.
+pub async fn sign_in(node: &Node) -> String {
+    let (_, headers, page) = node_request(node, http::Method::GET, "/admin/login", "", &[]).await;
+    let login_cookie = cookie_from(&headers, "bourse_admin_csrf");
+    let (status, headers, _) = node_request(
+        node,
+        http::Method::POST,
+        "/admin/login",
+        &login_cookie,
+        &[
+            ("csrf", &csrf_in(&page)),
+            ("user", "ops"),
+            ("password", ADMIN_PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    cookie_from(&headers, "bourse_admin_session")
+}

@@ -481,6 +481,13 @@ impl Exchange {
         for _ in &slots {
             self.slot_outcome("filled");
         }
+        // Counted beside OpenRTB auctions, so auctions/s and fill rate cover both endpoints.
+        let outcome = if slots.is_empty() { "no_bid" } else { "bid" };
+        self.shared
+            .metrics
+            .requests
+            .with_label_values(&["ad", outcome])
+            .inc();
         self.shared
             .metrics
             .auction_seconds

@@ -233,6 +233,24 @@ impl Exchange {
                 .map_err(|e| Rejection::new(format!("imp[{i}].bidfloorcur"), "currency", e))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if min_floor > 0.0 {
+            // Partners are told the floor in force: an exchange minimum above an impression's
+            // own floor replaces it, in the auction currency.
+            for imp in &mut request.imp {
+                let cur = imp
+                    .bidfloorcur
+                    .as_deref()
+                    .unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
+                let own = self
+                    .rates
+                    .convert(imp.bidfloor.unwrap_or(0.0), cur, &currency)
+                    .unwrap_or(0.0);
+                if own < min_floor {
+                    imp.bidfloor = Some(min_floor);
+                    imp.bidfloorcur = Some(currency.clone());
+                }
+            }
+        }
         let tmax = request
             .tmax
             .map_or(self.config.default_tmax_ms, |t| t as u64);

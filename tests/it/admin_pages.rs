@@ -1,0 +1,523 @@
+//! The admin's sections over HTTP against the real binary: publishers, placements and bidders
+//! created, edited and disabled live with refusals shown beside their fields; the floors page
+//! with static and learned floors; paginated tables; and the live overview's numbers.
+
+use crate::support::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn exchange_config(partner: &Partner, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"text\"\nlevel = \"warn\"\n\n\
+         [plugins.exchange]\nnotice_secret = \"pages-secret\"\npublic_url = \"http://bourse.test\"\n{extra}\n\
+         [[plugins.exchange.publishers]]\nid = \"news\"\n\n\
+         [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\nfloor = 0.5\n\n\
+         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n{}",
+        partner.endpoint(),
+        admin_section()
+    )
+}
+
+async fn get(node: &Node, path: &str, session: &str) -> (http::StatusCode, String) {
+    let (status, _, page) = node_request(node, http::Method::GET, path, session, &[]).await;
+    (status, page)
+}
+
+async fn post(
+    node: &Node,
+    path: &str,
+    session: &str,
+    form: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, String) {
+    node_request(node, http::Method::POST, path, session, form).await
+}
+
+/// One `/ad` call for `placement` from a page on `host`; the partner's view of it, if asked.
+async fn ad(node: &Node, partner: &Partner, host: &str, placement: &str) -> Option<Value> {
+    let before = partner.request_count();
+    let body = json!({"page": format!("https://{host}/story"), "slots": [{"id": "s", "placement": placement}]});
+    let req = http::Request::post(node.url("/ad"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, _) = node.send(req).await;
+    assert!(status.is_success(), "{status}");
+    (partner.request_count() > before).then(|| partner.last_request())
+}
+
+/// The text of the first `field-error` paragraph after `marker` in `page`.
+fn field_error_after<'a>(page: &'a str, marker: &str) -> Option<&'a str> {
+    let from = page.find(marker)?;
+    let rest = &page[from..];
+    let at = rest.find("class=\"field-error\"")?;
+    let text = &rest[at..];
+    let start = text.find('>')? + 1;
+    Some(&text[start..start + text[start..].find('<')?])
+}
+
+#[tokio::test]
+async fn publishers_are_created_edited_and_disabled_live() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    let node = Node::start(&exchange_config(&partner, ""));
+    let session = sign_in(&node).await;
+    let (status, page) = get(&node, "/admin/publishers", &session).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<td>news</td>"), "{page}");
+    let csrf = csrf_in(&page);
+
+    // A bad id is refused beside the id field, and what was typed stays in the form.
+    let (status, _, page) = post(
+        &node,
+        "/admin/publishers",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("id", "Bad Id"),
+            ("name", "Blog"),
+            ("enabled", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        field_error_after(&page, "name=\"id\""),
+        Some("use 1-64 characters of a-z, 0-9, - and _"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"Bad Id\""), "{page}");
+
+    for (path, form) in [
+        (
+            "/admin/publishers",
+            vec![
+                ("id", "blog"),
+                ("name", "Blog"),
+                ("domain", "blog.example"),
+                ("enabled", "true"),
+            ],
+        ),
+        (
+            "/admin/placements",
+            vec![
+                ("id", "blog-top"),
+                ("publisher", "blog"),
+                ("sizes", "300x250"),
+                ("floor", "0.3"),
+                ("enabled", "true"),
+            ],
+        ),
+    ] {
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend(form);
+        let (status, headers, page) = post(&node, path, &session, &fields).await;
+        assert_eq!(status, 303, "{path}: {page}");
+        assert_eq!(headers["location"], path);
+    }
+    let sent = ad(&node, &partner, "www.blog.example", "blog-top")
+        .await
+        .expect("asked");
+    assert_eq!(sent["site"]["publisher"]["id"], "blog");
+    assert_eq!(sent["imp"][0]["bidfloor"], 0.3);
+
+    // Edit: the form comes filled in, the id cannot change; unchecking "enabled" disables it.
+    let (status, page) = get(&node, "/admin/publishers/edit?id=blog", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("value=\"Blog\"") && page.contains("readonly"),
+        "{page}"
+    );
+    let (status, _, page) = post(
+        &node,
+        "/admin/publishers/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("id", "blog"),
+            ("name", "Blog Two"),
+            ("domain", "blog.example"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    assert!(
+        ad(&node, &partner, "www.blog.example", "blog-top")
+            .await
+            .is_none(),
+        "a disabled publisher's placements are not auctioned"
+    );
+    let (_, page) = get(&node, "/admin/publishers", &session).await;
+    assert!(
+        page.contains("Blog Two") && page.contains("<em>disabled</em>"),
+        "{page}"
+    );
+    // An edit the config refuses keeps the old config and says why beside the field.
+    let (status, _, page) = post(
+        &node,
+        "/admin/publishers/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("id", "blog"),
+            ("domain", "https://blog.example/x"),
+            ("enabled", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        field_error_after(&page, "name=\"domain\"").is_some_and(|e| e.contains("bare domain")),
+        "{page}"
+    );
+    assert!(
+        ad(&node, &partner, "www.blog.example", "blog-top")
+            .await
+            .is_none()
+    );
+    // Enabled again, it serves at once.
+    let (status, _, _) = post(
+        &node,
+        "/admin/publishers/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("id", "blog"),
+            ("name", "Blog"),
+            ("domain", "blog.example"),
+            ("enabled", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(
+        ad(&node, &partner, "www.blog.example", "blog-top")
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    let node = Node::start(&exchange_config(&partner, ""));
+    let session = sign_in(&node).await;
+    assert!(
+        ad(&node, &partner, "news.example", "news-top")
+            .await
+            .is_some()
+    );
+    let (status, page) = get(&node, "/admin/bidders/edit?name=adv", &session).await;
+    assert_eq!(status, 200);
+    let csrf = csrf_in(&page);
+    let endpoint = partner.endpoint();
+    assert!(
+        page.contains(&format!("value=\"{endpoint}\"")),
+        "filled in: {page}"
+    );
+
+    // Fields that are not numbers never reach the config; each says what it wants.
+    let (status, _, page) = post(
+        &node,
+        "/admin/bidders/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "adv"),
+            ("adapter", "openrtb"),
+            ("endpoint", &endpoint),
+            ("timeout_ms", "soon"),
+            ("qps", "lots"),
+            ("adjustment", "0.9"),
+            ("media", "banner"),
+            ("enabled", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        field_error_after(&page, "name=\"timeout_ms\""),
+        Some("The timeout is a whole number of milliseconds.")
+    );
+    assert_eq!(
+        field_error_after(&page, "name=\"qps\""),
+        Some("The QPS cap is a whole number of requests per second.")
+    );
+    // A value the config refuses is named beside its field.
+    let (status, _, page) = post(
+        &node,
+        "/admin/bidders/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "adv"),
+            ("adapter", "openrtb"),
+            ("endpoint", &endpoint),
+            ("timeout_ms", "150"),
+            ("adjustment", "-2"),
+            ("media", "banner"),
+            ("enabled", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        field_error_after(&page, "name=\"adjustment\"").is_some(),
+        "{page}"
+    );
+
+    // A new adjustment prices the next auction; disabling keeps the bidder out of it.
+    let (status, _, page) = post(
+        &node,
+        "/admin/bidders/edit",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("name", "adv"),
+            ("adapter", "openrtb"),
+            ("endpoint", &endpoint),
+            ("timeout_ms", "200"),
+            ("adjustment", "1"),
+            ("media", "banner"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{page}");
+    assert!(
+        ad(&node, &partner, "news.example", "news-top")
+            .await
+            .is_none(),
+        "a disabled bidder is not asked"
+    );
+    let (_, page) = get(&node, "/admin/bidders", &session).await;
+    assert!(
+        page.contains("200 ms") && page.contains("<em>disabled</em>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(">off<"),
+        "health of a disabled bidder: {page}"
+    );
+    let text = std::fs::read_to_string(&node.config_path).unwrap();
+    assert!(
+        text.contains("timeout_ms = 200") && text.contains("enabled = false"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
+    let partner = Partner::start(|r| {
+        // Bids spread between 1 and 3 so the learner finds a floor above the static one.
+        let price = 1.0 + (rand::random::<u32>() % 200) as f64 / 100.0;
+        Reply::Json(bids(r, "adv", &[("1", price)]))
+    })
+    .await;
+    let learned = "[plugins.exchange.floors]\nenabled = true\nmin_observations = 100\nwindow = 400\n\
+                   recompute_interval_ms = 50\nrecompute_every_observations = 100\n";
+    let node = Node::start(&exchange_config(&partner, learned));
+    let session = sign_in(&node).await;
+    let (status, page) = get(&node, "/admin/floors", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<td>learning</td>"),
+        "no learned floor yet: {page}"
+    );
+    let csrf = csrf_in(&page);
+
+    // Enough auctions for the learner to publish a floor for news-top.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let learned_floor = loop {
+        for _ in 0..50 {
+            ad(&node, &partner, "news.example", "news-top").await;
+        }
+        let value = node
+            .metric("bourse_floors_learned_cpm{placement=\"news-top\"}")
+            .await;
+        if value > 0.0 {
+            break value;
+        }
+        assert!(Instant::now() < deadline, "the learner published no floor");
+    };
+    let (_, page) = get(&node, "/admin/floors", &session).await;
+    assert!(!page.contains("<td>learning</td>"), "{page}");
+    let shown = format!("{learned_floor:.4}");
+    assert!(
+        page.contains(shown.trim_end_matches('0').trim_end_matches('.')),
+        "the learned floor {learned_floor} is shown: {page}"
+    );
+
+    // A static floor edit applies to the next auction (unless a learned floor is higher, so
+    // set it above anything learned); a negative one is refused beside its row.
+    let (status, _, page) = post(
+        &node,
+        "/admin/floors",
+        &session,
+        &[("csrf", &csrf), ("id", "news-top"), ("floor", "-1")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        field_error_after(&page, "value=\"news-top\"").is_some(),
+        "{page}"
+    );
+    let (status, _, _) = post(
+        &node,
+        "/admin/floors",
+        &session,
+        &[("csrf", &csrf), ("id", "news-top"), ("floor", "9.5")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let sent = ad(&node, &partner, "news.example", "news-top")
+        .await
+        .unwrap();
+    assert_eq!(sent["imp"][0]["bidfloor"], 9.5);
+
+    // The rules: learning off shows "off", the exchange minimum applies to OpenRTB auctions.
+    let (status, _, page) = post(
+        &node,
+        "/admin/floors/rules",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("min_floor", "cheap"),
+            ("exploration_share", "0.05"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        field_error_after(&page, "name=\"min_floor\"").is_some(),
+        "{page}"
+    );
+    let (status, _, _) = post(
+        &node,
+        "/admin/floors/rules",
+        &session,
+        &[
+            ("csrf", &csrf),
+            ("min_floor", "0.7"),
+            ("exploration_share", "0.05"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, page) = get(&node, "/admin/floors", &session).await;
+    assert!(
+        page.contains("<td>off</td>") && page.contains("value=\"0.7\""),
+        "{page}"
+    );
+    let request = banner_request("min-floor", &[("1", 0.1)]);
+    let req = http::Request::post(node.url("/openrtb2/auction"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(request.to_string())))
+        .unwrap();
+    let (status, _) = node.send(req).await;
+    assert_eq!(status, 200);
+    assert_eq!(partner.last_request()["imp"][0]["bidfloor"], 0.7);
+}
+
+#[tokio::test]
+async fn tables_paginate_twenty_rows_a_page() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    let placements: String = (0..44)
+        .map(|i| {
+            format!(
+                "[[plugins.exchange.placements]]\nid = \"extra-{i:02}\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n"
+            )
+        })
+        .collect();
+    let node = Node::start(&format!("{}\n{placements}", exchange_config(&partner, "")));
+    let session = sign_in(&node).await;
+    let rows = |page: &str| page.matches("href=\"/admin/placements/edit?id=").count();
+    let (_, first) = get(&node, "/admin/placements", &session).await;
+    assert_eq!(rows(&first), 20);
+    assert!(
+        first.contains("Page 1 of 3 (45 in all)") && first.contains("?page=2"),
+        "{first}"
+    );
+    let (_, last) = get(&node, "/admin/placements?page=3", &session).await;
+    assert_eq!(rows(&last), 5);
+    assert!(
+        last.contains("extra-43") && !last.contains("extra-00"),
+        "{last}"
+    );
+    let (_, beyond) = get(&node, "/admin/placements?page=99", &session).await;
+    assert_eq!(rows(&beyond), 5, "a page past the end shows the last");
+    let (_, floors) = get(&node, "/admin/floors?page=2", &session).await;
+    assert!(floors.contains("Page 2 of 3"), "{floors}");
+}
+
+#[tokio::test]
+async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    // First price, so every auction clears at the bid and the eCPM is known.
+    let node = Node::start(&exchange_config(
+        &partner,
+        "[plugins.exchange.tags]\nauction_type = 1\n",
+    ));
+    let session = sign_in(&node).await;
+    let (status, _, body) =
+        node_request(&node, http::Method::GET, "/admin/live.json", "", &[]).await;
+    assert_eq!(status, 303, "anonymous callers are sent to sign in: {body}");
+    // Three seconds of auctions, every one filled.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut sent = 0;
+    while Instant::now() < until {
+        ad(&node, &partner, "news.example", "news-top").await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _, body) =
+        node_request(&node, http::Method::GET, "/admin/live.json", &session, &[]).await;
+    assert_eq!(status, 200);
+    let view: Value = serde_json::from_str(&body).unwrap();
+    let points = view["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{view}");
+    let busy: Vec<&Value> = points
+        .iter()
+        .filter(|p| p["auctions_per_sec"].as_f64().unwrap() > 5.0)
+        .collect();
+    assert!(!busy.is_empty(), "{view}");
+    for point in &busy {
+        assert!(point["fill_pct"].as_f64().unwrap() > 99.0, "{point}");
+        let (p50, p99) = (
+            point["p50_ms"].as_f64().unwrap(),
+            point["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p99 && p99 < 1000.0, "{point}");
+        assert!(
+            (point["ecpm"].as_f64().unwrap() - 2.0).abs() < 0.01,
+            "{point}"
+        );
+    }
+    assert_eq!(view["auctions_total"].as_u64().unwrap(), sent);
+    let top = &view["top_bidders"][0];
+    assert_eq!(top["name"], "adv");
+    assert!(top["wins"].as_u64().unwrap() > 0, "{top}");
+    // Only points newer than `after` come back.
+    let newest = points.last().unwrap()["t"].as_u64().unwrap();
+    let (_, _, body) = node_request(
+        &node,
+        http::Method::GET,
+        &format!("/admin/live.json?after={newest}"),
+        &session,
+        &[],
+    )
+    .await;
+    let later: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        later["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["t"].as_u64().unwrap() > newest)
+    );
+    // The page carries the cards, the charts and the plugins.
+    let (_, page) = get(&node, "/admin", &session).await;
+    assert!(
+        page.contains("data-series=\"p50_ms,p99_ms\"") && page.contains("<td>exchange</td>"),
+        "{page}"
+    );
+}
