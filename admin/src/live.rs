@@ -100,6 +100,9 @@ struct BidderTotals {
     win_value_cpm: f64,
 }
 
+/// Where a per-bidder counter goes in [`BidderTotals`].
+type Column = fn(&mut BidderTotals) -> &mut f64;
+
 /// The counters one sample reads.
 #[derive(Debug, Clone)]
 struct Totals {
@@ -120,7 +123,7 @@ impl Totals {
             |outcome| families.sum("bourse_exchange_requests_total", &[("outcome", outcome)]);
         let filled = auction("bid");
         let mut bidders: BTreeMap<String, BidderTotals> = BTreeMap::new();
-        let columns: [(&str, fn(&mut BidderTotals) -> &mut f64); 5] = [
+        let columns: [(&str, Column); 5] = [
             ("bourse_bidder_requests_total", |b| &mut b.requests),
             ("bourse_bidder_bids_total", |b| &mut b.bids),
             ("bourse_bidder_wins_total", |b| &mut b.wins),

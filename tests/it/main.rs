@@ -2,6 +2,7 @@
 //! answer as each test scripts them.
 
 mod admin;
+mod admin_browser;
 mod admin_pages;
 mod adtag;
 mod adtag_browser;
