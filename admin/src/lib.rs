@@ -8,6 +8,7 @@ mod auth;
 mod edit;
 mod live;
 mod pages;
+mod profile;
 mod users;
 mod web;
 
@@ -114,7 +115,7 @@ impl Plugin for AdminPlugin {
         Manifest {
             name: "admin",
             version: env!("CARGO_PKG_VERSION"),
-            mounts: vec!["/admin"],
+            mounts: vec!["/admin", "/debug/pprof"],
         }
     }
 
@@ -198,6 +199,9 @@ impl Handler for Admin {
             let path = req.uri().path().to_owned();
             if let Some(asset) = path.strip_prefix("/admin/static/") {
                 return ASSETS.serve(asset, req.headers().get(header::IF_NONE_MATCH));
+            }
+            if path.starts_with("/debug/pprof/") || path.starts_with("/admin/debug/pprof/") {
+                return self.debug(req).await;
             }
             let method = req.method().clone();
             match (&method, path.as_str()) {
