@@ -474,3 +474,33 @@ async fn a_config_center_apply_on_one_node_reaches_the_other_through_etcd() {
     assert_eq!(etcd.get().await.1, revision);
     assert_eq!(probe_value(&a).await, "two");
 }
+
+#[tokio::test]
+async fn a_local_change_does_not_overwrite_one_made_in_etcd_that_the_node_has_not_seen() {
+    let etcd = Etcd::start().await;
+    let dir = std::env::temp_dir().join(format!("bourse-probe-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("probe.toml");
+    std::fs::write(&path, probe_config(&etcd, "one")).unwrap();
+    let kernel = bourse_kernel::Kernel::builder().plugin(CenterProbe).build();
+    let loaded = kernel.load_config_file(&path).unwrap();
+    // Nothing applies etcd's changes here, so this node keeps the revision it seeded.
+    let running = kernel.start(loaded).await.expect("kernel starts");
+    assert!(etcd.get().await.0.contains("value = \"one\""));
+
+    let theirs = probe_config(&etcd, "theirs");
+    let revision = etcd.put(&theirs).await;
+    std::fs::write(&path, probe_config(&etcd, "mine")).unwrap();
+    let error = format!("{:#}", running.reload().await.unwrap_err());
+    assert!(
+        error.contains("changed since this node last saw it"),
+        "{error}"
+    );
+    assert_eq!(
+        etcd.get().await,
+        (theirs, revision),
+        "etcd keeps their change"
+    );
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
