@@ -399,9 +399,13 @@ async fn watch_once(
                 *backoff = FIRST_BACKOFF;
             }
             if answer.canceled() {
-                if answer.compact_revision() > 0 {
+                let compacted = answer.compact_revision();
+                if compacted > 0 {
                     // What we missed is gone from history: read the current value instead.
                     *next_revision = None;
+                    return Err(format!(
+                        "revisions up to {compacted} were compacted; reading the current value"
+                    ));
                 }
                 return Err(format!(
                     "etcd cancelled the watch: {}",

@@ -412,7 +412,7 @@ pub struct Running {
     /// With `[server.etcd]`: what this node last saw there and a client to publish changes.
     /// Locked before `state`, never after.
     etcd: Option<tokio::sync::Mutex<EtcdLink>>,
-    /// Changes the etcd watch saw, applied by `run_until_signal`.
+    /// Changes the etcd watch saw, applied by `run_until_signal` or `serve_config_center`.
     etcd_updates: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<etcd::Update>>>,
 }
 

@@ -504,3 +504,46 @@ async fn a_local_change_does_not_overwrite_one_made_in_etcd_that_the_node_has_no
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node.
+fn signal(node: &Node, signal: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[tokio::test]
+async fn a_node_whose_missed_revisions_were_compacted_reads_the_current_config() {
+    let mut etcd = Etcd::start().await;
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let a = Node::start(&node_config(&partner, &etcd, "0.5"));
+    assert_eq!(floor_seen(&a, &partner).await, 0.5);
+
+    // While the node is frozen, etcd restarts (breaking its watch), two changes are made and
+    // the history before the last one is compacted away.
+    signal(&a, "STOP");
+    etcd.kill();
+    etcd.spawn();
+    etcd.wait_ready().await;
+    etcd.put(&shared_config(&partner, "1.1")).await;
+    let revision = etcd.put(&shared_config(&partner, "1.7")).await;
+    let mut client = etcd.client().await.unwrap();
+    client.compact(revision, None).await.unwrap();
+    signal(&a, "CONT");
+
+    // Resuming from its last revision fails; it reads the current value instead.
+    let resumed = Instant::now();
+    wait_for_floor(&[&a], &partner, 1.7, resumed).await;
+    assert_eq!(
+        a.metric("bourse_kernel_etcd_revision").await,
+        revision as f64
+    );
+    assert!(
+        a.stderr().contains("compacted"),
+        "the compaction was met: {}",
+        a.stderr()
+    );
+}
