@@ -46,8 +46,10 @@ impl ConfigCenter {
     }
 
     /// Applies `text` as the new config, recorded as made by `who`. When the running config
-    /// came from a file, the file is rewritten first so disk and process agree. Errors say
-    /// why the config was refused (with its line) or that nothing is applying changes.
+    /// came from a file, the file is rewritten first so disk and process agree; with
+    /// `[server.etcd]` the shared part is written to etcd before that, so every node gets it.
+    /// Errors say why the config was refused (with its line, or because etcd changed since
+    /// this node last saw it or cannot be reached) or that nothing is applying changes.
     pub async fn apply(&self, text: String, who: String) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
         self.requests

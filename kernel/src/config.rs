@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::etcd::EtcdConfig;
 use crate::plugin::{AnyConfig, ErasedPlugin, ParseOutcome, PathSegment, segments};
 
 /// `[server]`: where to listen and how long to wait for in-flight work.
@@ -28,6 +29,8 @@ pub struct ServerConfig {
     /// Append every applied config (who, when, diff, full text) to this JSON-lines file,
     /// relative to the config file; `bourse config history` and `rollback` read it.
     pub audit_log: Option<PathBuf>,
+    /// `[server.etcd]`: share the config through etcd (see `etcd.rs`). Absent: no etcd.
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             drain_deadline_ms: 5_000,
             watch_config: true,
             audit_log: None,
+            etcd: None,
         }
     }
 }
@@ -222,6 +226,9 @@ pub(crate) fn load_str(
         match key.as_str() {
             "server" => {
                 if let Some(parsed) = errors.typed::<ServerConfig>("server", value) {
+                    for (path, message) in parsed.etcd.iter().flat_map(EtcdConfig::problems) {
+                        errors.push(&path_of(&format!("server.etcd.{path}")), message);
+                    }
                     server = parsed;
                 }
             }

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
-use crate::config::{self, LoadedConfig, PluginConfig, ServerConfig};
+use crate::config::{self, ConfigError, LoadedConfig, PluginConfig, ServerConfig};
+use crate::etcd::{self, EtcdLink, EtcdMetrics};
 use crate::plugin::{AnyConfig, Erased, ErasedPlugin, Manifest, Plugin, PluginCtx, PluginError};
 use crate::routes::{Generation, Inflight, Route, RouteTable, StatusCounters};
 use crate::{ConfigErrors, Metrics, PeerAddr, Request, Response, error_response, full};
@@ -86,8 +87,14 @@ impl Kernel {
 
     /// Binds `server.listen`, starts serving (`/readyz` says 503 until plugins are up), starts
     /// generation 1 of every plugin, and routes to them.
+    ///
+    /// With `[server.etcd]`, the shared config in etcd (with this node's local settings laid
+    /// over it) is what starts, and it is watched from then on; an empty key is seeded with this
+    /// node's file. When etcd cannot be reached the file starts, and etcd is tried again in the
+    /// background.
     pub async fn start(self, config: LoadedConfig) -> anyhow::Result<Running> {
         let manifests = check_manifests(&self.plugins)?;
+        let (config, etcd_start) = self.join_etcd(config).await?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -180,7 +187,26 @@ impl Kernel {
         host.install(&current);
         shared.ready.store(true, Ordering::Release);
         tracing::info!(addr = %local_addr, plugins = current.len(), "kernel serving");
-        audit.record("startup", &text, unix_now());
+        let startup_who = etcd_start.as_ref().and_then(|s| s.applied).map_or_else(
+            || "startup".to_owned(),
+            |rev| format!("startup from etcd rev {rev}"),
+        );
+        audit.record(&startup_who, &text, unix_now());
+        let (etcd, etcd_updates) = match etcd_start {
+            Some(start) => {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                etcd::spawn_watch(
+                    start.link.settings.clone(),
+                    start.next_revision,
+                    start.seed,
+                    sender,
+                    start.link.metrics.clone(),
+                    host.root.child_token(),
+                );
+                (Some(tokio::sync::Mutex::new(start.link)), Some(receiver))
+            }
+            None => (None, None),
+        };
         Ok(Running {
             host,
             local_addr,
@@ -193,8 +219,147 @@ impl Kernel {
             stop_accepting,
             accept_task: parking_lot::Mutex::new(Some(accept_task)),
             center_requests: tokio::sync::Mutex::new(center_requests),
+            etcd,
+            etcd_updates: parking_lot::Mutex::new(etcd_updates),
         })
     }
+
+    /// With `[server.etcd]`: reads (or seeds) the shared config and returns the config to start
+    /// from, with the link to keep. Without it, the config unchanged.
+    async fn join_etcd(
+        &self,
+        config: LoadedConfig,
+    ) -> anyhow::Result<(LoadedConfig, Option<EtcdStart>)> {
+        let Some(settings) = config.server.etcd.clone() else {
+            return Ok((config, None));
+        };
+        let metrics = EtcdMetrics::register(&self.metrics).context("registering etcd metrics")?;
+        let mut link = EtcdLink::new(
+            settings.clone(),
+            config.text.clone(),
+            config.config_dir.clone(),
+            metrics,
+        );
+        let seed = etcd::shared_document(&config.text)
+            .context("extracting the shared part of the config")?;
+        let fetched = match link.client().await {
+            Ok(client) => etcd::fetch_or_seed(client, &settings, Some(&seed)).await,
+            Err(error) => Err(error),
+        };
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                tracing::warn!(
+                    key = settings.key,
+                    error,
+                    "etcd cannot be reached at start-up: serving the local config file and \
+                     trying etcd again in the background"
+                );
+                let start = EtcdStart {
+                    link,
+                    next_revision: None,
+                    seed: Some(seed),
+                    applied: None,
+                };
+                return Ok((config, Some(start)));
+            }
+        };
+        let mut start = EtcdStart {
+            link,
+            next_revision: Some(fetched.revision + 1),
+            seed: None,
+            applied: None,
+        };
+        let Some((revision, document)) = fetched.value else {
+            return Ok((config, Some(start)));
+        };
+        let link = &mut start.link;
+        link.seen = revision;
+        let loaded = document.and_then(|text| {
+            load_etcd_document(&self.plugins, link, &text, config.source.clone())
+                .map(|loaded| (text, loaded))
+                .map_err(|errors| errors.to_string())
+        });
+        match loaded {
+            Ok((document, loaded)) => {
+                link.last_document = Some(document);
+                link.metrics.applied(revision);
+                if etcd::same_config(&loaded.text, &config.text) {
+                    // This node's file already says it (it seeded etcd, say): keep its text.
+                    return Ok((config, Some(start)));
+                }
+                tracing::info!(revision, "starting from the shared config in etcd");
+                // So that a restart without etcd serves it. A file that cannot be written
+                // (mounted read-only, say) stays as it was: the watcher starts from its bytes.
+                match loaded
+                    .source
+                    .as_deref()
+                    .map(|p| (p, write_config_file(p, &loaded.text)))
+                {
+                    Some((_, Ok(()))) => link.local_text = loaded.text.clone(),
+                    Some((path, Err(error))) => tracing::warn!(
+                        path = %path.display(),
+                        %error,
+                        "cannot write the config from etcd to the config file"
+                    ),
+                    None => {}
+                }
+                start.applied = Some(revision);
+                Ok((loaded, Some(start)))
+            }
+            Err(error) => {
+                link.metrics.outcome("refused");
+                tracing::error!(
+                    revision,
+                    error,
+                    "the shared config in etcd is refused: serving the local config file"
+                );
+                Ok((config, Some(start)))
+            }
+        }
+    }
+}
+
+/// What `Kernel::start` learnt from etcd.
+struct EtcdStart {
+    link: EtcdLink,
+    /// Where the watch resumes; `None`: etcd was not reached, read it first.
+    next_revision: Option<i64>,
+    /// What to seed an empty key with, when etcd was not reached at start-up.
+    seed: Option<String>,
+    /// The revision started from, when it was etcd's document.
+    applied: Option<i64>,
+}
+
+/// Validates `text` from etcd on its own (errors name `etcd:KEY:LINE:COL`), then loads it with
+/// the node's local settings laid over it.
+fn load_etcd_document(
+    plugins: &[Arc<dyn ErasedPlugin>],
+    link: &EtcdLink,
+    text: &str,
+    source: Option<PathBuf>,
+) -> Result<LoadedConfig, crate::ConfigErrors> {
+    let origin = link.settings.origin();
+    config::load_str(plugins, text, &origin, link.config_dir.clone())?;
+    let merged = etcd::overlay_node_local(text, &link.local_text).map_err(|error| {
+        crate::ConfigErrors(vec![ConfigError {
+            file: origin.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot lay this node's settings over it: {error}"),
+        }])
+    })?;
+    let merged_origin = format!("{origin} (with this node's [server] settings)");
+    let mut loaded = config::load_str(plugins, &merged, &merged_origin, link.config_dir.clone())?;
+    loaded.source = source;
+    Ok(loaded)
+}
+
+/// Replaces the config file in one rename, so a watcher never reads half of it.
+fn write_config_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let temp = path.with_extension("center.tmp");
+    std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, path))
 }
 
 fn current_dir() -> PathBuf {
@@ -244,6 +409,11 @@ pub struct Running {
     /// Configs plugins ask to apply (`ConfigCenter::apply`), served by `run_until_signal` or
     /// `serve_config_center`.
     center_requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<crate::center::ApplyRequest>>,
+    /// With `[server.etcd]`: what this node last saw there and a client to publish changes.
+    /// Locked before `state`, never after.
+    etcd: Option<tokio::sync::Mutex<EtcdLink>>,
+    /// Changes the etcd watch saw, applied by `run_until_signal` or `serve_config_center`.
+    etcd_updates: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<etcd::Update>>>,
 }
 
 struct State {
@@ -396,6 +566,9 @@ impl Running {
             host.retire(generation, drain_deadline);
         }
 
+        if server.etcd != state.server.etcd {
+            tracing::warn!("server.etcd changed; it takes effect on restart");
+        }
         if server.listen != state.server.listen {
             tracing::warn!(
                 serving = %self.local_addr,
@@ -426,41 +599,132 @@ impl Running {
         self.reload_as("SIGHUP").await
     }
 
-    /// Applies configs that plugins send through their `ConfigCenter`, until the process
-    /// shuts down. `run_until_signal` does this itself; call it when serving otherwise.
+    /// Applies configs that plugins send through their `ConfigCenter`, and with
+    /// `[server.etcd]` every change seen in etcd, until the process shuts down.
+    /// `run_until_signal` does this itself; call it when serving otherwise.
     pub async fn serve_config_center(&self) {
-        while let Some(request) = self.center_requests.lock().await.recv().await {
-            let result = self.apply_center_request(&request.text, &request.who).await;
-            let _ = request.reply.send(result);
+        let mut etcd_updates = self.etcd_updates.lock().take();
+        let mut requests = self.center_requests.lock().await;
+        loop {
+            tokio::select! {
+                request = requests.recv() => {
+                    let Some(request) = request else { return };
+                    let result = self.apply_center_request(&request.text, &request.who).await;
+                    let _ = request.reply.send(result);
+                }
+                Some(update) = next_etcd_update(&mut etcd_updates) => {
+                    self.apply_etcd_update(update).await;
+                }
+            }
         }
     }
 
-    /// One `ConfigCenter::apply`: rewrite the config file (when there is one) so disk and
-    /// process agree, then apply it under `who`.
+    /// One `ConfigCenter::apply`: validate; with etcd, publish the shared part there so every
+    /// node gets it; rewrite the config file (when there is one) so disk and process agree;
+    /// then apply it under `who`.
     async fn apply_center_request(&self, text: &str, who: &str) -> Result<(), String> {
         let source = self.state.lock().await.source.clone();
-        let loaded = match &source {
+        let mut loaded = match &source {
             Some(path) => self.load_config_str(text, &path.display().to_string()),
             None => self.load_config_str(text, "config center"),
         }
         .map_err(|e| e.to_string())?;
+        let mut link = match &self.etcd {
+            Some(link) => Some(link.lock().await),
+            None => None,
+        };
+        if let Some(link) = link.as_mut() {
+            link.publish_shared(text).await?;
+        }
         if let Some(path) = &source {
-            let temp = path.with_extension("center.tmp");
-            std::fs::write(&temp, text)
-                .and_then(|()| std::fs::rename(&temp, path))
+            write_config_file(path, text)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             // Relative paths resolve against the file's folder, as on a reload.
-            let loaded = self.load_config_file(path).map_err(|e| e.to_string())?;
-            return self
-                .apply_as(loaded, who)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("{e:#}"));
+            loaded = self.load_config_file(path).map_err(|e| e.to_string())?;
         }
         self.apply_as(loaded, who)
             .await
-            .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| format!("{e:#}"))?;
+        if let Some(link) = link.as_mut() {
+            link.local_text = text.to_owned();
+        }
+        Ok(())
+    }
+
+    /// One change the etcd watch saw: validated on its own and with this node's settings laid
+    /// over it, then applied as `etcd rev N`, and written to the config file so that a restart
+    /// without etcd serves it too. A document that fails is refused and logged with its line;
+    /// the running config keeps serving.
+    async fn apply_etcd_update(&self, update: etcd::Update) {
+        let Some(link) = &self.etcd else { return };
+        let mut link = link.lock().await;
+        let (revision, text) = match update {
+            etcd::Update::Deleted { revision } => {
+                link.seen = 0;
+                // The next change made here publishes again, whatever it is.
+                link.last_document = None;
+                link.metrics.outcome("deleted");
+                tracing::warn!(
+                    key = link.settings.key,
+                    revision,
+                    "the shared config was deleted from etcd; this node keeps serving its config"
+                );
+                return;
+            }
+            etcd::Update::Put { revision, text } => (revision, text),
+        };
+        link.seen = revision;
+        if let Ok(text) = &text
+            && link.last_document.as_deref() == Some(text.as_str())
+        {
+            link.metrics.outcome("unchanged");
+            return;
+        }
+        let source = self.state.lock().await.source.clone();
+        let loaded = text.and_then(|text| {
+            load_etcd_document(&self.host.plugins, &link, &text, source.clone())
+                .map(|loaded| (text, loaded))
+                .map_err(|errors| errors.to_string())
+        });
+        let (document, loaded) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                link.metrics.outcome("refused");
+                self.host
+                    .shared
+                    .kernel
+                    .applies
+                    .with_label_values(&["error"])
+                    .inc();
+                tracing::error!(
+                    revision,
+                    error,
+                    "config in etcd refused; the running config keeps serving"
+                );
+                return;
+            }
+        };
+        let effective = loaded.text.clone();
+        if self
+            .apply_as(loaded, &format!("etcd rev {revision}"))
+            .await
+            .is_err()
+        {
+            link.metrics.outcome("refused");
+            return;
+        }
+        link.last_document = Some(document);
+        link.metrics.applied(revision);
+        if let Some(path) = source {
+            match write_config_file(&path, &effective) {
+                Ok(()) => link.local_text = effective,
+                Err(error) => tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "cannot write the config from etcd to the config file"
+                ),
+            }
+        }
     }
 
     /// Every applied config this process remembers (the last 100), oldest first.
@@ -481,7 +745,26 @@ impl Running {
             bail!("the running config was not loaded from a file; nothing to reload");
         };
         match self.load_config_file(&path) {
-            Ok(config) => self.apply_as(config, who).await,
+            Ok(config) => {
+                let Some(link) = &self.etcd else {
+                    return self.apply_as(config, who).await;
+                };
+                // etcd is the source: the shared part goes there first, or nowhere.
+                let mut link = link.lock().await;
+                if let Err(error) = link.publish_shared(&config.text).await {
+                    self.host
+                        .shared
+                        .kernel
+                        .applies
+                        .with_label_values(&["error"])
+                        .inc();
+                    bail!("{error}; {} is not applied", path.display());
+                }
+                let text = config.text.clone();
+                let report = self.apply_as(config, who).await?;
+                link.local_text = text;
+                Ok(report)
+            }
             Err(errors) => {
                 self.host
                     .shared
@@ -523,10 +806,16 @@ impl Running {
     /// `server.watch_config` every saved change to the config file, reloads it and logs the
     /// outcome.
     pub async fn run_until_signal(self) {
-        let (source, applied) = {
+        let (source, mut applied) = {
             let state = self.state.lock().await;
             (state.source.clone(), state.audit.current_text())
         };
+        if let Some(link) = &self.etcd {
+            // With etcd the file may hold less than what runs (it could not be rewritten): only
+            // a change of its bytes is an edit, never a difference from the shared config.
+            applied = Some(link.lock().await.local_text.clone());
+        }
+        let mut etcd_updates = self.etcd_updates.lock().take();
         let watch_enabled = self.host.shared.watch_config.load(Ordering::Acquire);
         let mut watcher = match source.filter(|_| watch_enabled) {
             Some(path) => match crate::watch::ConfigWatcher::start(&path, applied.as_deref()) {
@@ -562,6 +851,9 @@ impl Running {
                             let result = self.apply_center_request(&request.text, &request.who).await;
                             let _ = request.reply.send(result);
                         }
+                        Some(update) = next_etcd_update(&mut etcd_updates) => {
+                            self.apply_etcd_update(update).await;
+                        }
                         Some(()) = crate::watch::changed(&mut watcher) => {
                             tracing::info!("config file changed: applying it");
                             if let Err(error) = self.reload_as("file change").await {
@@ -581,6 +873,16 @@ impl Running {
             let _ = tokio::signal::ctrl_c().await;
         }
         self.shutdown().await;
+    }
+}
+
+/// The next change the etcd watch saw, or never when there is no etcd (for `select!`).
+async fn next_etcd_update(
+    updates: &mut Option<mpsc::UnboundedReceiver<etcd::Update>>,
+) -> Option<etcd::Update> {
+    match updates {
+        Some(updates) => updates.recv().await,
+        None => std::future::pending().await,
     }
 }
 

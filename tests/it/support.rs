@@ -489,6 +489,11 @@ impl Node {
         }
     }
 
+    /// The process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process has logged to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()

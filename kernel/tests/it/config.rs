@@ -202,3 +202,23 @@ fn config_file_errors_name_the_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bad_etcd_settings_point_at_their_values() {
+    let text = "\
+[server.etcd]
+endpoints = [\"http://127.0.0.1:2379\", \"127.0.0.1:2380\"]
+key = \"\"
+";
+    let found = errors(text);
+    let located: Vec<(&str, usize)> = found.iter().map(|e| (e.path.as_str(), e.line)).collect();
+    assert_eq!(
+        located,
+        [("server.etcd.endpoints[1]", 2), ("server.etcd.key", 3)]
+    );
+    assert!(
+        found[0].message.contains("http://host:port"),
+        "{}",
+        found[0].message
+    );
+}
