@@ -547,3 +547,39 @@ async fn a_node_whose_missed_revisions_were_compacted_reads_the_current_config()
         a.stderr()
     );
 }
+
+#[tokio::test]
+async fn an_admin_change_on_one_node_reaches_the_other_through_etcd() {
+    let etcd = Etcd::start().await;
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 5.0)]))).await;
+    let bootstrap = format!("{}{}", node_config(&partner, &etcd, "0.5"), admin_section());
+    let a = Node::start(&bootstrap);
+    let b = Node::start(&bootstrap);
+    assert_eq!(floor_seen(&b, &partner).await, 0.5);
+
+    // An operator signed in on A changes a floor; B serves it within a second, through etcd.
+    let session = sign_in(&a).await;
+    let (_, _, page) = node_request(&a, http::Method::GET, "/admin/floors", &session, &[]).await;
+    let csrf = csrf_in(&page);
+    let changed = Instant::now();
+    let (status, _, body) = node_request(
+        &a,
+        http::Method::POST,
+        "/admin/floors",
+        &session,
+        &[("csrf", &csrf), ("id", "news-top"), ("floor", "1.75")],
+    )
+    .await;
+    assert_eq!(status, 303, "{body}");
+    let took = wait_for_floor(&[&a, &b], &partner, 1.75, changed).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let (shared, _) = etcd.get().await;
+    assert!(
+        shared.contains("floor = 1.75") && !shared.contains("listen"),
+        "{shared}"
+    );
+    // B's history says where the change came from.
+    let session = sign_in(&b).await;
+    let (_, _, page) = node_request(&b, http::Method::GET, "/admin/config", &session, &[]).await;
+    assert!(page.contains("etcd rev"), "{page}");
+}
