@@ -16,10 +16,12 @@ for component in rustfmt clippy; do
   fi
 done
 
-# System packages the tests drive for real: Redis (reach and billing across nodes) and a headless
-# Chromium with its WebDriver (the ad tag in a browser). Installed only when missing.
+# System packages the tests drive for real: Redis (reach and billing across nodes), a headless
+# Chromium with its WebDriver (the ad tag in a browser) and Prometheus with promtool (the shipped
+# dashboards, scrape config and alerting rules). Installed only when missing.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then

@@ -14,4 +14,5 @@ mod demo;
 mod lifecycle;
 mod misbehaving;
 mod notices;
+mod observability;
 mod support;
