@@ -446,3 +446,69 @@ impl ExchangeMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> (bourse_kernel::Metrics, ExchangeMetrics) {
+        let registry = bourse_kernel::Metrics::new();
+        let metrics = ExchangeMetrics::register(&registry).unwrap();
+        (registry, metrics)
+    }
+
+    #[test]
+    fn every_fixed_series_exists_at_zero_before_its_first_event() {
+        let (registry, metrics) = registered();
+        let _alpha = metrics.bidder("alpha");
+        let text = registry.render();
+        for line in [
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"connect\"} 0",
+            "bourse_bidder_rejected_bids_total{bidder=\"alpha\",reason=\"below_floor\"} 0",
+            "bourse_adserve_beacons_total{kind=\"imp\",outcome=\"forged\"} 0",
+            "bourse_adserve_beacons_total{kind=\"view\",outcome=\"counted\"} 0",
+            "bourse_adserve_slots_total{outcome=\"filled\"} 0",
+            "bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"invalid\"} 0",
+            "bourse_exchange_notice_requests_total{kind=\"bill\",outcome=\"forged\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn fixed_counters_count_listed_and_unlisted_values_under_their_own_label() {
+        let (registry, metrics) = registered();
+        let alpha = metrics.bidder("alpha");
+        alpha.error("connect");
+        alpha.error("connect");
+        alpha.rejected("below_floor");
+        // Not in the enumeration (a new code path): still counted, under its own value.
+        alpha.error("tls");
+        metrics.beacons[1].inc("duplicate");
+        let text = registry.render();
+        for line in [
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"connect\"} 2",
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"tls\"} 1",
+            "bourse_bidder_rejected_bids_total{bidder=\"alpha\",reason=\"below_floor\"} 1",
+            "bourse_adserve_beacons_total{kind=\"view\",outcome=\"duplicate\"} 1",
+            "bourse_adserve_beacons_total{kind=\"imp\",outcome=\"duplicate\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert_eq!(
+            metrics.tag_slots.get("filled").map(IntCounter::get),
+            Some(0)
+        );
+        assert!(metrics.tag_slots.get("tls").is_none());
+    }
+
+    #[test]
+    fn configured_floors_follow_the_placements_given() {
+        let (registry, metrics) = registered();
+        metrics.set_configured_floors([("top", 0.5), ("side", 0.1)]);
+        metrics.set_configured_floors([("top", 0.75)]);
+        let text = registry.render();
+        assert!(text.contains("bourse_floors_configured_cpm{placement=\"top\"} 0.75"));
+        assert!(!text.contains("placement=\"side\""), "{text}");
+    }
+}

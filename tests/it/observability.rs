@@ -44,6 +44,13 @@ fn promtool_accepts_the_shipped_scrape_config_and_alerting_rules() {
     assert!(said.contains("1 rule files found"), "{said}");
     let (ok, said) = promtool(&["check", "rules", rules.to_str().unwrap()]);
     assert!(ok, "promtool check rules: {said}");
+    // Each alert fires on the situation it names, and not before (alerts.test.yml).
+    let (ok, said) = promtool(&[
+        "test",
+        "rules",
+        dir.join("alerts.test.yml").to_str().unwrap(),
+    ]);
+    assert!(ok, "promtool test rules: {said}");
     for alert in [
         "BourseBidderTimeoutRate",
         "BourseOverheadP99High",
@@ -649,14 +656,30 @@ sizes = [[300, 250]]
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // The requests reached the exchange and were counted, under bounded labels.
+    for (series, at_least) in [
+        ("bourse_bidder_requests_total{bidder=\"alpha\"}", 500.0),
+        ("bourse_bidder_wins_total{bidder=\"alpha\"}", 500.0),
+        (
+            "bourse_adserve_slots_total{outcome=\"unknown_placement\"}",
+            100.0,
+        ),
+        (
+            "bourse_adserve_beacons_total{kind=\"imp\",outcome=\"malformed\"}",
+            10.0,
+        ),
+        (
+            "bourse_http_requests_total{mount=\"none\",status=\"4xx\"}",
+            10.0,
+        ),
+    ] {
+        let counted = ex.metric(series).await;
+        assert!(
+            counted >= at_least,
+            "{series} = {counted}, expected >= {at_least}"
+        );
+    }
     let all = series(&text);
-    // The requests reached the exchange and were counted.
-    assert!(
-        all.iter()
-            .any(|(name, labels)| name == "bourse_bidder_requests_total"
-                && labels.get("bidder").is_some_and(|b| b == "alpha")),
-        "{text}"
-    );
     let mut values: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for (name, labels) in &all {
         for (label, value) in labels {
@@ -693,4 +716,56 @@ sizes = [[300, 250]]
         grown.is_empty(),
         "series added by the second half: {grown:?}"
     );
+}
+
+#[tokio::test]
+async fn configured_floors_and_the_config_generation_follow_live_applies() {
+    let partner = Partner::start(|_| Reply::Status(204)).await;
+    let placements = |side_floor: Option<f64>| {
+        let mut text = "[[plugins.exchange.publishers]]\nid = \"news\"\n\n\
+             [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\n\
+             sizes = [[300, 250]]\nfloor = 0.25\n"
+            .to_owned();
+        if let Some(floor) = side_floor {
+            text.push_str(&format!(
+                "\n[[plugins.exchange.placements]]\nid = \"news-side\"\npublisher = \"news\"\n\
+                 sizes = [[300, 250]]\nfloor = {floor}\n"
+            ));
+        }
+        config(&text, &[bidder("p", &partner, "")])
+    };
+    let ex = Exchange::start(&placements(Some(0.5))).await;
+    assert_eq!(ex.metric("bourse_kernel_config_generation").await, 1.0);
+    let top = "bourse_floors_configured_cpm{placement=\"news-top\"}";
+    let side = "bourse_floors_configured_cpm{placement=\"news-side\"}";
+    assert_eq!(ex.metric(top).await, 0.25);
+    assert_eq!(ex.metric(side).await, 0.5);
+    assert!(ex.metric("bourse_runtime_workers").await >= 1.0);
+    assert!(ex.metric("bourse_runtime_alive_tasks").await >= 1.0);
+
+    let running = ex.running.as_ref().unwrap();
+    let apply = |text: String| async move {
+        let loaded = running.load_config_str(&text, "test.toml").unwrap();
+        running.apply(loaded).await
+    };
+    apply(placements(Some(0.75))).await.unwrap();
+    assert_eq!(ex.metric(side).await, 0.75, "a changed floor shows");
+    apply(placements(None)).await.unwrap();
+    let (_, body) = ex.get("/metrics").await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        !text.lines().any(|line| line.starts_with(side)),
+        "a removed placement loses its floor series:\n{text}"
+    );
+    assert_eq!(ex.metric(top).await, 0.25);
+    assert_eq!(ex.metric("bourse_kernel_config_generation").await, 3.0);
+    assert_eq!(
+        ex.metric("bourse_kernel_config_applies_total{result=\"ok\"}")
+            .await,
+        2.0
+    );
+    let applied_at = ex
+        .metric("bourse_kernel_config_last_applied_timestamp_seconds")
+        .await;
+    assert!((unix_now() - applied_at).abs() < 60.0, "{applied_at}");
 }
