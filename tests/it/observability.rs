@@ -299,6 +299,9 @@ const TAG_WORKERS: u64 = 8;
 struct Load {
     pages: std::sync::atomic::AtomicUsize,
     billed: std::sync::atomic::AtomicUsize,
+    /// Set when the simulator's last run ends, so the ad tags stop with it and every rate()
+    /// window at the end holds both kinds of traffic.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Load {
@@ -310,12 +313,12 @@ impl Load {
     }
 }
 
-/// Pages asking for both placements until the load is done, each rendered ad beaconed
+/// Pages asking for both placements until the simulator stops, each rendered ad beaconed
 /// (impression and view), a share replayed and a share forged, as browsers and fraudsters would.
-async fn drive_ad_tags(node: &Node, worker: u64, load: &Load, started: Instant) {
+async fn drive_ad_tags(node: &Node, worker: u64, load: &Load) {
     use std::sync::atomic::Ordering::Relaxed;
     let mut n = worker;
-    while !load.done(started) {
+    while !load.finished.load(Relaxed) {
         n += TAG_WORKERS;
         load.pages.fetch_add(1, Relaxed);
         let page = json!({
@@ -366,6 +369,8 @@ async fn drive_simulator(
         bids += report.bids;
         seed += 1;
     }
+    load.finished
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     bids
 }
 
@@ -389,7 +394,7 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_bourse_unde
     let load = Load::default();
     let (bids, ()) = tokio::join!(drive_simulator(&target, &scenario, &load, started), async {
         futures_util::future::join_all(
-            (0..TAG_WORKERS).map(|worker| drive_ad_tags(&node, worker, &load, started)),
+            (0..TAG_WORKERS).map(|worker| drive_ad_tags(&node, worker, &load)),
         )
         .await;
     },);
