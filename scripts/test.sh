@@ -17,12 +17,14 @@ for component in rustfmt clippy; do
 done
 
 # System packages the tests drive for real: Redis (reach and billing across nodes), etcd (config
-# shared across nodes), a headless Chromium with its WebDriver (the ad tag in a browser), and
-# protoc, which the etcd-client crate's build needs. Installed only when missing.
+# shared across nodes), a headless Chromium with its WebDriver (the ad tag and the admin in a
+# browser), Prometheus with promtool (the shipped dashboards, scrape config and alerting rules),
+# and protoc, which the etcd-client crate's build needs. Installed only when missing.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then

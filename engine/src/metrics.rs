@@ -2,7 +2,10 @@
 //! when a configuration generation starts, so the auction path only touches atomics.
 
 use crate::notice::{NoticeCounters, NoticeKind};
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::core::Collector as _;
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+};
 
 /// Latency buckets fine enough to show sub-millisecond overhead.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -15,15 +18,151 @@ const CPM_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0, 50.0,
 ];
 
+/// Why a call to a bidder failed (`kind` of `bourse_bidder_errors_total`): the adapter's and
+/// the HTTP client's error kinds. Timeouts have their own counter.
+pub const BIDDER_ERROR_KINDS: &[&str] = &[
+    "bad_input",
+    "bad_response",
+    "http_status",
+    "connect",
+    "body",
+];
+
+/// Why the auction refused a bid (`reason` of `bourse_bidder_rejected_bids_total`).
+pub const REJECTION_REASONS: &[&str] = &[
+    "invalid_bid",
+    "invalid_deal",
+    "missing_markup",
+    "missing_price",
+    "below_floor",
+    "below_deal_floor",
+    "seat_blocked",
+    "size_not_allowed",
+    "wrong_format",
+    "blocked_advertiser",
+    "blocked_app",
+    "blocked_category",
+    "blocked_attribute",
+    "expired",
+    "internal_error",
+    "unknown_currency",
+];
+
+/// Outcomes of `POST /openrtb2/auction` (`outcome` of `bourse_exchange_requests_total`).
+pub const AUCTION_OUTCOMES: &[&str] = &[
+    "bid",
+    "no_bid",
+    "invalid",
+    "bad_method",
+    "unauthorized",
+    "body_too_large",
+    "bad_gzip",
+    "unsupported_encoding",
+    "body_read",
+];
+
+/// Beacon kinds and their outcomes (`bourse_adserve_beacons_total{kind,outcome}`).
+pub const BEACON_OUTCOMES: &[(&str, &[&str])] = &[
+    (
+        "imp",
+        &[
+            "billed",
+            "duplicate",
+            "forged",
+            "expired",
+            "malformed",
+            "error",
+        ],
+    ),
+    (
+        "view",
+        &[
+            "counted",
+            "duplicate",
+            "forged",
+            "expired",
+            "malformed",
+            "error",
+        ],
+    ),
+    ("click", &["redirected", "forged", "expired", "malformed"]),
+];
+
+/// Outcomes of ad-tag slots (`outcome` of `bourse_adserve_slots_total`).
+pub const SLOT_OUTCOMES: &[&str] = &[
+    "filled",
+    "no_bid",
+    "no_markup",
+    "unknown_placement",
+    "disabled",
+    "wrong_domain",
+    "another_publisher",
+    "no_matching_size",
+    "duplicate_slot_id",
+];
+
+/// Outcomes of notices the supply side sends (`bourse_exchange_notice_requests_total`).
+pub const NOTICE_REQUEST_OUTCOMES: &[&str] =
+    &["accepted", "duplicate", "forged", "expired", "malformed"];
+
+/// Counters of one family for a fixed enumeration of label values, resolved up front: counting
+/// is a short scan of `&'static str`s and an atomic add, with no hashing, lock or allocation.
+/// A value outside the enumeration (a new code path) still counts, through the family.
+#[derive(Debug, Clone)]
+pub struct FixedCounters {
+    family: IntCounterVec,
+    prefix: Vec<String>,
+    values: &'static [&'static str],
+    counters: Vec<IntCounter>,
+}
+
+impl FixedCounters {
+    /// Resolves `family{prefix.., value}` for every value (so every series exists from the start).
+    pub fn new(family: &IntCounterVec, prefix: &[&str], values: &'static [&'static str]) -> Self {
+        let counters = values
+            .iter()
+            .map(|value| {
+                let mut labels: Vec<&str> = prefix.to_vec();
+                labels.push(value);
+                family.with_label_values(&labels)
+            })
+            .collect();
+        FixedCounters {
+            family: family.clone(),
+            prefix: prefix.iter().map(|p| (*p).to_owned()).collect(),
+            values,
+            counters,
+        }
+    }
+
+    /// Adds one to the series of `value`.
+    pub fn inc(&self, value: &'static str) {
+        match self.values.iter().position(|v| *v == value) {
+            Some(index) => self.counters[index].inc(),
+            None => {
+                let mut labels: Vec<&str> = self.prefix.iter().map(String::as_str).collect();
+                labels.push(value);
+                self.family.with_label_values(&labels).inc();
+            }
+        }
+    }
+
+    /// The counter of `value`, if it is in the enumeration.
+    pub fn get(&self, value: &str) -> Option<&IntCounter> {
+        self.values
+            .iter()
+            .position(|v| *v == value)
+            .map(|index| &self.counters[index])
+    }
+}
+
 /// Every metric family the exchange exports.
 #[derive(Debug, Clone)]
 pub struct ExchangeMetrics {
     /// `bourse_exchange_requests_total{endpoint,outcome}`.
     pub requests: IntCounterVec,
-    /// `requests{endpoint="auction",outcome="bid"}`, resolved once: it counts every auction.
-    pub auction_bid: IntCounter,
-    /// `requests{endpoint="auction",outcome="no_bid"}`, resolved once.
-    pub auction_no_bid: IntCounter,
+    /// `requests{endpoint="auction",outcome}`, every outcome resolved once.
+    pub auction_outcomes: FixedCounters,
     /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
     pub auction_seconds: Histogram,
     /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
@@ -36,17 +175,21 @@ pub struct ExchangeMetrics {
     pub fee: prometheus::Counter,
     /// `bourse_exchange_notices_total{kind,outcome}`: notices fired at partners.
     pub notices: IntCounterVec,
-    /// `bourse_exchange_notice_requests_total{kind,outcome}`: notices the supply side sent us.
-    pub notice_requests: IntCounterVec,
+    /// `bourse_exchange_notice_requests_total{kind,outcome}`: notices the supply side sent us,
+    /// resolved per kind (win, bill, loss, in `NoticeKind` order).
+    pub notice_requests: [FixedCounters; 3],
     /// `bourse_adserve_beacons_total{kind,outcome}`: impression, view and click beacons by
-    /// outcome (billed, counted, duplicate, forged, expired, malformed, error).
-    pub beacons: IntCounterVec,
+    /// outcome (billed, counted, duplicate, forged, expired, malformed, error), resolved per
+    /// kind in `BEACON_OUTCOMES` order.
+    pub beacons: [FixedCounters; 3],
     /// `bourse_adserve_viewable_impressions_total`: ads at least half in view for a second.
     pub viewable: IntCounter,
     /// `bourse_adserve_billed_impressions_total{publisher,placement}` (ids from config only).
     pub billed_impressions: IntCounterVec,
     /// `bourse_adserve_slots_total{outcome}`: slots asked for by ad tags, filled or why not.
-    pub tag_slots: IntCounterVec,
+    pub tag_slots: FixedCounters,
+    /// `bourse_floors_configured_cpm{placement}`: each configured placement's static floor.
+    pub configured_floor: GaugeVec,
     bidder_requests: IntCounterVec,
     bidder_bids: IntCounterVec,
     bidder_nobids: IntCounterVec,
@@ -78,24 +221,19 @@ pub struct BidderMetrics {
     pub response_seconds: Histogram,
     /// Clearing CPM of wins, base currency.
     pub win_price: Histogram,
-    errors: IntCounterVec,
-    rejected: IntCounterVec,
-    name: String,
+    errors: FixedCounters,
+    rejected: FixedCounters,
 }
 
 impl BidderMetrics {
-    /// Counts a failure of `kind` (a bounded label).
-    pub fn error(&self, kind: &str) {
-        self.errors
-            .with_label_values(&[self.name.as_str(), kind])
-            .inc();
+    /// Counts a failure of `kind` (one of [`BIDDER_ERROR_KINDS`]).
+    pub fn error(&self, kind: &'static str) {
+        self.errors.inc(kind);
     }
 
-    /// Counts a bid refused for `reason` (a bounded label).
-    pub fn rejected(&self, reason: &str) {
-        self.rejected
-            .with_label_values(&[self.name.as_str(), reason])
-            .inc();
+    /// Counts a bid refused for `reason` (one of [`REJECTION_REASONS`]).
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.inc(reason);
     }
 }
 
@@ -132,10 +270,43 @@ impl ExchangeMetrics {
             "Requests to the exchange by endpoint and outcome.",
             &["endpoint", "outcome"],
         ))?;
+        let notice_requests = metrics.register(counter_vec(
+            "bourse_exchange_notice_requests_total",
+            "Notices received from the supply side by kind and outcome.",
+            &["kind", "outcome"],
+        ))?;
+        let beacons = metrics.register(counter_vec(
+            "bourse_adserve_beacons_total",
+            "Impression, view and click beacons by kind and outcome.",
+            &["kind", "outcome"],
+        ))?;
+        let tag_slots = metrics.register(counter_vec(
+            "bourse_adserve_slots_total",
+            "Slots asked for by ad tags: filled, or why not.",
+            &["outcome"],
+        ))?;
+        let beacon_kind = |index: usize| {
+            let (kind, outcomes) = BEACON_OUTCOMES[index];
+            FixedCounters::new(&beacons, &[kind], outcomes)
+        };
+        let notice_kind =
+            |kind: &str| FixedCounters::new(&notice_requests, &[kind], NOTICE_REQUEST_OUTCOMES);
         Ok(ExchangeMetrics {
-            auction_bid: requests.with_label_values(&["auction", "bid"]),
-            auction_no_bid: requests.with_label_values(&["auction", "no_bid"]),
+            auction_outcomes: FixedCounters::new(&requests, &["auction"], AUCTION_OUTCOMES),
             requests,
+            notice_requests: [notice_kind("win"), notice_kind("bill"), notice_kind("loss")],
+            beacons: [beacon_kind(0), beacon_kind(1), beacon_kind(2)],
+            tag_slots: FixedCounters::new(&tag_slots, &[], SLOT_OUTCOMES),
+            configured_floor: metrics.register(
+                GaugeVec::new(
+                    Opts::new(
+                        "bourse_floors_configured_cpm",
+                        "Static floor of each configured placement, CPM in the base currency.",
+                    ),
+                    &["placement"],
+                )
+                .expect("valid metric"),
+            )?,
             auction_seconds: metrics.register(histogram(
                 "bourse_exchange_auction_duration_seconds",
                 "Auction response time, request arrival to response.",
@@ -163,16 +334,6 @@ impl ExchangeMetrics {
                 "Notices fired at partners by kind and outcome.",
                 &["kind", "outcome"],
             ))?,
-            notice_requests: metrics.register(counter_vec(
-                "bourse_exchange_notice_requests_total",
-                "Notices received from the supply side by kind and outcome.",
-                &["kind", "outcome"],
-            ))?,
-            beacons: metrics.register(counter_vec(
-                "bourse_adserve_beacons_total",
-                "Impression, view and click beacons by kind and outcome.",
-                &["kind", "outcome"],
-            ))?,
             viewable: metrics.register(int_counter(
                 "bourse_adserve_viewable_impressions_total",
                 "Ads reported at least 50% in view for one second.",
@@ -181,11 +342,6 @@ impl ExchangeMetrics {
                 "bourse_adserve_billed_impressions_total",
                 "Impressions billed from ad tags, by configured publisher and placement.",
                 &["publisher", "placement"],
-            ))?,
-            tag_slots: metrics.register(counter_vec(
-                "bourse_adserve_slots_total",
-                "Slots asked for by ad tags: filled, or why not.",
-                &["outcome"],
             ))?,
             bidder_requests: metrics.register(counter_vec(
                 "bourse_bidder_requests_total",
@@ -254,9 +410,28 @@ impl ExchangeMetrics {
             wins: self.bidder_wins.with_label_values(l),
             response_seconds: self.bidder_response_seconds.with_label_values(l),
             win_price: self.bidder_win_price.with_label_values(l),
-            errors: self.bidder_errors.clone(),
-            rejected: self.bidder_rejected.clone(),
-            name: name.to_owned(),
+            errors: FixedCounters::new(&self.bidder_errors, l, BIDDER_ERROR_KINDS),
+            rejected: FixedCounters::new(&self.bidder_rejected, l, REJECTION_REASONS),
+        }
+    }
+
+    /// Publishes the static floors of the configured placements, removing the series of
+    /// placements no longer configured so the label set follows the configuration.
+    pub fn set_configured_floors<'a>(&self, placements: impl IntoIterator<Item = (&'a str, f64)>) {
+        let placements: Vec<(&str, f64)> = placements.into_iter().collect();
+        for family in self.configured_floor.collect() {
+            for metric in family.get_metric() {
+                let Some(label) = metric.get_label().iter().find(|l| l.name() == "placement")
+                else {
+                    continue;
+                };
+                if !placements.iter().any(|(id, _)| *id == label.value()) {
+                    let _ = self.configured_floor.remove_label_values(&[label.value()]);
+                }
+            }
+        }
+        for (id, floor) in placements {
+            self.configured_floor.with_label_values(&[id]).set(floor);
         }
     }
 
@@ -269,5 +444,71 @@ impl ExchangeMetrics {
             failed: self.notices.with_label_values(&[k, "failed"]),
             dropped: self.notices.with_label_values(&[k, "dropped"]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> (bourse_kernel::Metrics, ExchangeMetrics) {
+        let registry = bourse_kernel::Metrics::new();
+        let metrics = ExchangeMetrics::register(&registry).unwrap();
+        (registry, metrics)
+    }
+
+    #[test]
+    fn every_fixed_series_exists_at_zero_before_its_first_event() {
+        let (registry, metrics) = registered();
+        let _alpha = metrics.bidder("alpha");
+        let text = registry.render();
+        for line in [
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"connect\"} 0",
+            "bourse_bidder_rejected_bids_total{bidder=\"alpha\",reason=\"below_floor\"} 0",
+            "bourse_adserve_beacons_total{kind=\"imp\",outcome=\"forged\"} 0",
+            "bourse_adserve_beacons_total{kind=\"view\",outcome=\"counted\"} 0",
+            "bourse_adserve_slots_total{outcome=\"filled\"} 0",
+            "bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"invalid\"} 0",
+            "bourse_exchange_notice_requests_total{kind=\"bill\",outcome=\"forged\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn fixed_counters_count_listed_and_unlisted_values_under_their_own_label() {
+        let (registry, metrics) = registered();
+        let alpha = metrics.bidder("alpha");
+        alpha.error("connect");
+        alpha.error("connect");
+        alpha.rejected("below_floor");
+        // Not in the enumeration (a new code path): still counted, under its own value.
+        alpha.error("tls");
+        metrics.beacons[1].inc("duplicate");
+        let text = registry.render();
+        for line in [
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"connect\"} 2",
+            "bourse_bidder_errors_total{bidder=\"alpha\",kind=\"tls\"} 1",
+            "bourse_bidder_rejected_bids_total{bidder=\"alpha\",reason=\"below_floor\"} 1",
+            "bourse_adserve_beacons_total{kind=\"view\",outcome=\"duplicate\"} 1",
+            "bourse_adserve_beacons_total{kind=\"imp\",outcome=\"duplicate\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert_eq!(
+            metrics.tag_slots.get("filled").map(IntCounter::get),
+            Some(0)
+        );
+        assert!(metrics.tag_slots.get("tls").is_none());
+    }
+
+    #[test]
+    fn configured_floors_follow_the_placements_given() {
+        let (registry, metrics) = registered();
+        metrics.set_configured_floors([("top", 0.5), ("side", 0.1)]);
+        metrics.set_configured_floors([("top", 0.75)]);
+        let text = registry.render();
+        assert!(text.contains("bourse_floors_configured_cpm{placement=\"top\"} 0.75"));
+        assert!(!text.contains("placement=\"side\""), "{text}");
     }
 }

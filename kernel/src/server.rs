@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -468,12 +468,12 @@ impl Running {
     pub async fn apply_as(&self, config: LoadedConfig, who: &str) -> anyhow::Result<ApplyReport> {
         let result = self.apply_inner(config, who).await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.host
-            .shared
-            .kernel
-            .applies
-            .with_label_values(&[label])
-            .inc();
+        let kernel = &self.host.shared.kernel;
+        kernel.applies.with_label_values(&[label]).inc();
+        if result.is_ok() {
+            kernel.config_generation.inc();
+            kernel.config_applied_at.set(unix_now() as i64);
+        }
         if let Err(error) = &result {
             tracing::error!(
                 error = format!("{error:#}"),
@@ -1056,6 +1056,49 @@ struct KernelMetrics {
     inflight: IntGaugeVec,
     applies: IntCounterVec,
     state: IntGaugeVec,
+    /// Configs in force since the process started: 1 at startup, +1 per successful apply.
+    config_generation: IntGauge,
+    /// Unix time the config in force was applied.
+    config_applied_at: IntGauge,
+    runtime: RuntimeGauges,
+}
+
+/// Gauges of the tokio runtime that serves requests, read at scrape time.
+struct RuntimeGauges {
+    workers: IntGauge,
+    alive_tasks: IntGauge,
+    global_queue_depth: IntGauge,
+}
+
+impl RuntimeGauges {
+    fn register(metrics: &Metrics) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| {
+            IntGauge::new(name, help).and_then(|gauge| metrics.register(gauge))
+        };
+        Ok(RuntimeGauges {
+            workers: gauge(
+                "bourse_runtime_workers",
+                "Worker threads of the tokio runtime",
+            )?,
+            alive_tasks: gauge(
+                "bourse_runtime_alive_tasks",
+                "Tasks alive in the tokio runtime (connections, requests, background work)",
+            )?,
+            global_queue_depth: gauge(
+                "bourse_runtime_global_queue_depth",
+                "Tasks waiting in the tokio runtime's global queue (a backlog means saturation)",
+            )?,
+        })
+    }
+
+    fn refresh(&self, runtime: &tokio::runtime::Handle) {
+        let stats = runtime.metrics();
+        let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.workers.set(to_i64(stats.num_workers()));
+        self.alive_tasks.set(to_i64(stats.num_alive_tasks()));
+        self.global_queue_depth
+            .set(to_i64(stats.global_queue_depth()));
+    }
 }
 
 impl KernelMetrics {
@@ -1096,6 +1139,15 @@ impl KernelMetrics {
                 ),
                 &["plugin", "state"],
             )?)?,
+            config_generation: metrics.register(IntGauge::new(
+                "bourse_kernel_config_generation",
+                "Configs in force since the process started: 1 at startup, +1 per successful apply",
+            )?)?,
+            config_applied_at: metrics.register(IntGauge::new(
+                "bourse_kernel_config_last_applied_timestamp_seconds",
+                "Unix time the config in force was applied",
+            )?)?,
+            runtime: RuntimeGauges::register(metrics)?,
         })
     }
 }
@@ -1126,6 +1178,8 @@ impl Shared {
         for result in ["ok", "error"] {
             kernel.applies.with_label_values(&[result]);
         }
+        kernel.config_generation.set(1);
+        kernel.config_applied_at.set(unix_now() as i64);
         let shared = Arc::new(Shared {
             routes: ArcSwap::from_pointee(RouteTable::empty()),
             ready: AtomicBool::new(false),
@@ -1140,9 +1194,14 @@ impl Shared {
             live: parking_lot::Mutex::new(Vec::new()),
         });
         let weak: Weak<Shared> = Arc::downgrade(&shared);
+        // The runtime the kernel starts on is the one serving; `start` is async, so it exists.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         metrics.on_render(move || {
             if let Some(shared) = weak.upgrade() {
                 shared.refresh_inflight();
+                if let Some(runtime) = &runtime {
+                    shared.kernel.runtime.refresh(runtime);
+                }
             }
         });
         Ok(shared)

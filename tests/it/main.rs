@@ -17,5 +17,6 @@ mod etcd;
 mod lifecycle;
 mod misbehaving;
 mod notices;
+mod observability;
 mod profiling;
 mod support;

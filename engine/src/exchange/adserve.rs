@@ -90,7 +90,7 @@ struct SkippedSlot {
     reason: &'static str,
 }
 
-/// What a beacon is for.
+/// What a beacon is for. The order is that of `metrics::BEACON_OUTCOMES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BeaconKind {
     /// The ad rendered: bill it.
@@ -286,20 +286,12 @@ fn ad_document(markup: &str) -> String {
 }
 
 impl Exchange {
-    fn slot_outcome(&self, outcome: &str) {
-        self.shared
-            .metrics
-            .tag_slots
-            .with_label_values(&[outcome])
-            .inc();
+    fn slot_outcome(&self, outcome: &'static str) {
+        self.shared.metrics.tag_slots.inc(outcome);
     }
 
-    fn beacon_outcome(&self, kind: BeaconKind, outcome: &str) {
-        self.shared
-            .metrics
-            .beacons
-            .with_label_values(&[kind.as_str(), outcome])
-            .inc();
+    fn beacon_outcome(&self, kind: BeaconKind, outcome: &'static str) {
+        self.shared.metrics.beacons[kind as usize].inc(outcome);
     }
 
     /// `GET /tag.js`: the tag, cacheable, revalidated by its ETag.
@@ -765,11 +757,20 @@ impl Exchange {
                 now,
             );
         }
-        self.shared
-            .metrics
-            .billed_impressions
-            .with_label_values(&[token.publisher.as_str(), token.placement.as_str()])
-            .inc();
+        match self
+            .placement_index
+            .get(token.placement.as_str())
+            .filter(|&&p| self.config.placements[p].publisher == token.publisher)
+        {
+            Some(&p) => self.billed_impressions[p].inc(),
+            // A token signed under an earlier configuration: still one of our own ids.
+            None => self
+                .shared
+                .metrics
+                .billed_impressions
+                .with_label_values(&[token.publisher.as_str(), token.placement.as_str()])
+                .inc(),
+        }
         self.beacon_outcome(BeaconKind::Impression, "billed");
     }
 

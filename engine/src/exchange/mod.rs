@@ -176,6 +176,8 @@ pub(crate) struct Exchange {
     pub placement_index: HashMap<String, usize>,
     /// Publisher id → index in `config.publishers`.
     pub publisher_index: HashMap<String, usize>,
+    /// `bourse_adserve_billed_impressions_total` of each placement, in `config.placements` order.
+    pub billed_impressions: Vec<prometheus::IntCounter>,
     /// Placement ids as shared strings, in `config.placements` order, for floor keys.
     pub placement_keys: Vec<Arc<str>>,
     /// Every configured publisher, placement and bidder id as a shared string, so billing
@@ -264,7 +266,22 @@ impl ExchangePlugin {
             timeout: Duration::from_millis(config.notices.timeout_ms),
         };
         let notice_base = format!("{}/notice", config.public_url.trim_end_matches('/'));
+        shared
+            .metrics
+            .set_configured_floors(config.placements.iter().map(|p| (p.id.as_str(), p.floor)));
+        // Resolved here so billing an impression touches one atomic, not the family's lock.
+        let billed_impressions = config
+            .placements
+            .iter()
+            .map(|p| {
+                shared
+                    .metrics
+                    .billed_impressions
+                    .with_label_values(&[p.publisher.as_str(), p.id.as_str()])
+            })
+            .collect();
         Ok(Exchange {
+            billed_impressions,
             rates: Rates::new(
                 &config.currency,
                 config.rates.iter().map(|(k, v)| (k.clone(), *v)),

@@ -15,12 +15,8 @@ fn parse_price(text: Option<&str>) -> Option<f64> {
 }
 
 impl Exchange {
-    fn notice_outcome(&self, kind: &str, outcome: &str) {
-        self.shared
-            .metrics
-            .notice_requests
-            .with_label_values(&[kind, outcome])
-            .inc();
+    fn notice_outcome(&self, kind: NoticeKind, outcome: &'static str) {
+        self.shared.metrics.notice_requests[kind as usize].inc(outcome);
     }
 
     /// Handles one notice from the supply side.
@@ -52,7 +48,7 @@ impl Exchange {
             }
         }
         let Some(token_text) = token_text else {
-            self.notice_outcome(label, "malformed");
+            self.notice_outcome(kind, "malformed");
             return json_response(
                 StatusCode::BAD_REQUEST,
                 &serde_json::json!({"error": "missing_token"}),
@@ -74,7 +70,7 @@ impl Exchange {
                     TokenError::BadSignature => (StatusCode::FORBIDDEN, "forged"),
                     TokenError::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
                 };
-                self.notice_outcome(label, outcome);
+                self.notice_outcome(kind, outcome);
                 return json_response(
                     status,
                     &serde_json::json!({"error": "bad_token", "message": err.to_string()}),
@@ -85,11 +81,11 @@ impl Exchange {
         let signature = token_text.rsplit('.').next().unwrap_or_default();
         let key = format!("{label}:{signature}");
         if self.shared.seen_notices.contains_key(&key) {
-            self.notice_outcome(label, "duplicate");
+            self.notice_outcome(kind, "duplicate");
             return no_content();
         }
         self.shared.seen_notices.insert(key, ());
-        self.notice_outcome(label, "accepted");
+        self.notice_outcome(kind, "accepted");
 
         self.honour(kind, &token, price, loss, min_to_win);
         no_content()

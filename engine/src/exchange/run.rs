@@ -34,16 +34,8 @@ pub(super) fn now_secs() -> u64 {
 }
 
 impl Exchange {
-    fn outcome(&self, outcome: &str) {
-        let metrics = &self.shared.metrics;
-        match outcome {
-            "bid" => metrics.auction_bid.inc(),
-            "no_bid" => metrics.auction_no_bid.inc(),
-            _ => metrics
-                .requests
-                .with_label_values(&["auction", outcome])
-                .inc(),
-        }
+    fn outcome(&self, outcome: &'static str) {
+        self.shared.metrics.auction_outcomes.inc(outcome);
     }
 
     fn refuse(&self, rejection: &Rejection) -> Response {
