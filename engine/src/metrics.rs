@@ -163,6 +163,8 @@ pub struct ExchangeMetrics {
     pub requests: IntCounterVec,
     /// `requests{endpoint="auction",outcome}`, every outcome resolved once.
     pub auction_outcomes: FixedCounters,
+    /// `requests{endpoint="ad",outcome}`: ad-tag pages whose auction filled a slot or none.
+    pub ad_outcomes: FixedCounters,
     /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
     pub auction_seconds: Histogram,
     /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
@@ -293,6 +295,7 @@ impl ExchangeMetrics {
             |kind: &str| FixedCounters::new(&notice_requests, &[kind], NOTICE_REQUEST_OUTCOMES);
         Ok(ExchangeMetrics {
             auction_outcomes: FixedCounters::new(&requests, &["auction"], AUCTION_OUTCOMES),
+            ad_outcomes: FixedCounters::new(&requests, &["ad"], &["bid", "no_bid"]),
             requests,
             notice_requests: [notice_kind("win"), notice_kind("bill"), notice_kind("loss")],
             beacons: [beacon_kind(0), beacon_kind(1), beacon_kind(2)],

@@ -475,11 +475,7 @@ impl Exchange {
         }
         // Counted beside OpenRTB auctions, so auctions/s and fill rate cover both endpoints.
         let outcome = if slots.is_empty() { "no_bid" } else { "bid" };
-        self.shared
-            .metrics
-            .requests
-            .with_label_values(&["ad", outcome])
-            .inc();
+        self.shared.metrics.ad_outcomes.inc(outcome);
         self.shared
             .metrics
             .auction_seconds
