@@ -126,16 +126,31 @@ async fn body_text(browser: &Browser) -> String {
         .to_owned()
 }
 
-/// Submits the form holding `css` and waits for the page it leads to.
+/// Submits the form holding `css` and waits for the page it leads to: a new document (the
+/// form posts back to the page it is on, so the URL alone does not say the answer arrived).
 async fn submit(browser: &Browser, form: &str, then_path: &str) {
+    browser
+        .eval("document.body.dataset.submitted = 'waiting'; return true")
+        .await
+        .unwrap();
     browser
         .click(&format!("{form} button[type=submit]"))
         .await
         .unwrap();
-    browser
-        .wait_for_url(Duration::from_secs(10), |u| u.path() == then_path)
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let fresh = browser
+            .eval("return document.readyState === 'complete' && !document.body.dataset.submitted")
+            .await
+            .unwrap_or(Value::Bool(false));
+        if fresh == Value::Bool(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no answer to the form {form}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at = browser.current_url().await.unwrap();
+    assert_eq!(at.path(), then_path, "{at}");
     browser
         .wait_for("main h1", browser::DEFAULT_WAIT)
         .await
