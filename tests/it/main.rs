@@ -16,4 +16,5 @@ mod demo;
 mod lifecycle;
 mod misbehaving;
 mod notices;
+mod otlp;
 mod support;
