@@ -27,7 +27,7 @@ pub const TRACE_TARGET: &str = "bourse::trace";
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// `[log.otlp]`: where to send spans. The table's presence turns export on.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The collector's OTLP/HTTP traces URL, path included (`http` or `https`).
@@ -51,6 +51,19 @@ impl Default for OtlpConfig {
             headers: BTreeMap::new(),
             timeout_ms: 10_000,
         }
+    }
+}
+
+/// Header values are often credentials: Debug shows only their names.
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("service_name", &self.service_name)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
     }
 }
 
@@ -228,6 +241,19 @@ mod tests {
         let config = OtlpConfig::default();
         assert!(config.problems().is_empty());
         assert!(matches!(config.sampler(), Sampler::AlwaysOn));
+    }
+
+    #[test]
+    fn debug_output_hides_header_values() {
+        let config = OtlpConfig {
+            headers: BTreeMap::from([("authorization".into(), "Bearer s3cret".into())]),
+            ..OtlpConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("authorization") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 
     #[test]

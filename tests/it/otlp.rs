@@ -362,3 +362,31 @@ fn a_bad_otlp_table_is_a_config_error_naming_the_field() {
         .to_string();
     assert!(typo.contains("endpont"), "{typo}");
 }
+
+#[tokio::test]
+async fn an_unreachable_collector_fails_no_auction_and_does_not_hold_the_stop() {
+    // A port nobody listens on: every export is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let eager = Partner::start(|r| Reply::Json(bids(r, "eager-seat", &[("1", 1.5)]))).await;
+    let silent = Partner::start(|_| Reply::Hang).await;
+    let otlp = format!("\n[log.otlp]\nendpoint = \"http://{closed}/v1/traces\"\n");
+    let mut node = Node::start(&two_partner_config(&eager, &silent, &otlp));
+    for id in ["lost-1", "lost-2", "lost-3"] {
+        assert_eq!(auction(&node, id).await, 200);
+    }
+    let stopping = std::time::Instant::now();
+    let stderr = stop(&mut node).await;
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(8),
+        "the stop waited {:?} for the collector",
+        stopping.elapsed()
+    );
+    let failures = json_lines(&stderr)
+        .into_iter()
+        .filter(|l| l["level"] == "WARN" && l["message"].as_str().unwrap_or("").contains("OTLP"))
+        .count();
+    assert_eq!(failures, 1, "one rate-limited warning: {stderr}");
+}
