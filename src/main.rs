@@ -166,12 +166,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let loaded = kernel
                 .load_config_file(&config)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            bourse_kernel::init_logging(&loaded.log);
+            let telemetry = bourse_kernel::init_logging(&loaded.log)?;
             let running = kernel.start(loaded).await.context("starting the server")?;
             let addr = running.local_addr();
             tracing::info!(%addr, "bourse is serving");
             println!("bourse is serving on http://{addr}");
             running.run_until_signal().await;
+            telemetry.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { command } => sim(command).await,
@@ -228,7 +229,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let loaded = kernel
                 .load_config_str(&demo.config, "demo")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            bourse_kernel::init_logging(&loaded.log);
+            let telemetry = bourse_kernel::init_logging(&loaded.log)?;
             let running = kernel.start(loaded).await.context("starting the demo")?;
             let page = bourse::demo::serve_publisher_page(running.local_addr()).await?;
             println!(
@@ -236,6 +237,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 bourse::demo::instructions(running.local_addr(), page, &demo.admin_password)
             );
             running.run_until_signal().await;
+            telemetry.shutdown().await;
             drop(demo);
             Ok(ExitCode::SUCCESS)
         }

@@ -104,5 +104,69 @@ fn stages(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, stages);
+/// What an auction's spans cost with OTLP export off, under the subscriber `bourse serve`
+/// installs: one `auction` span and a `bidder_call` child per partner, created and recorded
+/// the way `engine/src/exchange/run.rs` does (`exchange.rs` runs the real path end to end).
+fn spans_export_off(c: &mut Criterion) {
+    use bourse_kernel::TRACE_TARGET;
+    use tracing::field::Empty;
+    let _telemetry = bourse_kernel::init_logging(&bourse_kernel::LogConfig::default()).unwrap();
+    let request = banner_site();
+    let names: Vec<String> = (0..BIDDERS).map(|i| format!("dsp-{i}")).collect();
+    let mut group = c.benchmark_group("tracing");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("auction_spans_4_bidders_export_off", |b| {
+        b.iter(|| {
+            let span = tracing::info_span!(
+                target: TRACE_TARGET,
+                "auction",
+                otel.kind = "server",
+                request_id = %black_box(&request).id,
+                imps = request.imp.len() as i64,
+                bidders = Empty,
+                outcome = Empty,
+                winning_price = Empty,
+            );
+            if !span.is_disabled() {
+                span.record("bidders", BIDDERS as i64);
+            }
+            let calls: [tracing::Span; BIDDERS] = std::array::from_fn(|i| {
+                tracing::info_span!(
+                    target: TRACE_TARGET,
+                    parent: &span,
+                    "bidder_call",
+                    otel.kind = "client",
+                    bidder = %names[i],
+                    outcome = Empty,
+                    http.response.status_code = Empty,
+                    otel.status_code = Empty,
+                )
+            });
+            for call in &calls {
+                if !call.is_disabled() {
+                    call.record("outcome", "bid");
+                }
+            }
+            if !span.is_disabled() {
+                span.record("outcome", "bid");
+            }
+            black_box(calls)
+        })
+    });
+    // What the bench itself spends moving five `Span` values, and one disabled span alone.
+    group.bench_function("floor_span_none", |b| {
+        b.iter(|| {
+            let span = tracing::Span::none();
+            let calls: [tracing::Span; BIDDERS] = std::array::from_fn(|_| tracing::Span::none());
+            black_box(&span);
+            black_box(calls)
+        })
+    });
+    group.bench_function("one_disabled_span", |b| {
+        b.iter(|| black_box(tracing::info_span!(target: TRACE_TARGET, "auction", imps = 1i64)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, stages, spans_export_off);
 criterion_main!(benches);

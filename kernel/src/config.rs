@@ -65,12 +65,14 @@ pub enum LogFormat {
     Text,
 }
 
-/// `[log]`: format and level (an `EnvFilter` directive such as `info` or `bourse=debug,info`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[log]`: format and level (an `EnvFilter` directive such as `info` or `bourse=debug,info`),
+/// and `[log.otlp]`, which turns on OTLP export of spans (read at start only).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    pub otlp: Option<crate::OtlpConfig>,
 }
 
 impl Default for LogConfig {
@@ -78,6 +80,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Json,
             level: "info".to_owned(),
+            otlp: None,
         }
     }
 }
@@ -236,6 +239,9 @@ pub(crate) fn load_str(
                 if let Some(parsed) = errors.typed::<LogConfig>("log", value) {
                     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&parsed.level) {
                         errors.push(&path_of("log.level"), format!("invalid log level: {error}"));
+                    }
+                    for (field, message) in parsed.otlp.iter().flat_map(|o| o.problems()) {
+                        errors.push(&path_of(&format!("log.otlp.{field}")), message);
                     }
                     log = parsed;
                 }

@@ -18,5 +18,6 @@ mod lifecycle;
 mod misbehaving;
 mod notices;
 mod observability;
+mod otlp;
 mod profiling;
 mod support;

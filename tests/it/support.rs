@@ -444,6 +444,11 @@ pub struct Node {
 impl Node {
     /// Starts the real binary on `config_text` and waits until it serves.
     pub fn start(config_text: &str) -> Node {
+        Node::start_with_env(config_text, &[])
+    }
+
+    /// [`Node::start`] with extra environment variables for the process.
+    pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Node {
         use std::io::BufRead;
         let dir = std::env::temp_dir().join(format!("bourse-node-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -453,6 +458,7 @@ impl Node {
             .arg("serve")
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -492,6 +498,24 @@ impl Node {
     /// The process id, to signal it.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (without blocking the runtime) for the graceful stop.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "bourse did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// What the process has logged to stderr so far.

@@ -9,7 +9,7 @@ use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
 };
 use crate::validate::{Rejection, validate};
-use bourse_kernel::{Request, Response, json_response, read_body};
+use bourse_kernel::{Request, Response, TRACE_TARGET, json_response, read_body};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::StatusCode;
@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
+use tracing::field::Empty;
 
 /// What we know about a candidate beyond the auction's view of it.
 struct BidOrigin {
@@ -208,6 +209,37 @@ impl Exchange {
         started: Instant,
         landscape: Option<&mut Vec<[Option<f64>; 2]>>,
     ) -> Result<Option<BidResponse>, Rejection> {
+        // For OTLP export only: with export off no layer wants TRACE_TARGET, so this is a
+        // disabled span and none of its fields is evaluated.
+        let span = tracing::info_span!(
+            target: TRACE_TARGET,
+            "auction",
+            otel.kind = "server",
+            request_id = %request.id,
+            imps = request.imp.len() as i64,
+            bidders = Empty,
+            outcome = Empty,
+            winning_price = Empty,
+        );
+        let result = self.clear_auction(request, started, landscape, &span).await;
+        if !span.is_disabled() {
+            let outcome = match &result {
+                Ok(Some(_)) => "bid",
+                Ok(None) => "no_bid",
+                Err(_) => "invalid",
+            };
+            span.record("outcome", outcome);
+        }
+        result
+    }
+
+    async fn clear_auction(
+        &self,
+        request: &mut BidRequest,
+        started: Instant,
+        landscape: Option<&mut Vec<[Option<f64>; 2]>>,
+        span: &tracing::Span,
+    ) -> Result<Option<BidResponse>, Rejection> {
         validate(request, &self.limits)?;
         let currency = self.auction_currency(request)?;
         let min_floor = self
@@ -258,31 +290,51 @@ impl Exchange {
         if calls.is_empty() {
             return Ok(None);
         }
+        if !span.is_disabled() {
+            span.record("bidders", calls.len() as i64);
+        }
         let waiting_since = Instant::now();
         let mut pending: FuturesUnordered<_> = calls
             .into_iter()
             .map(|(bidder, call, timeout_ms)| {
                 let runtime = &self.bidders[bidder];
                 let deadline = started + Duration::from_millis(timeout_ms);
+                // Lives until the call's bids are collected, so its duration is the call's.
+                let call_span = tracing::info_span!(
+                    target: TRACE_TARGET,
+                    parent: span,
+                    "bidder_call",
+                    otel.kind = "client",
+                    bidder = %runtime.spec.name,
+                    outcome = Empty,
+                    http.response.status_code = Empty,
+                    otel.status_code = Empty,
+                );
                 async move {
                     runtime.metrics.requests.inc();
                     let sent = Instant::now();
                     let body = runtime.client.encode_body(&call.body);
                     let result = runtime.client.call(&call, body, deadline).await;
-                    if result.is_ok() {
+                    if let Ok(response) = &result {
                         runtime
                             .metrics
                             .response_seconds
                             .observe(sent.elapsed().as_secs_f64());
+                        if !call_span.is_disabled() {
+                            call_span.record(
+                                "http.response.status_code",
+                                i64::from(response.status.as_u16()),
+                            );
+                        }
                     }
-                    (bidder, call, result)
+                    (bidder, call, result, call_span)
                 }
             })
             .collect();
         let mut candidates = Vec::new();
         let mut origins = Vec::new();
-        while let Some((bidder, call, result)) = pending.next().await {
-            self.collect_bids(
+        while let Some((bidder, call, result, call_span)) = pending.next().await {
+            let outcome = self.collect_bids(
                 request,
                 &currency,
                 bidder,
@@ -291,6 +343,12 @@ impl Exchange {
                 &mut candidates,
                 &mut origins,
             );
+            if !call_span.is_disabled() {
+                call_span.record("outcome", outcome);
+                if matches!(outcome, "timeout" | "error") {
+                    call_span.record("otel.status_code", "error");
+                }
+            }
         }
         let waited = waiting_since.elapsed();
 
@@ -326,6 +384,11 @@ impl Exchange {
             increment: self.config.increment,
         };
         let outcome = clear(&terms, &candidates, &valid, rules);
+        if !span.is_disabled()
+            && let Some(top) = outcome.winners.iter().map(|w| w.clearing).reduce(f64::max)
+        {
+            span.record("winning_price", top);
+        }
         losers.extend(outcome.losers.iter().copied());
         let response = self.respond(
             request,
@@ -371,6 +434,8 @@ impl Exchange {
         calls
     }
 
+    /// Turns one call's answer into candidates; returns the call's outcome: `bid`, `no_bid`,
+    /// `timeout` or `error`.
     #[allow(clippy::too_many_arguments)]
     fn collect_bids(
         &self,
@@ -381,30 +446,40 @@ impl Exchange {
         result: Result<crate::bidder::BidderResponse, CallError>,
         candidates: &mut Vec<Candidate>,
         origins: &mut Vec<BidOrigin>,
-    ) {
+    ) -> &'static str {
         let runtime: &BidderRuntime = &self.bidders[bidder];
         let response = match result {
             Ok(response) => response,
-            Err(CallError::Timeout) => return runtime.metrics.timeouts.inc(),
+            Err(CallError::Timeout) => {
+                runtime.metrics.timeouts.inc();
+                return "timeout";
+            }
             Err(err) => {
                 tracing::debug!(bidder = %runtime.spec.name, error = %err, "bidder call failed");
-                return runtime.metrics.error(err.kind());
+                runtime.metrics.error(err.kind());
+                return "error";
             }
         };
         let bids = match runtime.adapter.make_bids(request, call, &response) {
             Ok(Some(bids)) => bids,
-            Ok(None) => return runtime.metrics.nobids.inc(),
+            Ok(None) => {
+                runtime.metrics.nobids.inc();
+                return "no_bid";
+            }
             Err(err) => {
                 tracing::debug!(bidder = %runtime.spec.name, error = %err, "bidder response refused");
-                return runtime.metrics.error(err.kind());
+                runtime.metrics.error(err.kind());
+                return "error";
             }
         };
         for err in &bids.errors {
             runtime.metrics.error(err.kind());
         }
         if bids.bids.is_empty() {
-            return runtime.metrics.nobids.inc();
+            runtime.metrics.nobids.inc();
+            return "no_bid";
         }
+        let before = candidates.len();
         let bid_currency = bids.currency.as_deref().unwrap_or(DEFAULT_CURRENCY);
         let fx = self.rates.convert(1.0, bid_currency, currency);
         for typed in bids.bids {
@@ -441,6 +516,12 @@ impl Exchange {
                 currency: bid_currency.to_owned(),
                 to_bidder: 1.0 / (fx * runtime.spec.adjustment),
             });
+        }
+        // Bids were sent but none could enter the auction.
+        if candidates.len() > before {
+            "bid"
+        } else {
+            "error"
         }
     }
 
