@@ -464,6 +464,16 @@ impl Running {
         self.apply_as(config, "api").await
     }
 
+    /// Counts an apply refused before it reached [`Running::apply_as`] (which counts its own).
+    fn count_refused_apply(&self) {
+        self.host
+            .shared
+            .kernel
+            .applies
+            .with_label_values(&["error"])
+            .inc();
+    }
+
     /// [`Running::apply`], recording `who` in the audit log when the config changes.
     pub async fn apply_as(&self, config: LoadedConfig, who: &str) -> anyhow::Result<ApplyReport> {
         let result = self.apply_inner(config, who).await;
@@ -690,12 +700,7 @@ impl Running {
             Ok(loaded) => loaded,
             Err(error) => {
                 link.metrics.outcome("refused");
-                self.host
-                    .shared
-                    .kernel
-                    .applies
-                    .with_label_values(&["error"])
-                    .inc();
+                self.count_refused_apply();
                 tracing::error!(
                     revision,
                     error,
@@ -736,12 +741,7 @@ impl Running {
     pub async fn reload_as(&self, who: &str) -> anyhow::Result<ApplyReport> {
         let source = self.state.lock().await.source.clone();
         let Some(path) = source else {
-            self.host
-                .shared
-                .kernel
-                .applies
-                .with_label_values(&["error"])
-                .inc();
+            self.count_refused_apply();
             bail!("the running config was not loaded from a file; nothing to reload");
         };
         match self.load_config_file(&path) {
@@ -752,12 +752,7 @@ impl Running {
                 // etcd is the source: the shared part goes there first, or nowhere.
                 let mut link = link.lock().await;
                 if let Err(error) = link.publish_shared(&config.text).await {
-                    self.host
-                        .shared
-                        .kernel
-                        .applies
-                        .with_label_values(&["error"])
-                        .inc();
+                    self.count_refused_apply();
                     bail!("{error}; {} is not applied", path.display());
                 }
                 let text = config.text.clone();
@@ -766,12 +761,7 @@ impl Running {
                 Ok(report)
             }
             Err(errors) => {
-                self.host
-                    .shared
-                    .kernel
-                    .applies
-                    .with_label_values(&["error"])
-                    .inc();
+                self.count_refused_apply();
                 Err(anyhow::Error::new(errors).context(format!("reloading {}", path.display())))
             }
         }

@@ -8,7 +8,7 @@ use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,31 +16,14 @@ use std::time::{Duration, Instant};
 
 /// Serves `/page.html`: a publisher's page holding whatever snippet the test pasted in.
 async fn publisher_site(snippet: Arc<Mutex<String>>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let snippet = snippet.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = format!(
-                        "<!doctype html><html><head><title>Blog</title></head><body>\
-                         <h1>A post</h1>{}</body></html>",
-                        snippet.lock().unwrap()
-                    );
-                    let mut response = http::Response::new(Full::new(Bytes::from(body)));
-                    response
-                        .headers_mut()
-                        .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
-                    async move { Ok::<_, std::convert::Infallible>(response) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_html(move |_| {
+        format!(
+            "<!doctype html><html><head><title>Blog</title></head><body>\
+             <h1>A post</h1>{}</body></html>",
+            snippet.lock().unwrap()
+        )
+    })
+    .await
 }
 
 /// OpenRTB auctions sent back to back from two loops until stopped; anything but 200 or 204
@@ -186,14 +169,7 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
         if r["imp"][0]["tagid"] == "blog-top" {
             seen.lock().unwrap().push(r.clone());
         }
-        let imps: Vec<String> = r["imp"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
-            .collect();
-        let pairs: Vec<(&str, f64)> = imps.iter().map(|i| (i.as_str(), 2.0)).collect();
-        Reply::Json(bids_with(r, "adv", &pairs, |b| {
+        Reply::Json(bids_on_every_imp(r, "adv", 2.0, |b| {
             b["adm"] = json!("<div id=\"creative\" style=\"width:300px;height:250px\">Ad</div>");
             b["w"] = json!(300);
             b["h"] = json!(250);

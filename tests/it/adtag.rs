@@ -15,14 +15,7 @@ async fn advertiser(price: f64) -> Partner {
     let script_slot = slot.clone();
     let partner = Partner::start(move |r| {
         let base = script_slot.get().cloned().unwrap_or_default();
-        let imps: Vec<String> = r["imp"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
-            .collect();
-        let pairs: Vec<(&str, f64)> = imps.iter().map(|i| (i.as_str(), price)).collect();
-        Reply::Json(bids_with(r, "adv", &pairs, |b| {
+        Reply::Json(bids_on_every_imp(r, "adv", price, |b| {
             b["adm"] = json!(format!(
                 "<a href=\"{}\">Buy at ${{AUCTION_PRICE}}</a>",
                 LANDING.replace('&', "&amp;")

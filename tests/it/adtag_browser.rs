@@ -4,53 +4,26 @@
 
 use crate::browser;
 use crate::support::*;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use std::time::Duration;
 
 /// Serves the publisher's page and the advertiser's landing page on one loopback port.
 async fn web_server(bourse: String) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let bourse = bourse.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| {
-                        let body = match req.uri().path() {
-                        "/article.html" => format!(
-                            "<!doctype html><html><head><title>Publisher</title></head><body>\
-                             <h1>Story</h1>\
-                             <div id=\"top\" class=\"bourse-ad\" data-placement=\"news-top\" data-sizes=\"300x250\"></div>\
-                             <div id=\"side\" class=\"bourse-ad\" data-placement=\"news-side\" data-sizes=\"300x250\"></div>\
-                             <div id=\"empty\" class=\"bourse-ad\" data-placement=\"unknown\" data-sizes=\"300x250\"></div>\
-                             <script async src=\"{bourse}/tag.js\"></script></body></html>"
-                        ),
-                        "/landing" => "<!doctype html><html><head><title>Advertiser</title></head>\
-                                       <body><h1 id=\"landed\">Thanks for visiting</h1></body></html>"
-                            .to_owned(),
-                        _ => String::new(),
-                    };
-                        let mut response = http::Response::new(Full::new(Bytes::from(body)));
-                        response
-                            .headers_mut()
-                            .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
-                        async move { Ok::<_, std::convert::Infallible>(response) }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_html(move |path| match path {
+        "/article.html" => format!(
+            "<!doctype html><html><head><title>Publisher</title></head><body>\
+             <h1>Story</h1>\
+             <div id=\"top\" class=\"bourse-ad\" data-placement=\"news-top\" data-sizes=\"300x250\"></div>\
+             <div id=\"side\" class=\"bourse-ad\" data-placement=\"news-side\" data-sizes=\"300x250\"></div>\
+             <div id=\"empty\" class=\"bourse-ad\" data-placement=\"unknown\" data-sizes=\"300x250\"></div>\
+             <script async src=\"{bourse}/tag.js\"></script></body></html>"
+        ),
+        "/landing" => "<!doctype html><html><head><title>Advertiser</title></head>\
+                       <body><h1 id=\"landed\">Thanks for visiting</h1></body></html>"
+            .to_owned(),
+        _ => String::new(),
+    })
+    .await
 }
 
 fn free_port() -> u16 {
@@ -69,14 +42,7 @@ async fn a_page_renders_sandboxed_ads_billed_once_and_clicks_land() {
     let landing = format!("http://{web}/landing");
     let landing_for_partner = landing.clone();
     let partner = Partner::start(move |r| {
-        let pairs: Vec<(String, f64)> = r["imp"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| (i["id"].as_str().unwrap().to_owned(), 1.5))
-            .collect();
-        let pairs: Vec<(&str, f64)> = pairs.iter().map(|(i, p)| (i.as_str(), *p)).collect();
-        Reply::Json(bids_with(r, "adv", &pairs, |b| {
+        Reply::Json(bids_on_every_imp(r, "adv", 1.5, |b| {
             b["adm"] = json!(format!(
                 "<a id=\"cta\" href=\"{landing_for_partner}\" style=\"display:block;width:300px;height:250px\">Visit</a>"
             ));

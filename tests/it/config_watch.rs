@@ -5,7 +5,7 @@
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn config_with_floor(partner: &Partner, floor: &str) -> String {
@@ -18,26 +18,6 @@ fn config_with_floor(partner: &Partner, floor: &str) -> String {
          [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n",
         partner.endpoint()
     )
-}
-
-/// Writes `text` beside `path` and renames it over `path`, as most editors save.
-fn save_by_rename(path: &std::path::Path, text: &str) {
-    let temp = path.with_extension("toml.tmp");
-    std::fs::write(&temp, text).unwrap();
-    std::fs::rename(&temp, path).unwrap();
-}
-
-/// The floor the partner saw in the auction for one `/ad` call.
-async fn floor_seen(node: &Node, partner: &Partner) -> f64 {
-    let body =
-        json!({"page": "https://news.example/", "slots": [{"id": "a", "placement": "news-top"}]});
-    let req = http::Request::post(node.url("/ad"))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let (status, _) = node.send(req).await;
-    assert_eq!(status, 200);
-    let sent: Value = partner.last_request();
-    sent["imp"][0]["bidfloor"].as_f64().unwrap()
 }
 
 async fn wait_for_floor(node: &Node, partner: &Partner, want: f64) -> Duration {

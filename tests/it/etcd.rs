@@ -6,7 +6,6 @@
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::Full;
-use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -150,20 +149,6 @@ fn node_config(partner: &Partner, etcd: &Etcd, floor: &str) -> String {
     )
 }
 
-/// The floor the partner saw in the auction for one `/ad` call to `node`.
-async fn floor_seen(node: &Node, partner: &Partner) -> f64 {
-    let body =
-        json!({"page": "https://news.example/", "slots": [{"id": "a", "placement": "news-top"}]});
-    let req = http::Request::post(node.url("/ad"))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let (status, _) = node.send(req).await;
-    assert_eq!(status, 200);
-    partner.last_request()["imp"][0]["bidfloor"]
-        .as_f64()
-        .unwrap()
-}
-
 /// Waits until every node runs auctions at `want`; returns how long that took from `since`.
 async fn wait_for_floor(nodes: &[&Node], partner: &Partner, want: f64, since: Instant) -> Duration {
     for node in nodes {
@@ -178,13 +163,6 @@ async fn wait_for_floor(nodes: &[&Node], partner: &Partner, want: f64, since: In
         assert_eq!(seen, want, "floor after 15 s: {}", node.stderr());
     }
     since.elapsed()
-}
-
-/// Writes `text` beside `path` and renames it over `path`, as most editors save.
-fn save_by_rename(path: &std::path::Path, text: &str) {
-    let temp = path.with_extension("toml.tmp");
-    std::fs::write(&temp, text).unwrap();
-    std::fs::rename(&temp, path).unwrap();
 }
 
 #[tokio::test]

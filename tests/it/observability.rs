@@ -592,14 +592,7 @@ async fn send_hostile(ex: &Exchange, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_sets_stay_bounded_by_config_whatever_ids_requests_carry() {
     let bid_on_everything = |r: &Value| {
-        let imps: Vec<String> = r["imp"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
-            .collect();
-        let pairs: Vec<(&str, f64)> = imps.iter().map(|i| (i.as_str(), 1.5)).collect();
-        Reply::Json(bids_with(r, "seat", &pairs, |b| {
+        Reply::Json(bids_on_every_imp(r, "seat", 1.5, |b| {
             b["w"] = json!(300);
             b["h"] = json!(250);
         }))

@@ -225,6 +225,23 @@ pub fn bids(request: &Value, seat: &str, bids: &[(&str, f64)]) -> Value {
     bids_with(request, seat, bids, |_| {})
 }
 
+/// A bid at `price` from `seat` on every impression of `request`, each edited by `edit`.
+pub fn bids_on_every_imp(
+    request: &Value,
+    seat: &str,
+    price: f64,
+    edit: impl Fn(&mut Value),
+) -> Value {
+    let imps: Vec<&str> = request["imp"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|imp| imp["id"].as_str())
+        .collect();
+    let pairs: Vec<(&str, f64)> = imps.into_iter().map(|imp| (imp, price)).collect();
+    bids_with(request, seat, &pairs, edit)
+}
+
 /// Like [`bids`], letting the test edit each bid.
 pub fn bids_with(
     request: &Value,
@@ -664,4 +681,51 @@ pub async fn sign_in(node: &Node) -> String {
     .await;
     assert_eq!(status, 303);
     cookie_from(&headers, "bourse_admin_session")
+}
+
+/// Writes `text` beside `path` and renames it over `path`, as most editors save.
+pub fn save_by_rename(path: &std::path::Path, text: &str) {
+    let temp = path.with_extension("toml.tmp");
+    std::fs::write(&temp, text).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+/// The floor the partner saw in the auction for one `/ad` call to `node` for `news-top`.
+pub async fn floor_seen(node: &Node, partner: &Partner) -> f64 {
+    let body = serde_json::json!({"page": "https://news.example/", "slots": [{"id": "a", "placement": "news-top"}]});
+    let req = http::Request::post(node.url("/ad"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, _) = node.send(req).await;
+    assert_eq!(status, 200);
+    partner.last_request()["imp"][0]["bidfloor"]
+        .as_f64()
+        .unwrap()
+}
+
+/// Serves HTML on a free loopback port for as long as the test runs: `page(path)` is the body
+/// answered to every request for `path`.
+pub async fn serve_html(page: impl Fn(&str) -> String + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page = Arc::new(page);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let mut response =
+                        http::Response::new(Full::new(Bytes::from(page(req.uri().path()))));
+                    response
+                        .headers_mut()
+                        .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
