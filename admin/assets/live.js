@@ -49,12 +49,25 @@
       path.setAttribute("vector-effect", "non-scaling-stroke");
       svg.appendChild(path);
     });
+    text(svg, 2, 10, "start", "max " + fmt(max / 1.1, 2));
+    // The time span the chart covers, at its bottom corners.
+    text(svg, 2, 98, "start", clock(t0));
+    text(svg, 298, 98, "end", clock(points[points.length - 1].t));
+  }
+
+  function text(svg, x, y, anchor, content) {
     var label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", "2");
-    label.setAttribute("y", "10");
+    label.setAttribute("x", String(x));
+    label.setAttribute("y", String(y));
     label.setAttribute("font-size", "9");
-    label.textContent = "max " + fmt(max / 1.1, 2);
+    label.setAttribute("fill", "#5b6475");
+    label.setAttribute("text-anchor", anchor);
+    label.textContent = content;
     svg.appendChild(label);
+  }
+
+  function clock(ms) {
+    return new Date(ms).toTimeString().slice(0, 8);
   }
 
   function cell(text) {

@@ -204,13 +204,15 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
             .eval(
                 "return [Number(document.body.dataset.livePoints || 0), \
                  parseFloat(document.querySelector('[data-live=auctions_per_sec]').textContent), \
-                 document.querySelectorAll('svg.chart path').length]",
+                 document.querySelectorAll('svg.chart path').length, \
+                 document.querySelectorAll('svg.chart text').length]",
             )
             .await
             .unwrap();
         if live[0].as_f64().unwrap() >= 2.0
             && live[1].as_f64().unwrap_or(0.0) > 0.0
             && live[2].as_u64().unwrap() >= 4
+            && live[3].as_u64().unwrap() >= 12
         {
             break;
         }
