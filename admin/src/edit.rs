@@ -46,11 +46,7 @@ impl ConfigEdit {
 impl Admin {
     /// The config text in force, as the config center last applied it.
     pub(crate) fn current_text(&self) -> String {
-        self.center
-            .history()
-            .last()
-            .map(|e| e.text.clone())
-            .unwrap_or_default()
+        self.center.current_text().unwrap_or_default()
     }
 
     /// The exchange's settings in force (defaults when it has none).

@@ -211,17 +211,24 @@ impl Handler for Admin {
                 (&Method::POST, "/admin/login") => return self.login(req).await,
                 (&Method::POST, "/admin/logout") => return self.logout(req).await,
                 (&Method::POST, route) => {
-                    return match route {
-                        "/admin/config/rollback" => self.rollback(req).await,
-                        "/admin/publishers" => self.create_publisher(req).await,
-                        "/admin/publishers/edit" => self.edit_publisher(req).await,
-                        "/admin/placements" => self.create_placement(req).await,
-                        "/admin/placements/edit" => self.edit_placement(req).await,
-                        "/admin/bidders" => self.add_bidder(req).await,
-                        "/admin/bidders/edit" => self.edit_bidder(req).await,
-                        "/admin/floors" => self.set_floor(req).await,
-                        "/admin/floors/rules" => self.set_floor_rules(req).await,
-                        _ => plain(StatusCode::NOT_FOUND, "not found"),
+                    type Action =
+                        for<'h> fn(&'h Admin, Session, web::Form) -> BoxFuture<'h, Response>;
+                    let action: Action = match route {
+                        "/admin/config/rollback" => |a, s, f| Box::pin(a.rollback(s, f)),
+                        "/admin/publishers" => |a, s, f| Box::pin(a.create_publisher(s, f)),
+                        "/admin/publishers/edit" => |a, s, f| Box::pin(a.edit_publisher(s, f)),
+                        "/admin/placements" => |a, s, f| Box::pin(a.create_placement(s, f)),
+                        "/admin/placements/edit" => |a, s, f| Box::pin(a.edit_placement(s, f)),
+                        "/admin/bidders" => |a, s, f| Box::pin(a.add_bidder(s, f)),
+                        "/admin/bidders/edit" => |a, s, f| Box::pin(a.edit_bidder(s, f)),
+                        "/admin/floors" => |a, s, f| Box::pin(a.set_floor(s, f)),
+                        "/admin/floors/rules" => |a, s, f| Box::pin(a.set_floor_rules(s, f)),
+                        _ => return plain(StatusCode::NOT_FOUND, "not found"),
+                    };
+                    // Every change needs a signed-in operator and the session's CSRF token.
+                    return match self.signed_form(req).await {
+                        Ok((_, session, form)) => action(self, session, form).await,
+                        Err(refusal) => *refusal,
                     };
                 }
                 (&Method::GET, _) => {}

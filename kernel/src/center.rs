@@ -45,6 +45,11 @@ impl ConfigCenter {
         self.history.lock().iter().cloned().collect()
     }
 
+    /// The text of the config in force (the last one applied), without copying the history.
+    pub fn current_text(&self) -> Option<String> {
+        self.history.lock().back().map(|e| e.text.clone())
+    }
+
     /// Applies `text` as the new config, recorded as made by `who`. When the running config
     /// came from a file, the file is rewritten first so disk and process agree; with
     /// `[server.etcd]` the shared part is written to etcd before that, so every node gets it.

@@ -157,11 +157,7 @@ async fn blog_ad(node: &Node, tag_requests: &Mutex<Vec<Value>>) -> Value {
 
 #[tokio::test]
 async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // The load also reaches this partner, so the ad-tag auctions are picked out by placement.
     let tag_requests: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = tag_requests.clone();

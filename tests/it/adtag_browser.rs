@@ -26,14 +26,6 @@ async fn web_server(bourse: String) -> std::net::SocketAddr {
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn a_page_renders_sandboxed_ads_billed_once_and_clicks_land() {
     let port = free_port();

@@ -20,14 +20,6 @@ struct Etcd {
     peer_port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Etcd {
     async fn start() -> Etcd {
         let dir = std::env::temp_dir().join(format!("bourse-etcd-{:016x}", rand::random::<u64>()));

@@ -100,11 +100,7 @@ impl Prometheus {
             targets.replace("127.0.0.1:8080", &target.to_string()),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = std::process::Command::new("prometheus")

@@ -729,3 +729,12 @@ pub async fn serve_html(page: impl Fn(&str) -> String + Send + Sync + 'static) -
     });
     addr
 }
+
+/// A loopback port free a moment ago (bound, read, released) for a server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -262,11 +262,7 @@ impl Admin {
         )
     }
 
-    pub(crate) async fn add_bidder(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn add_bidder(&self, session: Session, form: Form) -> Response {
         // New bidders start enabled; the edit form turns them off.
         let mut form = BidderForm {
             enabled: true,
@@ -334,11 +330,7 @@ impl Admin {
         }
     }
 
-    pub(crate) async fn edit_bidder(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn edit_bidder(&self, session: Session, form: Form) -> Response {
         let form = BidderForm::from(&form);
         let result = async {
             let mut edit = self.edit().map_err(FieldErrors::general)?;

@@ -102,11 +102,7 @@ impl Admin {
     }
 
     /// Changes one placement's static floor, live.
-    pub(crate) async fn set_floor(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn set_floor(&self, session: Session, form: Form) -> Response {
         let id = form.text("id");
         let result = async {
             let floor = parse_amount(&form.text("floor"))
@@ -132,11 +128,7 @@ impl Admin {
     }
 
     /// Changes the exchange minimum floor and whether floors are learned, live.
-    pub(crate) async fn set_floor_rules(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn set_floor_rules(&self, session: Session, form: Form) -> Response {
         let result = async {
             let mut errors = FieldErrors::default();
             let min_floor = parse_amount(&form.text("min_floor"));

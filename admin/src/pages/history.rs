@@ -58,11 +58,7 @@ impl Admin {
         )
     }
 
-    pub(crate) async fn rollback(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn rollback(&self, session: Session, form: Form) -> Response {
         let Some(entry) = form
             .text("seq")
             .parse::<u64>()

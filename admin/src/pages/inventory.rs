@@ -259,11 +259,7 @@ impl Admin {
         )
     }
 
-    pub(crate) async fn create_publisher(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn create_publisher(&self, session: Session, form: Form) -> Response {
         // New publishers start enabled; the edit form turns them off.
         let form = PublisherForm {
             enabled: true,
@@ -322,11 +318,7 @@ impl Admin {
         self.publisher_edit_page(StatusCode::OK, session, form, FieldErrors::default())
     }
 
-    pub(crate) async fn edit_publisher(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn edit_publisher(&self, session: Session, form: Form) -> Response {
         let form = PublisherForm::from(&form);
         let result = async {
             let mut edit = self.edit()?;
@@ -347,14 +339,6 @@ impl Admin {
 }
 
 impl Admin {
-    fn publisher_ids(&self) -> Vec<String> {
-        self.exchange_config()
-            .publishers
-            .into_iter()
-            .map(|p| p.id)
-            .collect()
-    }
-
     fn placements_page(
         &self,
         status: StatusCode,
@@ -405,11 +389,7 @@ impl Admin {
         )
     }
 
-    pub(crate) async fn create_placement(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn create_placement(&self, session: Session, form: Form) -> Response {
         // New placements start enabled; the edit form turns them off.
         let form = PlacementForm {
             enabled: true,
@@ -451,7 +431,7 @@ impl Admin {
             status,
             &PlacementEditPage {
                 chrome: Chrome::new(session, "placements"),
-                publishers: self.publisher_ids(),
+                publishers: config.publishers.into_iter().map(|p| p.id).collect(),
                 form,
                 errors,
                 editing: true,
@@ -482,11 +462,7 @@ impl Admin {
         self.placement_edit_page(StatusCode::OK, session, form, FieldErrors::default())
     }
 
-    pub(crate) async fn edit_placement(&self, req: Request) -> Response {
-        let (_, session, form) = match self.signed_form(req).await {
-            Ok(signed) => signed,
-            Err(refusal) => return *refusal,
-        };
+    pub(crate) async fn edit_placement(&self, session: Session, form: Form) -> Response {
         let form = PlacementForm::from(&form);
         let result = async {
             let mut edit = self.edit().map_err(FieldErrors::general)?;
