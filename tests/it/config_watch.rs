@@ -259,6 +259,15 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
         .await;
         assert_eq!(status, 422, "{sizes} {floor}");
         assert!(page.contains(message), "{message}: {page}");
+        // Shown beside the field it concerns (before the next field's label), not only
+        // somewhere on the page, whose labels say "floor" anyway.
+        let field = if sizes == "banner" { "sizes" } else { "floor" };
+        let after_input = &page[page.find(&format!("name=\"{field}\"")).unwrap()..];
+        let next_label = after_input.find("<label").unwrap_or(after_input.len());
+        let error_at = after_input
+            .find("class=\"field-error\"")
+            .unwrap_or_else(|| panic!("no field error after {field}: {page}"));
+        assert!(error_at < next_label, "{message} beside {field}: {page}");
         assert!(
             page.contains("value=\"news-side\""),
             "the form keeps what was typed"
