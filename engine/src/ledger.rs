@@ -112,6 +112,7 @@ enum Message {
     Record(Box<LedgerEntry>),
     Report(Period, oneshot::Sender<PeriodReport>),
     Flush(oneshot::Sender<()>),
+    Reopen(Option<PathBuf>),
 }
 
 /// Hours and days kept in memory; older totals live on only in the ledger file.
@@ -191,6 +192,25 @@ impl Book {
         report
     }
 
+    /// Writes from now on to `path` (or to no file), after flushing the current one.
+    fn reopen(&mut self, path: Option<PathBuf>) {
+        if path == self.path {
+            return;
+        }
+        self.flush();
+        self.file = match &path {
+            Some(path) => match open_append(path) {
+                Ok(file) => Some(file),
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "cannot open the revenue ledger file; entries are kept in memory only");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.path = path;
+    }
+
     fn flush(&mut self) {
         if let Some(file) = &mut self.file
             && let Err(error) = file.flush()
@@ -205,12 +225,7 @@ impl Ledger {
     /// appended to that file as one JSON line.
     pub fn start(path: Option<PathBuf>) -> std::io::Result<Ledger> {
         let file = match &path {
-            Some(path) => Some(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )),
+            Some(path) => Some(open_append(path)?),
             None => None,
         };
         let mut book = Book {
@@ -233,6 +248,7 @@ impl Ledger {
                             book.flush();
                             let _ = reply.send(());
                         }
+                        Some(Message::Reopen(path)) => book.reopen(path),
                         None => break,
                     },
                     _ = flush.tick() => book.flush(),
@@ -259,6 +275,14 @@ impl Ledger {
         answer.await.unwrap_or_default()
     }
 
+    /// Appends the entries recorded from now on to `path` instead (or to no file); what was
+    /// recorded before stays where it was written. Never blocks.
+    pub fn reopen(&self, path: Option<PathBuf>) {
+        if self.tx.send(Message::Reopen(path)).is_err() {
+            tracing::error!("the revenue ledger task has stopped; the new ledger path is not used");
+        }
+    }
+
     /// Waits until everything recorded so far is counted and written.
     pub async fn flush(&self) {
         let (reply, answer) = oneshot::channel();
@@ -266,6 +290,15 @@ impl Ledger {
             let _ = answer.await;
         }
     }
+}
+
+/// Opens (creating it) a ledger file for appending.
+pub fn open_append(path: &std::path::Path) -> std::io::Result<std::io::BufWriter<std::fs::File>> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(std::io::BufWriter::new)
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time.

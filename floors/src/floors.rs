@@ -8,10 +8,10 @@ use crate::metrics::FloorMetrics;
 use crate::observation::Observation;
 use crate::table::{FloorSource, FloorTable};
 use arc_swap::ArcSwap;
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Why floors could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +50,19 @@ impl Decision {
 
 /// State shared by the request-path handles and the learner.
 pub(crate) struct Shared {
-    pub(crate) config: LearnedFloorsConfig,
+    /// The configuration in force; [`Floors::reconfigure`] replaces it live.
+    pub(crate) config: ArcSwap<LearnedFloorsConfig>,
+    /// `config.enabled`, read on the request path without loading the config.
+    enabled: AtomicBool,
     pub(crate) table: ArcSwap<FloorTable>,
-    pub(crate) queue: ArrayQueue<Observation>,
+    /// Observations for the learner. Bounded by `capacity` through `queued`, rather than by
+    /// the queue itself, so that a new `channel_capacity` applies live.
+    pub(crate) queue: SegQueue<Observation>,
+    pub(crate) queued: AtomicUsize,
+    capacity: AtomicUsize,
     pub(crate) metrics: FloorMetrics,
     /// An auction explores when its draw is under this (the exploration share of 2^64).
-    exploration_threshold: u64,
+    exploration_threshold: AtomicU64,
     exploration_seed: u64,
     exploration_counter: AtomicU64,
 }
@@ -91,8 +98,8 @@ pub struct Floors {
 impl std::fmt::Debug for Floors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Floors")
-            .field("enabled", &self.shared.config.enabled)
-            .field("queued", &self.shared.queue.len())
+            .field("enabled", &self.shared.enabled.load(Ordering::Relaxed))
+            .field("queued", &self.shared.queued.load(Ordering::Relaxed))
             .field("generation", &self.shared.table.load().generation())
             .finish()
     }
@@ -113,16 +120,17 @@ impl Floors {
         seed: u64,
     ) -> Result<(Floors, Learner), FloorsError> {
         config.validate()?;
-        // The share is at most 0.5, so the product fits in a u64.
-        let exploration_threshold = (config.exploration_share * 2f64.powi(64)) as u64;
         let shared = Arc::new(Shared {
-            queue: ArrayQueue::new(config.channel_capacity),
+            queue: SegQueue::new(),
+            queued: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(config.channel_capacity),
             table: ArcSwap::from_pointee(FloorTable::default()),
             metrics: FloorMetrics::new()?,
-            exploration_threshold,
+            enabled: AtomicBool::new(config.enabled),
+            exploration_threshold: AtomicU64::new(exploration_threshold(&config)),
             exploration_seed: seed,
             exploration_counter: AtomicU64::new(0),
-            config,
+            config: ArcSwap::from_pointee(config),
         });
         let learner = Learner::new(Arc::clone(&shared));
         Ok((Floors { shared }, learner))
@@ -135,7 +143,7 @@ impl Floors {
     /// placement to no learned floor.
     pub fn floor_for(&self, key: &FloorKey) -> Decision {
         let shared = &*self.shared;
-        if !shared.config.enabled {
+        if !shared.enabled.load(Ordering::Relaxed) {
             return Decision::DISABLED;
         }
         let (floor, source) = shared.table.load().lookup(key);
@@ -165,16 +173,17 @@ impl Floors {
     /// the channel is full the observation is dropped and counted.
     pub fn observe(&self, observation: Observation) -> bool {
         let shared = &*self.shared;
-        if !shared.config.enabled {
+        if !shared.enabled.load(Ordering::Relaxed) {
             return false;
         }
-        match shared.queue.push(observation) {
-            Ok(()) => true,
-            Err(_) => {
-                shared.metrics.dropped.inc();
-                false
-            }
+        let capacity = shared.capacity.load(Ordering::Relaxed);
+        if shared.queued.fetch_add(1, Ordering::AcqRel) >= capacity {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            shared.metrics.dropped.inc();
+            return false;
         }
+        shared.queue.push(observation);
+        true
     }
 
     /// Registers the floors' metrics.
@@ -188,8 +197,25 @@ impl Floors {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &LearnedFloorsConfig {
-        &self.shared.config
+    pub fn config(&self) -> Arc<LearnedFloorsConfig> {
+        self.shared.config.load_full()
+    }
+
+    /// Puts `config` in force live: the next `floor_for` and the learner's next step follow it;
+    /// what was learned is kept (turning floors off stops applying them, turning them on again
+    /// resumes from the same table). An invalid config is refused and changes nothing.
+    pub fn reconfigure(&self, config: LearnedFloorsConfig) -> Result<(), FloorsError> {
+        config.validate()?;
+        let shared = &*self.shared;
+        shared
+            .capacity
+            .store(config.channel_capacity, Ordering::Relaxed);
+        shared
+            .exploration_threshold
+            .store(exploration_threshold(&config), Ordering::Relaxed);
+        shared.enabled.store(config.enabled, Ordering::Relaxed);
+        shared.config.store(Arc::new(config));
+        Ok(())
     }
 
     /// Observations dropped so far because the channel was full.
@@ -208,8 +234,14 @@ impl Floors {
         let shared = &*self.shared;
         let count = shared.exploration_counter.fetch_add(1, Ordering::Relaxed);
         mix(shared.exploration_seed ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            < shared.exploration_threshold
+            < shared.exploration_threshold.load(Ordering::Relaxed)
     }
+}
+
+/// An auction explores when its draw is under this: the exploration share of 2^64 (the share is
+/// at most 0.5, so the product fits in a u64).
+fn exploration_threshold(config: &LearnedFloorsConfig) -> u64 {
+    (config.exploration_share * 2f64.powi(64)) as u64
 }
 
 /// A 64-bit finaliser (SplitMix64's): consecutive inputs give independent-looking outputs.

@@ -10,6 +10,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// How often the running learner empties the channel. Short enough that a full channel needs
@@ -163,7 +164,6 @@ impl Learner {
     /// Runs until `shutdown` completes or every [`crate::Floors`] handle is dropped: empties
     /// the channel every 10 ms and recomputes on the configured interval. Spawn it on tokio.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let interval = self.shared.config.recompute_interval();
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -174,6 +174,7 @@ impl Learner {
                 _ = ticker.tick() => {}
             }
             self.drain();
+            let interval = self.shared.config.load().recompute_interval();
             if self.last_recompute.elapsed() >= interval {
                 self.recompute();
                 if self.unpublished {
@@ -192,12 +193,16 @@ impl Learner {
     /// it), recomputing whenever `recompute_every_observations` have arrived. Returns how many
     /// it took.
     pub fn drain(&mut self) -> usize {
-        let every = self.shared.config.recompute_every_observations;
+        let (every, capacity) = {
+            let config = self.shared.config.load();
+            (config.recompute_every_observations, config.channel_capacity)
+        };
         let mut taken = 0;
-        while taken < self.shared.config.channel_capacity {
+        while taken < capacity {
             let Some(observation) = self.shared.queue.pop() else {
                 break;
             };
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             taken += 1;
             self.ingest(observation);
             self.since_recompute += 1;
@@ -212,7 +217,7 @@ impl Learner {
     fn ingest(&mut self, observation: Observation) {
         self.stats.observations += 1;
         self.unpublished = true;
-        let config = &self.shared.config;
+        let config = self.shared.config.load_full();
         let Some(sample) = Sample::new(
             observation.bids,
             observation.floor_used,
@@ -248,7 +253,7 @@ impl Learner {
     /// Recomputes the floor of every key with enough new samples, and publishes a snapshot if
     /// any floor changed.
     pub fn recompute(&mut self) {
-        let config = &self.shared.config;
+        let config = self.shared.config.load_full();
         let guards = Guards {
             max_floor: config.max_floor,
             max_step: config.max_step,

@@ -6,8 +6,8 @@
 //!
 //! - Request path ([`Floors`]): [`Floors::floor_for`] reads an immutable snapshot behind an
 //!   `ArcSwap` (no lock) and draws the exploration coin from an atomic counter;
-//!   [`Floors::observe`] pushes the auction's outcome onto a bounded lock-free queue, dropping
-//!   and counting it when the queue is full.
+//!   [`Floors::observe`] pushes the auction's outcome onto a lock-free queue bounded by
+//!   `channel_capacity`, dropping and counting it when the queue is full.
 //! - Learner ([`Learner`]): a tokio task that owns all state, keeps a bounded window of recent
 //!   uncensored auctions per key, recomputes floors periodically and publishes a new snapshot.
 //! - Estimator: empirical revenue maximisation on auctions run without a learned floor (the

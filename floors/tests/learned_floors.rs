@@ -527,3 +527,81 @@ async fn the_learner_task_stops_when_every_handle_is_dropped() {
         .expect("learner stops once orphaned")
         .unwrap();
 }
+
+#[test]
+fn reconfiguring_turns_learned_floors_off_and_on_live_without_losing_them() {
+    let config = simulate::simulation_config();
+    let (floors, mut learner) = Floors::with_seed(config.clone(), 5).unwrap();
+    let key = FloorKey::placement(Arc::from("live"));
+    let mut rng = StdRng::seed_from_u64(5);
+    let applied = drive(&floors, &mut learner, &key, UNIT, 20_000, &mut rng);
+    let learned = *applied.last().expect("a floor was learned");
+    assert!(learned > 0.0);
+
+    floors
+        .reconfigure(LearnedFloorsConfig {
+            enabled: false,
+            ..config.clone()
+        })
+        .unwrap();
+    let decision = floors.floor_for(&key);
+    assert_eq!((decision.floor, decision.explore), (0.0, false));
+    assert!(!floors.config().enabled);
+    // Nothing is learned while off.
+    assert!(!floors.observe(Observation {
+        key: key.clone(),
+        floor_used: 0.0,
+        explore: true,
+        bids: TopBids::from_prices([0.9]),
+        auction_type: AuctionType::Second,
+    }));
+
+    // Back on: the table learned before applies again, and exploration follows the new share.
+    floors
+        .reconfigure(LearnedFloorsConfig {
+            exploration_share: 0.5,
+            ..config.clone()
+        })
+        .unwrap();
+    let decisions: Vec<_> = (0..2_000).map(|_| floors.floor_for(&key)).collect();
+    let explored = decisions.iter().filter(|d| d.explore).count();
+    assert!((800..1_200).contains(&explored), "{explored} of 2000 explored");
+    assert!(
+        decisions
+            .iter()
+            .filter(|d| !d.explore)
+            .all(|d| d.floor == floors.snapshot().lookup(&key).0.unwrap())
+    );
+
+    // The queue's bound follows the config too: with room for 16, the 17th waits for nothing
+    // and is dropped.
+    floors
+        .reconfigure(LearnedFloorsConfig {
+            channel_capacity: 16,
+            ..config.clone()
+        })
+        .unwrap();
+    let queued = (0..17)
+        .filter(|_| {
+            floors.observe(Observation {
+                key: key.clone(),
+                floor_used: 0.0,
+                explore: true,
+                bids: TopBids::from_prices([0.9]),
+                auction_type: AuctionType::Second,
+            })
+        })
+        .count();
+    assert_eq!(queued, 16);
+    assert_eq!(learner.drain(), 16);
+    // An invalid config is refused the same way as at start, and the one in force stays.
+    assert!(
+        floors
+            .reconfigure(LearnedFloorsConfig {
+                exploration_share: 0.9,
+                ..config
+            })
+            .is_err()
+    );
+    assert_eq!(floors.config().channel_capacity, 16);
+}

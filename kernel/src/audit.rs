@@ -100,6 +100,11 @@ impl AuditLog {
         self.entries.lock().back().map(|e| e.text.clone())
     }
 
+    /// The sequence number of the config in force.
+    pub(crate) fn last_seq(&self) -> Option<u64> {
+        self.entries.lock().back().map(|e| e.seq)
+    }
+
     pub(crate) fn entries(&self) -> Vec<AuditEntry> {
         self.entries.lock().iter().cloned().collect()
     }

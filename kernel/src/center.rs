@@ -1,10 +1,13 @@
 //! The config center as plugins see it: the audit history, and a way to apply a config (such
-//! as an earlier one from the history) that goes through the same validation, diff, warm-up,
-//! swap and drain as a file change, recorded under the caller's name.
+//! as an earlier one from the history, or the one in force edited in place) that goes through
+//! the same validation, diff, warm-up, swap and drain as a file change, recorded under the
+//! caller's name. A refusal is typed, so a page can place each problem beside its field.
 
 use crate::audit::AuditEntry;
+use crate::{ConfigError, ConfigErrors};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -12,22 +15,62 @@ use tokio::sync::{mpsc, oneshot};
 /// How long [`ConfigCenter::apply`] waits for the kernel to apply a config.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a config was not applied. Nothing changed in any case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The config does not validate; every problem with its file, line and path.
+    Invalid(ConfigErrors),
+    /// The config changed since the edit was based on it (here, or on another node through
+    /// etcd): read it again and redo the change.
+    Conflict(String),
+    /// The shared store (etcd) or the config file could not be written.
+    Unavailable(String),
+    /// Valid, but a plugin failed to start with it.
+    Start(String),
+}
+
+impl Refusal {
+    /// The located problems, when the config was invalid.
+    pub fn problems(&self) -> &[ConfigError] {
+        match self {
+            Refusal::Invalid(errors) => &errors.0,
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Invalid(errors) => write!(f, "{errors}"),
+            Refusal::Conflict(why) | Refusal::Unavailable(why) | Refusal::Start(why) => {
+                f.write_str(why)
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// A request to the serving loop.
 pub(crate) struct ApplyRequest {
     pub text: String,
     pub who: String,
-    pub reply: oneshot::Sender<Result<(), String>>,
+    /// The audit sequence number the text was derived from; refused when another config was
+    /// applied since.
+    pub based_on: Option<u64>,
+    pub reply: oneshot::Sender<Result<(), Refusal>>,
 }
 
-/// Handle given to every plugin generation (`PluginCtx::config_center`).
+/// Handle given to every plugin (`PluginCtx::config_center`).
 #[derive(Clone)]
 pub struct ConfigCenter {
     history: Arc<Mutex<VecDeque<AuditEntry>>>,
     requests: mpsc::UnboundedSender<ApplyRequest>,
 }
 
-impl std::fmt::Debug for ConfigCenter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for ConfigCenter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ConfigCenter(..)")
     }
 }
@@ -50,19 +93,64 @@ impl ConfigCenter {
         self.history.lock().back().map(|e| e.text.clone())
     }
 
+    /// The config in force and its audit sequence number.
+    fn current(&self) -> Option<(u64, String)> {
+        self.history.lock().back().map(|e| (e.seq, e.text.clone()))
+    }
+
     /// Applies `text` as the new config, recorded as made by `who`. When the running config
     /// came from a file, the file is rewritten first so disk and process agree; with
     /// `[server.etcd]` the shared part is written to etcd before that, so every node gets it.
-    /// Errors say why the config was refused (with its line, or because etcd changed since
-    /// this node last saw it or cannot be reached) or that nothing is applying changes.
-    pub async fn apply(&self, text: String, who: String) -> Result<(), String> {
+    pub async fn apply(&self, text: String, who: String) -> Result<(), Refusal> {
+        self.send(text, who, None).await
+    }
+
+    /// Edits the config in force in place (comments and layout kept) and applies the result as
+    /// `who`. Refused with [`Refusal::Conflict`] when another change was applied between the
+    /// read and the apply, so no change is ever silently overwritten.
+    pub async fn edit<F>(&self, who: String, change: F) -> Result<(), Refusal>
+    where
+        F: FnOnce(&mut toml_edit::DocumentMut) -> Result<(), Refusal>,
+    {
+        let (seq, text) = self.current().unwrap_or_default();
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|error| {
+            Refusal::Unavailable(format!("the config in force does not parse: {error}"))
+        })?;
+        change(&mut doc)?;
+        self.send(doc.to_string(), who, Some(seq)).await
+    }
+
+    async fn send(&self, text: String, who: String, based_on: Option<u64>) -> Result<(), Refusal> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(ApplyRequest { text, who, reply })
-            .map_err(|_| "the server is shutting down".to_owned())?;
+            .send(ApplyRequest {
+                text,
+                who,
+                based_on,
+                reply,
+            })
+            .map_err(|_| Refusal::Unavailable("the server is shutting down".to_owned()))?;
         match tokio::time::timeout(APPLY_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => Err("the server did not apply the change in time".to_owned()),
+            Ok(Err(_)) | Err(_) => Err(Refusal::Unavailable(
+                "the server did not apply the change in time".to_owned(),
+            )),
         }
     }
+}
+
+/// `[plugins.<name>]` of an editable document, created (implicit parent) when absent.
+pub fn plugin_table<'a>(
+    doc: &'a mut toml_edit::DocumentMut,
+    name: &str,
+) -> Result<&'a mut toml_edit::Table, Refusal> {
+    let plugins = doc["plugins"].or_insert(toml_edit::table());
+    if let Some(plugins) = plugins.as_table_mut() {
+        // A `[plugins]` made here only holds sub-tables; keep it from printing as empty.
+        plugins.set_implicit(true);
+    }
+    plugins[name]
+        .or_insert(toml_edit::table())
+        .as_table_mut()
+        .ok_or_else(|| Refusal::Unavailable(format!("plugins.{name} is not a table")))
 }

@@ -1,7 +1,7 @@
 //! Config loading: TOML syntax, per-plugin typed tables, semantic validation, and every error
 //! mapped back to `file:line:column` through the document's spans.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::Mount;
+use crate::routes::MountPoint;
 use crate::etcd::EtcdConfig;
 use crate::plugin::{AnyConfig, ErasedPlugin, ParseOutcome, PathSegment, segments};
 
@@ -103,7 +105,7 @@ impl fmt::Debug for LoadedConfig {
             .field("log", &self.log)
             .field(
                 "plugins",
-                &self.plugins.iter().map(|p| p.name).collect::<Vec<_>>(),
+                &self.plugins.iter().map(|p| &p.name).collect::<Vec<_>>(),
             )
             .field("source", &self.source)
             .finish()
@@ -116,17 +118,48 @@ impl LoadedConfig {
         self.source.as_deref()
     }
 
-    /// The raw `[plugins.<name>]` table (empty when absent from the file).
+    /// The raw `[plugins.<name>]` table, when the config runs that instance.
     pub fn plugin_table(&self, name: &str) -> Option<&toml::Table> {
-        self.plugins.iter().find(|p| p.name == name).map(|p| &p.raw)
+        self.plugins.iter().find(|p| &*p.name == name).map(|p| &p.raw)
+    }
+
+    /// The names of the plugin instances this config runs.
+    pub fn plugin_names(&self) -> Vec<&str> {
+        self.plugins.iter().map(|p| &*p.name).collect()
     }
 }
 
+/// One `[plugins.<name>]` table, checked and prepared.
 pub(crate) struct PluginConfig {
-    pub(crate) name: &'static str,
-    /// The table as written, compared on apply to decide whether to restart.
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: Arc<dyn ErasedPlugin>,
+    /// The table as written (with `kind` and `mount`), compared on apply to decide whether to
+    /// restart.
     pub(crate) raw: toml::Table,
-    pub(crate) typed: AnyConfig,
+    pub(crate) mount: Mount,
+    /// Taken when the instance starts with it.
+    pub(crate) typed: Option<AnyConfig>,
+}
+
+/// The keys of a plugin table that the kernel reads itself; the plugin never sees them.
+const KERNEL_KEYS: [&str; 2] = ["kind", "mount"];
+
+/// Longest plugin instance name: it appears in URLs (`/admin/<name>/`) and metric labels.
+const MAX_NAME_LEN: usize = 64;
+
+fn instance_name_problem(name: &str) -> Option<String> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    (!valid).then(|| {
+        format!(
+            "a plugin name starts with a-z and holds a-z, 0-9, `-` and `_` only, at most \
+             {MAX_NAME_LEN} characters; `{name}` does not"
+        )
+    })
 }
 
 /// One config problem, located in the file.
@@ -186,13 +219,17 @@ pub(crate) fn load_file(
             message: format!("cannot read config file: {error}"),
         }])
     })?;
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut config = load_str(plugins, &text, &origin, dir)?;
+    let mut config = load_str(plugins, &text, &origin, folder_of(path))?;
     config.source = Some(path.to_path_buf());
     Ok(config)
+}
+
+/// The folder relative paths in a config file resolve against.
+pub(crate) fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 pub(crate) fn load_str(
@@ -232,6 +269,9 @@ pub(crate) fn load_str(
                     for (path, message) in parsed.etcd.iter().flat_map(EtcdConfig::problems) {
                         errors.push(&path_of(&format!("server.etcd.{path}")), message);
                     }
+                    if parsed.etcd.is_some() && !cfg!(feature = "etcd") {
+                        errors.push(&path_of("server.etcd"), crate::etcd::NOT_BUILT_IN);
+                    }
                     server = parsed;
                 }
             }
@@ -263,35 +303,23 @@ pub(crate) fn load_str(
         }
     }
 
-    let registered: BTreeSet<&str> = plugins.iter().map(|p| p.manifest().name).collect();
-    for name in plugin_tables.keys() {
-        if !registered.contains(name.as_str()) {
-            let known = registered
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            errors.push(
-                &[
-                    PathSegment::Key("plugins".into()),
-                    PathSegment::Key(name.clone()),
-                ],
-                format!("unknown plugin `{name}`; registered plugins: {known}"),
-            );
-        }
-    }
-
-    let mut loaded = Vec::with_capacity(plugins.len());
-    for plugin in plugins {
-        let name = plugin.manifest().name;
+    let mut loaded = Vec::with_capacity(plugin_tables.len());
+    let mut mounted: HashMap<MountPoint, String> = HashMap::new();
+    for (name, value) in plugin_tables {
         let base = vec![
             PathSegment::Key("plugins".into()),
-            PathSegment::Key(name.to_owned()),
+            PathSegment::Key(name.clone()),
         ];
-        let raw = match plugin_tables.remove(name) {
-            None => toml::Table::new(),
-            Some(toml::Value::Table(table)) => table,
-            Some(other) => {
+        let at = |field: &str| -> Vec<PathSegment> {
+            [base.clone(), parse_path(field)].concat()
+        };
+        if let Some(problem) = instance_name_problem(&name) {
+            errors.push(&base, problem);
+            continue;
+        }
+        let raw = match value {
+            toml::Value::Table(table) => table,
+            other => {
                 errors.push(
                     &base,
                     format!("expected a table, found {}", other.type_str()),
@@ -299,8 +327,72 @@ pub(crate) fn load_str(
                 continue;
             }
         };
-        match plugin.parse(toml::Value::Table(raw.clone())) {
-            ParseOutcome::Ok(typed) => loaded.push(PluginConfig { name, raw, typed }),
+        let kind_name = match raw.get("kind") {
+            None => name.clone(),
+            Some(toml::Value::String(kind)) => kind.clone(),
+            Some(other) => {
+                errors.push(
+                    &at("kind"),
+                    format!("expected a plugin kind name, found {}", other.type_str()),
+                );
+                continue;
+            }
+        };
+        let Some(kind) = plugins
+            .iter()
+            .find(|p| p.manifest().kind == kind_name)
+            .cloned()
+        else {
+            let known = plugins
+                .iter()
+                .map(|p| format!("`{}`", p.manifest().kind))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (path, what) = if raw.contains_key("kind") {
+                (at("kind"), format!("unknown plugin kind `{kind_name}`"))
+            } else {
+                (base.clone(), format!("unknown plugin `{kind_name}` (set `kind` to run a registered kind under another name)"))
+            };
+            errors.push(&path, format!("{what}; registered kinds: {known}"));
+            continue;
+        };
+        let mount = match raw.get("mount") {
+            None => kind.manifest().mount.clone(),
+            Some(value) => match serde_path_to_error::deserialize::<_, Mount>(value.clone()) {
+                Ok(mount) => mount,
+                Err(error) => {
+                    let path = [at("mount"), segments(error.path())].concat();
+                    errors.push(&path, error.into_inner().message().to_owned());
+                    continue;
+                }
+            },
+        };
+        for (field, message) in mount.problems() {
+            errors.push(&at(&format!("mount.{field}")), message);
+        }
+        for point in mount.points() {
+            if let Some(other) = mounted.insert(point.clone(), name.clone()) {
+                let field = if raw.contains_key("mount") { at("mount") } else { base.clone() };
+                errors.push(
+                    &field,
+                    format!("`{}` is already mounted by plugin `{other}`", point.label()),
+                );
+            }
+        }
+        let mut own = raw.clone();
+        for key in KERNEL_KEYS {
+            own.remove(key);
+        }
+        match kind.parse(toml::Value::Table(own)) {
+            ParseOutcome::Ok(typed) => loaded.push(PluginConfig {
+                name: Arc::from(name.as_str()),
+                kind,
+                raw,
+                mount,
+                typed: Some(typed),
+            }),
             ParseOutcome::Type { path, message } => {
                 errors.push(&[base.clone(), path].concat(), message);
             }

@@ -1,33 +1,42 @@
-//! The bourse microkernel: hosts compiled-in plugins behind a live route table, loads and
-//! validates their config, serves HTTP/1.1 and h2c, exposes metrics and health, and swaps plugin
-//! generations without dropping a request. It knows nothing of ads.
+//! The bourse microkernel: hosts plugin instances behind a live route table (by host and path),
+//! loads and prepares their config, serves HTTP/1.1 and h2c, exposes metrics and health, adds
+//! and removes instances and swaps their generations without dropping a request, and hands
+//! every plugin the shared services and the admin shell's contract. It knows nothing of ads.
 
+pub mod admin;
 mod assets;
 mod audit;
 mod body;
 mod center;
 mod config;
 mod etcd;
+mod host;
+mod kernel_metrics;
 mod logging;
 mod metrics;
 mod otlp;
 mod plugin;
+mod request;
 mod routes;
-mod server;
+mod running;
+mod serve;
 mod time;
 mod watch;
 
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};
-pub use center::ConfigCenter;
+pub use center::{ConfigCenter, Refusal, plugin_table};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use etcd::EtcdConfig;
+pub use host::{ApplyReport, PluginDirectory, PluginEntry};
 pub use logging::{Telemetry, init_logging};
 pub use metrics::Metrics;
 pub use otlp::{OtlpConfig, TRACE_TARGET};
 pub use plugin::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError};
-pub use server::{ApplyReport, Kernel, KernelBuilder, Running};
+pub use request::{Request, RequestBody};
+pub use routes::{Mount, MountedAt};
+pub use running::{Kernel, KernelBuilder, Running};
 pub use time::{civil_from_days, utc_datetime};
 
 use http_body_util::{BodyExt, Empty, Full};
@@ -36,9 +45,6 @@ use http_body_util::{BodyExt, Empty, Full};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The response body type every handler returns.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
-/// A request as the server hands it to a plugin.
-pub type Request = http::Request<hyper::body::Incoming>;
-
 /// The TCP peer of the connection a request came on, in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub std::net::SocketAddr);

@@ -1,5 +1,7 @@
-//! The plugin contract: a manifest, typed config with semantic validation, a start that returns a
-//! request handler, and a drain called when that handler's generation is retired.
+//! The plugin contract. A plugin *kind* is registered once (compiled in); each
+//! `[plugins.<name>]` table runs one *instance* of a kind. An instance has process-lifetime
+//! state built once (pools, sketches, learned tables, queues) and a handler per *generation*,
+//! built from each applied config. Config is deserialized and prepared once per load.
 
 use std::any::Any;
 use std::future::Future;
@@ -9,55 +11,85 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Metrics, Request, Response};
+use crate::admin::AdminSection;
+use crate::{Metrics, Mount, Request, Response};
 
-/// What a plugin is and where it is mounted.
+/// What a plugin kind is and where its instances answer by default.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    /// Unique name; also the name of its config table, `[plugins.<name>]`.
-    pub name: &'static str,
-    pub version: &'static str,
-    /// Path prefixes routed to this plugin, e.g. `"/openrtb2/"`. A prefix ending in `/` also
-    /// matches the path without it (`"/openrtb2"`); one without matches whole segments only
-    /// (`"/api"` matches `/api` and `/api/x`, not `/apix`). The longest matching prefix wins.
-    pub mounts: Vec<&'static str>,
+    /// The kind's name: what `kind = "…"` names in a plugin table, and the instance name when
+    /// the table says no `kind` (`[plugins.exchange]` runs the kind `exchange`).
+    pub kind: String,
+    pub version: String,
+    /// One line for operators (the admin's plugin list).
+    pub description: String,
+    /// Where an instance is mounted unless its table sets `mount`.
+    pub mount: Mount,
 }
 
 /// Serves the requests of one plugin generation.
 pub trait Handler: Send + Sync + 'static {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response>;
 
+    /// Called once when this generation becomes the one serving, after the route table swap and
+    /// before the previous generation drains. Commit the config into the instance's state here
+    /// (never in `Plugin::start`, which may still be rolled back).
+    fn activate(&self) {}
+
     /// Called once when this generation is retired, after its in-flight requests finished or the
     /// drain deadline passed (e.g. flush queues). `PluginCtx::shutdown` is cancelled after it.
     fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+
+    /// The pages this plugin adds to the admin, if any.
+    fn admin(&self) -> Option<&dyn AdminSection> {
+        None
+    }
 }
 
-/// A compiled-in plugin.
+/// A compiled-in plugin kind.
 pub trait Plugin: Send + Sync + 'static {
-    /// The typed form of `[plugins.<name>]`. Use `#[serde(deny_unknown_fields)]` to turn typos
-    /// into config errors.
+    /// The table as written, minus the kernel's own keys (`kind`, `mount`). Use
+    /// `#[serde(deny_unknown_fields)]` to turn typos into config errors.
     type Config: serde::de::DeserializeOwned + Send + Sync + 'static;
+    /// The config checked and built into what a generation needs (adapters, parsed rules):
+    /// done once per load, never repeated at start.
+    type Prepared: Send + Sync + 'static;
+    /// What lives as long as the instance, across generations.
+    type State: Send + Sync + 'static;
 
     fn manifest(&self) -> Manifest;
 
-    /// Semantic checks beyond types; each issue's path is relative to the plugin's table, e.g.
-    /// `"bidders[2].endpoint"`.
-    fn validate(&self, _config: &Self::Config) -> Vec<ConfigIssue> {
-        Vec::new()
-    }
+    /// Checks beyond types and builds what needs no I/O. Each issue's path is relative to the
+    /// plugin's table, e.g. `"bidders[2].endpoint"`.
+    fn prepare(&self, config: Self::Config) -> Result<Self::Prepared, Vec<ConfigIssue>>;
 
-    /// Builds a handler for a new generation. The old generation keeps serving until this
-    /// returns `Ok`; an `Err` leaves it in place.
+    /// Builds the instance's state, once, before its first generation starts.
+    fn init(
+        &self,
+        ctx: &PluginCtx,
+        config: &Self::Prepared,
+    ) -> impl Future<Output = Result<Self::State, PluginError>> + Send;
+
+    /// Builds a handler for a new generation. The old generation keeps serving until the whole
+    /// apply succeeded; an `Err` leaves it in place. Do not change `state` here: that belongs
+    /// in [`Handler::activate`].
     fn start(
         &self,
         ctx: PluginCtx,
-        config: Self::Config,
+        state: Arc<Self::State>,
+        config: Self::Prepared,
     ) -> impl Future<Output = Result<Arc<dyn Handler>, PluginError>> + Send;
+
+    /// Called once when the instance is removed from the config or the process stops, after
+    /// its last generation drained: stop and flush background work.
+    fn stop(&self, _state: Arc<Self::State>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
-/// A semantic config problem found by [`Plugin::validate`].
+/// A semantic config problem found by [`Plugin::prepare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
     /// Dotted path relative to the plugin's table, e.g. `bidders[2].endpoint`; empty for the
@@ -80,27 +112,47 @@ impl ConfigIssue {
 #[error("{0}")]
 pub struct PluginError(pub String);
 
-/// What the kernel gives a plugin generation at start.
+/// What the kernel gives a plugin instance at init and each generation at start.
 #[derive(Clone)]
 pub struct PluginCtx {
-    pub name: &'static str,
-    /// 1 for the first start, then +1 per restart of this plugin.
+    /// The instance's name: its table is `[plugins.<name>]`.
+    pub name: Arc<str>,
+    /// The kind it runs.
+    pub kind: Arc<str>,
+    /// 1 for the first start, then +1 per restart of this instance (0 at `init`).
     pub generation: u64,
     pub metrics: Metrics,
     /// The folder of the config file (the working directory for a config given as a string),
     /// to resolve relative paths in plugin config.
     pub config_dir: PathBuf,
     /// Cancelled when this generation is retired (after its drain) or the process shuts down;
-    /// background tasks of the generation should stop on it.
+    /// background tasks of the generation stop on it.
     pub shutdown: CancellationToken,
+    /// Cancelled when the instance is removed or the process stops (after `Plugin::stop`);
+    /// background tasks of the instance's state stop on it.
+    pub lifetime: CancellationToken,
     /// The config center: history of applied configs, and applying one.
     pub config_center: crate::ConfigCenter,
+    /// Every running instance, for plugins that present the others (the admin).
+    pub plugins: crate::PluginDirectory,
 }
 
-/// Typed config of one plugin, type-erased so a `LoadedConfig` can hold every plugin's.
-pub(crate) type AnyConfig = Box<dyn Any + Send + Sync>;
+impl std::fmt::Debug for PluginCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginCtx")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
 
-/// Per-table outcome of deserializing and validating one plugin's config.
+/// Prepared config of one plugin, type-erased so a `LoadedConfig` can hold every plugin's.
+pub(crate) type AnyConfig = Box<dyn Any + Send + Sync>;
+/// An instance's state, type-erased.
+pub(crate) type AnyState = Arc<dyn Any + Send + Sync>;
+
+/// Per-table outcome of deserializing and preparing one plugin's config.
 pub(crate) enum ParseOutcome {
     Ok(AnyConfig),
     /// serde error: path relative to the plugin table, message.
@@ -108,7 +160,7 @@ pub(crate) enum ParseOutcome {
         path: Vec<PathSegment>,
         message: String,
     },
-    /// Plugin::validate issues.
+    /// Plugin::prepare issues.
     Issues(Vec<ConfigIssue>),
 }
 
@@ -119,22 +171,43 @@ pub(crate) enum PathSegment {
     Index(usize),
 }
 
-/// [`Plugin`] with its associated type erased, as stored by the kernel.
+/// [`Plugin`] with its associated types erased, as stored by the kernel.
 pub(crate) trait ErasedPlugin: Send + Sync + 'static {
-    fn manifest(&self) -> Manifest;
+    fn manifest(&self) -> &Manifest;
     fn parse(&self, table: toml::Value) -> ParseOutcome;
+    fn init<'a>(
+        &'a self,
+        ctx: &'a PluginCtx,
+        config: &'a AnyConfig,
+    ) -> BoxFuture<'a, Result<AnyState, PluginError>>;
     fn start(
         &self,
         ctx: PluginCtx,
+        state: AnyState,
         config: AnyConfig,
     ) -> BoxFuture<'_, Result<Arc<dyn Handler>, PluginError>>;
+    fn stop(&self, state: AnyState) -> BoxFuture<'_, ()>;
 }
 
-pub(crate) struct Erased<P>(pub P);
+pub(crate) struct Erased<P> {
+    pub plugin: P,
+    pub manifest: Manifest,
+}
+
+impl<P: Plugin> Erased<P> {
+    pub(crate) fn new(plugin: P) -> Self {
+        let manifest = plugin.manifest();
+        Erased { plugin, manifest }
+    }
+}
+
+fn wrong_type(what: &str) -> PluginError {
+    PluginError(format!("{what} has the wrong type for this plugin kind"))
+}
 
 impl<P: Plugin> ErasedPlugin for Erased<P> {
-    fn manifest(&self) -> Manifest {
-        self.0.manifest()
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 
     fn parse(&self, table: toml::Value) -> ParseOutcome {
@@ -149,24 +222,49 @@ impl<P: Plugin> ErasedPlugin for Erased<P> {
                 };
             }
         };
-        let issues = self.0.validate(&config);
-        if issues.is_empty() {
-            ParseOutcome::Ok(Box::new(config))
-        } else {
-            ParseOutcome::Issues(issues)
+        match self.plugin.prepare(config) {
+            Ok(prepared) => ParseOutcome::Ok(Box::new(prepared)),
+            Err(issues) => ParseOutcome::Issues(issues),
         }
+    }
+
+    fn init<'a>(
+        &'a self,
+        ctx: &'a PluginCtx,
+        config: &'a AnyConfig,
+    ) -> BoxFuture<'a, Result<AnyState, PluginError>> {
+        Box::pin(async move {
+            let config = config
+                .downcast_ref::<P::Prepared>()
+                .ok_or_else(|| wrong_type("config"))?;
+            let state = self.plugin.init(ctx, config).await?;
+            Ok(Arc::new(state) as AnyState)
+        })
     }
 
     fn start(
         &self,
         ctx: PluginCtx,
+        state: AnyState,
         config: AnyConfig,
     ) -> BoxFuture<'_, Result<Arc<dyn Handler>, PluginError>> {
         Box::pin(async move {
-            let config = config.downcast::<P::Config>().map_err(|_| {
-                PluginError(format!("config for plugin {} has the wrong type", ctx.name))
-            })?;
-            self.0.start(ctx, *config).await
+            let config = config
+                .downcast::<P::Prepared>()
+                .map_err(|_| wrong_type("config"))?;
+            let state = state
+                .downcast::<P::State>()
+                .map_err(|_| wrong_type("state"))?;
+            self.plugin.start(ctx, state, *config).await
+        })
+    }
+
+    fn stop(&self, state: AnyState) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            match state.downcast::<P::State>() {
+                Ok(state) => self.plugin.stop(state).await,
+                Err(_) => tracing::error!(kind = self.manifest.kind, "{}", wrong_type("state")),
+            }
         })
     }
 }

@@ -38,3 +38,10 @@ mod tests {
         assert_eq!(utc_datetime(1_796_189_000), "2026-12-02 05:23:20");
     }
 }
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,6 +1,7 @@
 //! The exchange plugin's configuration (`[plugins.exchange]`) and its semantic checks.
 
-use crate::bidder::{AdapterRegistry, BidderSpec};
+use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
+use std::sync::Arc;
 use crate::currency::is_currency_code;
 use bourse_kernel::ConfigIssue;
 use serde::Deserialize;
@@ -277,9 +278,69 @@ fn http_url(text: &str) -> Result<url::Url, String> {
     }
 }
 
+/// A checked configuration with each partner's adapter built: what a generation starts from.
+pub struct PreparedExchange {
+    pub config: ExchangeConfig,
+    /// One adapter per entry of `config.bidders`, in order.
+    pub adapters: Vec<Arc<dyn Bidder>>,
+}
+
+impl std::fmt::Debug for PreparedExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedExchange")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ExchangeConfig {
-    /// Every problem with this configuration, with paths relative to `[plugins.exchange]`.
+    /// Checks this configuration and builds every partner's adapter, once. The issues' paths
+    /// are relative to the exchange's table.
+    pub fn prepare(self, registry: &AdapterRegistry) -> Result<PreparedExchange, Vec<ConfigIssue>> {
+        let mut adapters = Vec::with_capacity(self.bidders.len());
+        let issues = self.check_with(|at, spec| match registry.build(spec) {
+            Ok(adapter) => {
+                adapters.push(adapter);
+                None
+            }
+            Err(e) => {
+                let field = if registry.names().any(|n| n == spec.adapter) {
+                    "params"
+                } else {
+                    "adapter"
+                };
+                Some(issue(format!("{at}.{field}"), e))
+            }
+        });
+        if issues.is_empty() {
+            Ok(PreparedExchange {
+                config: self,
+                adapters,
+            })
+        } else {
+            Err(issues)
+        }
+    }
+
+    /// Every problem with this configuration, with paths relative to the exchange's table.
     pub fn check(&self, registry: &AdapterRegistry) -> Vec<ConfigIssue> {
+        self.check_with(|at, spec| {
+            registry.build(spec).err().map(|e| {
+                let field = if registry.names().any(|n| n == spec.adapter) {
+                    "params"
+                } else {
+                    "adapter"
+                };
+                issue(format!("{at}.{field}"), e)
+            })
+        })
+    }
+
+    /// The checks, with each bidder's adapter handed to `adapter` (which reports its problem).
+    fn check_with(
+        &self,
+        mut adapter: impl FnMut(&str, &BidderSpec) -> Option<ConfigIssue>,
+    ) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if !is_currency_code(&self.currency) {
             issues.push(issue(
@@ -387,13 +448,8 @@ impl ExchangeConfig {
                     ));
                 }
             }
-            if let Err(e) = registry.build(spec) {
-                let field = if registry.names().any(|n| n == spec.adapter) {
-                    "params"
-                } else {
-                    "adapter"
-                };
-                issues.push(issue(format!("{at}.{field}"), e));
+            if let Some(problem) = adapter(&at, spec) {
+                issues.push(problem);
             }
         }
         self.check_tags(&mut issues);

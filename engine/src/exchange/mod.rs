@@ -8,7 +8,10 @@ mod reports;
 mod run;
 
 pub use adserve::{BeaconKind, BeaconToken};
-pub use config::{ExchangeConfig, NoticeDelivery, Placement, Publisher, SupplyPartner, TagConfig};
+pub use config::{
+    ExchangeConfig, NoticeDelivery, Placement, PreparedExchange, Publisher, SupplyPartner,
+    TagConfig,
+};
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
 use crate::client::BidderClient;
@@ -18,20 +21,20 @@ use crate::metrics::{BidderMetrics, ExchangeMetrics};
 use crate::notice::{NoticeCounters, NoticeKind, NoticeSender, RetryPolicy, TokenSigner};
 use crate::validate::Limits;
 use bourse_kernel::{
-    ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError, Request, Response,
+    ConfigIssue, Handler, Manifest, Mount, Plugin, PluginCtx, PluginError, Request, Response,
 };
 use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The exchange plugin; one instance lives for the whole process, one handler per config generation.
+/// The exchange plugin kind. Each instance has an [`ExchangeState`] for its whole life and an
+/// [`Exchange`] per config generation.
 pub struct ExchangePlugin {
     registry: AdapterRegistry,
-    shared: OnceLock<Arc<Shared>>,
 }
 
 impl std::fmt::Debug for ExchangePlugin {
@@ -43,28 +46,59 @@ impl std::fmt::Debug for ExchangePlugin {
 }
 
 /// What outlives a configuration generation: metrics, the notice de-duplication window, the
-/// per-process signing key used when none is configured, billing de-duplication, reach counting
-/// and the revenue ledger. The last three are set up from the first configuration; changing
-/// their settings (Redis URL, ledger path) takes a restart.
-pub(crate) struct Shared {
-    pub metrics: ExchangeMetrics,
-    pub seen_notices: moka::sync::Cache<String, ()>,
+/// per-process signing key used when none is configured, billing de-duplication, reach counting,
+/// the revenue ledger, learned floors, and every partner's connection pool and QPS limiter.
+/// A generation's config reaches it in [`Handler::activate`].
+pub struct ExchangeState {
+    pub(crate) metrics: ExchangeMetrics,
+    pub(crate) seen_notices: moka::sync::Cache<String, ()>,
     random_secret: [u8; 32],
-    pub auction_seq: AtomicU64,
-    pub process_tag: u32,
-    pub billing: bourse_reach::BillingDedup,
-    pub reach: ReachSink,
-    pub ledger: Ledger,
-    /// Learned floors; its learner task runs for the life of the process.
-    pub floors: bourse_floors::Floors,
+    pub(crate) auction_seq: AtomicU64,
+    pub(crate) process_tag: u32,
+    pub(crate) billing: bourse_reach::BillingDedup,
+    pub(crate) reach: ReachSink,
+    pub(crate) ledger: Ledger,
+    /// The file the ledger appends to now.
+    ledger_path: parking_lot::Mutex<Option<std::path::PathBuf>>,
+    /// Learned floors; its learner runs until the instance stops.
+    pub(crate) floors: bourse_floors::Floors,
+    /// Each partner's pool and limiter, by bidder name, with the settings they were built for.
+    partners: parking_lot::Mutex<HashMap<String, PartnerLink>>,
+}
+
+/// A partner's connection pool and QPS limiter, kept while their settings do not change.
+#[derive(Clone)]
+struct PartnerLink {
+    pool_settings: PoolSettings,
+    client: BidderClient,
+    qps: u32,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+/// What a pool is built from: a change of any of these needs a new pool.
+#[derive(Clone, PartialEq, Eq)]
+struct PoolSettings {
+    http2: bool,
+    max_idle_connections: usize,
+    gzip: bool,
+}
+
+impl PoolSettings {
+    fn of(spec: &BidderSpec) -> Self {
+        PoolSettings {
+            http2: spec.http2,
+            max_idle_connections: spec.max_idle_connections,
+            gzip: spec.gzip,
+        }
+    }
 }
 
 /// The request path's end of reach counting.
 pub(crate) struct ReachSink {
     recorder: bourse_reach::ReachRecorder,
     pub query: bourse_reach::ReachQuery,
-    /// Kept so the aggregator lives as long as the process.
-    _aggregator: bourse_reach::ReachAggregator,
+    /// Stopped (after a last flush) when the instance stops.
+    aggregator: parking_lot::Mutex<Option<bourse_reach::ReachAggregator>>,
 }
 
 impl ReachSink {
@@ -95,60 +129,7 @@ impl ReachSink {
 impl ExchangePlugin {
     /// An exchange that builds bidders with the adapters in `registry`.
     pub fn new(registry: AdapterRegistry) -> Self {
-        ExchangePlugin {
-            registry,
-            shared: OnceLock::new(),
-        }
-    }
-
-    async fn shared(
-        &self,
-        ctx: &PluginCtx,
-        config: &ExchangeConfig,
-    ) -> Result<Arc<Shared>, PluginError> {
-        if let Some(shared) = self.shared.get() {
-            return Ok(shared.clone());
-        }
-        let metrics = ExchangeMetrics::register(&ctx.metrics)
-            .map_err(|e| PluginError(format!("metrics: {e}")))?;
-        let reach = bourse_reach::start(config.reach.clone())
-            .await
-            .map_err(|e| PluginError(format!("reach: {e}")))?;
-        reach
-            .query
-            .register_metrics(ctx.metrics.registry())
-            .map_err(|e| PluginError(format!("reach metrics: {e}")))?;
-        let billing = bourse_reach::BillingDedup::from_config(&config.reach)
-            .await
-            .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
-        let ledger = Ledger::start(config.tags.ledger_path.clone())
-            .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
-        let (floors, learner) = bourse_floors::Floors::new(config.floors.clone())
-            .map_err(|e| PluginError(format!("floors: {e}")))?;
-        floors
-            .register(ctx.metrics.registry())
-            .map_err(|e| PluginError(format!("floors metrics: {e}")))?;
-        // Ends by itself once the last `Floors` handle is gone.
-        tokio::spawn(learner.run(std::future::pending::<()>()));
-        let shared = Shared {
-            floors,
-            metrics,
-            seen_notices: moka::sync::Cache::builder()
-                .max_capacity(2_000_000)
-                .time_to_live(Duration::from_secs(24 * 3600))
-                .build(),
-            random_secret: rand::random(),
-            auction_seq: AtomicU64::new(0),
-            process_tag: rand::random(),
-            billing,
-            reach: ReachSink {
-                recorder: reach.recorder,
-                query: reach.query,
-                _aggregator: reach.aggregator,
-            },
-            ledger,
-        };
-        Ok(self.shared.get_or_init(|| Arc::new(shared)).clone())
+        ExchangePlugin { registry }
     }
 }
 
@@ -157,7 +138,7 @@ pub(crate) struct BidderRuntime {
     pub spec: BidderSpec,
     pub adapter: Arc<dyn Bidder>,
     pub client: BidderClient,
-    pub limiter: Option<DefaultDirectRateLimiter>,
+    pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
     pub metrics: BidderMetrics,
 }
 
@@ -170,7 +151,7 @@ pub(crate) struct Exchange {
     pub signer: TokenSigner,
     pub notices: NoticeSender,
     pub notice_counters: [NoticeCounters; 3],
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ExchangeState>,
     pub notice_base: String,
     /// Placement id → index in `config.placements`.
     pub placement_index: HashMap<String, usize>,
@@ -197,12 +178,16 @@ impl Exchange {
 
 impl Plugin for ExchangePlugin {
     type Config = ExchangeConfig;
+    type Prepared = PreparedExchange;
+    type State = ExchangeState;
 
     fn manifest(&self) -> Manifest {
         Manifest {
-            name: "exchange",
-            version: env!("CARGO_PKG_VERSION"),
-            mounts: vec![
+            kind: "exchange".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "OpenRTB 2.6 ad exchange: auctions, ad tags, notices, billing, reach"
+                .to_owned(),
+            mount: Mount::paths([
                 "/openrtb2/",
                 "/notice/",
                 "/tag.js",
@@ -211,41 +196,113 @@ impl Plugin for ExchangePlugin {
                 "/click",
                 "/reach",
                 "/ledger",
-            ],
+            ]),
         }
     }
 
-    fn validate(&self, config: &ExchangeConfig) -> Vec<ConfigIssue> {
-        config.check(&self.registry)
+    fn prepare(&self, config: ExchangeConfig) -> Result<PreparedExchange, Vec<ConfigIssue>> {
+        config.prepare(&self.registry)
+    }
+
+    async fn init(
+        &self,
+        ctx: &PluginCtx,
+        prepared: &PreparedExchange,
+    ) -> Result<ExchangeState, PluginError> {
+        let config = &prepared.config;
+        let metrics = ExchangeMetrics::register(&ctx.metrics)
+            .map_err(|e| PluginError(format!("metrics: {e}")))?;
+        let reach = bourse_reach::start(config.reach.clone())
+            .await
+            .map_err(|e| PluginError(format!("reach: {e}")))?;
+        reach
+            .query
+            .register_metrics(ctx.metrics.registry())
+            .map_err(|e| PluginError(format!("reach metrics: {e}")))?;
+        let billing = bourse_reach::BillingDedup::from_config(&config.reach)
+            .await
+            .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
+        let ledger = Ledger::start(config.tags.ledger_path.clone())
+            .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
+        let (floors, learner) = bourse_floors::Floors::new(config.floors.clone())
+            .map_err(|e| PluginError(format!("floors: {e}")))?;
+        floors
+            .register(ctx.metrics.registry())
+            .map_err(|e| PluginError(format!("floors metrics: {e}")))?;
+        let lifetime = ctx.lifetime.clone();
+        tokio::spawn(learner.run(async move { lifetime.cancelled().await }));
+        Ok(ExchangeState {
+            floors,
+            metrics,
+            seen_notices: moka::sync::Cache::builder()
+                .max_capacity(2_000_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
+            random_secret: rand::random(),
+            auction_seq: AtomicU64::new(0),
+            process_tag: rand::random(),
+            billing,
+            reach: ReachSink {
+                recorder: reach.recorder,
+                query: reach.query,
+                aggregator: parking_lot::Mutex::new(Some(reach.aggregator)),
+            },
+            ledger,
+            ledger_path: parking_lot::Mutex::new(config.tags.ledger_path.clone()),
+            partners: parking_lot::Mutex::new(HashMap::new()),
+        })
     }
 
     async fn start(
         &self,
-        ctx: PluginCtx,
-        config: ExchangeConfig,
+        _ctx: PluginCtx,
+        state: Arc<ExchangeState>,
+        prepared: PreparedExchange,
     ) -> Result<Arc<dyn Handler>, PluginError> {
-        let issues = config.check(&self.registry);
-        if let Some(first) = issues.first() {
-            return Err(PluginError(format!("{}: {}", first.path, first.message)));
+        let ledger_path = &prepared.config.tags.ledger_path;
+        if *ledger_path != *state.ledger_path.lock()
+            && let Some(path) = ledger_path
+        {
+            // Refuse the config now, rather than find out after the swap.
+            crate::ledger::open_append(path).map_err(|e| {
+                PluginError(format!("tags.ledger_path: cannot open {}: {e}", path.display()))
+            })?;
         }
-        let shared = self.shared(&ctx, &config).await?;
-        self.build(shared, config)
-            .map(|exchange| Arc::new(exchange) as Arc<dyn Handler>)
+        Ok(Arc::new(Exchange::build(state, prepared)))
+    }
+
+    async fn stop(&self, state: Arc<ExchangeState>) {
+        state.ledger.flush().await;
+        let aggregator = state.reach.aggregator.lock().take();
+        if let Some(aggregator) = aggregator
+            && let Err(error) = aggregator.shutdown().await
+        {
+            tracing::warn!(%error, "reach counts pending at stop were not all written");
+        }
     }
 }
 
-impl ExchangePlugin {
-    fn build(&self, shared: Arc<Shared>, config: ExchangeConfig) -> Result<Exchange, PluginError> {
+impl Exchange {
+    fn build(shared: Arc<ExchangeState>, prepared: PreparedExchange) -> Exchange {
+        let PreparedExchange { config, adapters } = prepared;
+        let links = shared.partners.lock().clone();
         let mut bidders = Vec::with_capacity(config.bidders.len());
-        for spec in &config.bidders {
-            let adapter = self
-                .registry
-                .build(spec)
-                .map_err(|e| PluginError(format!("bidder {}: {e}", spec.name)))?;
-            let limiter =
-                NonZeroU32::new(spec.qps).map(|qps| RateLimiter::direct(Quota::per_second(qps)));
+        for (spec, adapter) in config.bidders.iter().zip(adapters) {
+            let link = links.get(&spec.name);
+            // A pool or limiter whose settings did not change is kept, with its connections
+            // and its tokens.
+            let pool_settings = PoolSettings::of(spec);
+            let client = match link {
+                Some(link) if link.pool_settings == pool_settings => link.client.clone(),
+                _ => BidderClient::new(spec),
+            };
+            let limiter = match link {
+                Some(link) if link.qps == spec.qps => link.limiter.clone(),
+                _ => NonZeroU32::new(spec.qps)
+                    .map(|qps| Arc::new(RateLimiter::direct(Quota::per_second(qps)))),
+            };
             bidders.push(BidderRuntime {
-                client: BidderClient::new(spec),
+                client,
                 metrics: shared.metrics.bidder(&spec.name),
                 spec: spec.clone(),
                 adapter,
@@ -266,9 +323,6 @@ impl ExchangePlugin {
             timeout: Duration::from_millis(config.notices.timeout_ms),
         };
         let notice_base = format!("{}/notice", config.public_url.trim_end_matches('/'));
-        shared
-            .metrics
-            .set_configured_floors(config.placements.iter().map(|p| (p.id.as_str(), p.floor)));
         // Resolved here so billing an impression touches one atomic, not the family's lock.
         let billed_impressions = config
             .placements
@@ -280,7 +334,7 @@ impl ExchangePlugin {
                     .with_label_values(&[p.publisher.as_str(), p.id.as_str()])
             })
             .collect();
-        Ok(Exchange {
+        Exchange {
             billed_impressions,
             rates: Rates::new(
                 &config.currency,
@@ -326,7 +380,7 @@ impl ExchangePlugin {
                 .map(|(i, p)| (p.id.clone(), i))
                 .collect(),
             config,
-        })
+        }
     }
 }
 
@@ -361,6 +415,40 @@ impl Handler for Exchange {
                 )
             }
         })
+    }
+
+    fn activate(&self) {
+        let shared = &self.shared;
+        // This generation's partners become the ones whose pools and limiters are kept.
+        *shared.partners.lock() = self
+            .bidders
+            .iter()
+            .map(|b| {
+                let link = PartnerLink {
+                    pool_settings: PoolSettings::of(&b.spec),
+                    client: b.client.clone(),
+                    qps: b.spec.qps,
+                    limiter: b.limiter.clone(),
+                };
+                (b.spec.name.clone(), link)
+            })
+            .collect();
+        if let Err(error) = shared.floors.reconfigure(self.config.floors.clone()) {
+            // `prepare` validated the same config, so this is a bug, not an operator's mistake.
+            tracing::error!(%error, "learned floors refused a config that was validated");
+        }
+        let ledger_path = self.config.tags.ledger_path.clone();
+        let mut current = shared.ledger_path.lock();
+        if *current != ledger_path {
+            shared.ledger.reopen(ledger_path.clone());
+            *current = ledger_path;
+        }
+        shared.metrics.set_configured_floors(
+            self.config
+                .placements
+                .iter()
+                .map(|p| (p.id.as_str(), p.floor)),
+        );
     }
 
     fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {

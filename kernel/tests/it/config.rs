@@ -172,13 +172,20 @@ fn invalid_log_level_is_an_error() {
 }
 
 #[test]
-fn empty_config_uses_defaults_and_absent_plugin_tables_are_empty() {
+fn an_empty_config_uses_defaults_and_runs_no_plugin() {
     let probe = Probe::new();
     let kernel = kernel(&probe);
     let config = kernel.load_config_str("", "empty.toml").unwrap();
     assert_eq!(config.server, bourse_kernel::ServerConfig::default());
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(config.log.format, bourse_kernel::LogFormat::Json);
+    assert!(config.plugin_names().is_empty());
+    assert!(config.plugin_table("alpha").is_none());
+    // An empty table runs the plugin with its defaults.
+    let config = kernel
+        .load_config_str("[plugins.alpha]\n", "alpha.toml")
+        .unwrap();
+    assert_eq!(config.plugin_names(), ["alpha"]);
     assert!(config.plugin_table("alpha").unwrap().is_empty());
 }
 
@@ -203,6 +210,7 @@ fn config_file_errors_name_the_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[cfg(feature = "etcd")]
 #[test]
 fn bad_etcd_settings_point_at_their_values() {
     let text = "\
@@ -221,4 +229,13 @@ key = \"\"
         "{}",
         found[0].message
     );
+}
+
+#[cfg(not(feature = "etcd"))]
+#[test]
+fn etcd_settings_in_a_build_without_etcd_say_how_to_get_it() {
+    let found = errors("[server.etcd]\nkey = \"/bourse/config\"\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].path.as_str(), found[0].line), ("server.etcd", 1));
+    assert!(found[0].message.contains("--features etcd"), "{}", found[0].message);
 }

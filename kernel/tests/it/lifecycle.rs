@@ -36,7 +36,8 @@ async fn live_apply_keeps_old_requests_on_their_generation_and_drains_after_them
         report,
         ApplyReport {
             restarted: vec!["alpha".into()],
-            unchanged: vec!["beta".into()]
+            unchanged: vec!["beta".into()],
+            ..ApplyReport::default()
         }
     );
 

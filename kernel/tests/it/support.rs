@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bourse_kernel::{
-    ConfigIssue, Handler, Kernel, Manifest, Plugin, PluginCtx, PluginError, Request, Response,
+    ConfigIssue, Handler, Kernel, Manifest, Mount, MountedAt, Plugin, PluginCtx, PluginError,
+    Request, Response,
 };
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -26,6 +27,8 @@ pub struct Probe {
     pub entered: Semaphore,
     release: watch::Sender<bool>,
     pub starts: AtomicUsize,
+    /// Configs prepared (one per table per load).
+    pub prepares: AtomicUsize,
 }
 
 impl Probe {
@@ -36,6 +39,7 @@ impl Probe {
             entered: Semaphore::new(0),
             release: watch::channel(false).0,
             starts: AtomicUsize::new(0),
+            prepares: AtomicUsize::new(0),
         })
     }
 
@@ -89,6 +93,16 @@ pub struct TestPlugin {
     pub probe: Arc<Probe>,
 }
 
+/// What a test plugin instance keeps across its generations.
+pub struct TestState {
+    /// The instance name, as the kernel gave it at init.
+    name: String,
+    /// Requests served by every generation of the instance.
+    served: AtomicUsize,
+    /// The reply text the active generation committed.
+    committed: Mutex<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestConfig {
@@ -120,17 +134,21 @@ pub struct Bidder {
 
 impl Plugin for TestPlugin {
     type Config = TestConfig;
+    type Prepared = TestConfig;
+    type State = TestState;
 
     fn manifest(&self) -> Manifest {
         Manifest {
-            name: self.name,
-            version: "0.0.0",
-            mounts: self.mounts.clone(),
+            kind: self.name.to_owned(),
+            version: "0.0.0".to_owned(),
+            description: format!("test plugin {}", self.name),
+            mount: Mount::paths(self.mounts.iter().copied()),
         }
     }
 
-    fn validate(&self, config: &TestConfig) -> Vec<ConfigIssue> {
-        config
+    fn prepare(&self, config: TestConfig) -> Result<TestConfig, Vec<ConfigIssue>> {
+        self.probe.prepares.fetch_add(1, Ordering::SeqCst);
+        let issues: Vec<ConfigIssue> = config
             .bidders
             .iter()
             .enumerate()
@@ -140,17 +158,39 @@ impl Plugin for TestPlugin {
             .map(|(i, _)| {
                 ConfigIssue::new(format!("bidders[{i}].endpoint"), "must be an http(s) URL")
             })
-            .collect()
+            .collect();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(issues)
+        }
+    }
+
+    async fn init(&self, ctx: &PluginCtx, _config: &TestConfig) -> Result<TestState, PluginError> {
+        self.probe.record(format!("init {}", ctx.name));
+        let probe = self.probe.clone();
+        let (lifetime, name) = (ctx.lifetime.clone(), ctx.name.to_string());
+        tokio::spawn(async move {
+            lifetime.cancelled().await;
+            probe.record(format!("ended {name}"));
+        });
+        Ok(TestState {
+            name: ctx.name.to_string(),
+            served: AtomicUsize::new(0),
+            committed: Mutex::new(String::new()),
+        })
     }
 
     async fn start(
         &self,
         ctx: PluginCtx,
+        state: Arc<TestState>,
         config: TestConfig,
     ) -> Result<Arc<dyn Handler>, PluginError> {
+        let name = ctx.name.to_string();
         if config.fail_start {
             self.probe
-                .record(format!("failed {} gen{}", self.name, ctx.generation));
+                .record(format!("failed {name} gen{}", ctx.generation));
             return Err(PluginError("told to fail".into()));
         }
         if config.hold_start {
@@ -160,8 +200,8 @@ impl Plugin for TestPlugin {
         }
         self.probe.starts.fetch_add(1, Ordering::SeqCst);
         self.probe
-            .record(format!("start {} gen{}", self.name, ctx.generation));
-        let label = format!("{} gen{}", self.name, ctx.generation);
+            .record(format!("start {name} gen{}", ctx.generation));
+        let label = format!("{name} gen{}", ctx.generation);
         let probe = self.probe.clone();
         let token = ctx.shutdown.clone();
         let cancelled = label.clone();
@@ -174,7 +214,18 @@ impl Plugin for TestPlugin {
             reply: config.reply,
             limit: config.body_limit,
             probe: self.probe.clone(),
+            state,
+            center: ctx.config_center.clone(),
+            name,
         }))
+    }
+
+    async fn stop(&self, state: Arc<TestState>) {
+        self.probe.record(format!(
+            "stop {} after {}",
+            state.name,
+            state.served.load(Ordering::SeqCst)
+        ));
     }
 }
 
@@ -183,6 +234,9 @@ struct TestHandler {
     reply: String,
     limit: usize,
     probe: Arc<Probe>,
+    state: Arc<TestState>,
+    center: bourse_kernel::ConfigCenter,
+    name: String,
 }
 
 impl TestHandler {
@@ -196,8 +250,51 @@ impl TestHandler {
 impl Handler for TestHandler {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
+            let served = self.state.served.fetch_add(1, Ordering::SeqCst) + 1;
             let path = req.uri().path().to_owned();
             let reply = format!("{} {} {}", self.label, self.reply, path);
+            if let Some(reply) = path.strip_prefix("/x/set-reply/") {
+                // Edits this instance's own table through the config center.
+                let (name, reply) = (self.name.clone(), reply.to_owned());
+                let edited = self
+                    .center
+                    .edit("test".into(), move |doc| {
+                        let table = bourse_kernel::plugin_table(doc, &name)?;
+                        if reply == "bad" {
+                            table["bidders"] = toml_edit::value(toml_edit::Array::new());
+                            let mut bidder = toml_edit::InlineTable::new();
+                            bidder.insert("endpoint", "ftp://nowhere".into());
+                            table["bidders"]
+                                .as_array_mut()
+                                .unwrap()
+                                .push(bidder);
+                        } else {
+                            table["reply"] = toml_edit::value(reply);
+                        }
+                        Ok(())
+                    })
+                    .await;
+                return match edited {
+                    Ok(()) => self.text(http::StatusCode::OK, "applied".into()),
+                    Err(refusal) => self.text(
+                        http::StatusCode::UNPROCESSABLE_ENTITY,
+                        refusal
+                            .problems()
+                            .iter()
+                            .map(|p| format!("{} @{}", p.path, p.line))
+                            .collect::<Vec<_>>()
+                            .join(";"),
+                    ),
+                };
+            }
+            if path.ends_with("/state") {
+                let mounted = req.extensions().get::<MountedAt>().map(|m| m.0.to_string());
+                let committed = self.state.committed.lock().clone();
+                return self.text(
+                    http::StatusCode::OK,
+                    format!("{} served={served} committed={committed} mounted={mounted:?}", self.label),
+                );
+            }
             if path.ends_with("/slow") {
                 let mut release = self.probe.release.subscribe();
                 self.probe.entered.add_permits(1);
@@ -217,6 +314,11 @@ impl Handler for TestHandler {
             }
             self.text(http::StatusCode::OK, reply)
         })
+    }
+
+    fn activate(&self) {
+        *self.state.committed.lock() = self.reply.clone();
+        self.probe.record(format!("activate {}", self.label));
     }
 
     fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {

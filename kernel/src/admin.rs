@@ -1,0 +1,396 @@
+//! How a plugin adds pages to the admin. The admin plugin is a shell (sign-in, sessions, CSRF,
+//! layout, navigation, config history, the plugin list); every other plugin contributes a
+//! section of pages under `/admin/<instance>/` through [`AdminSection`], returned by its
+//! handler. The shell checks the session and the CSRF token before a section sees a request, and
+//! wraps the HTML a section returns in the common layout. The small kit here (forms, field
+//! errors placed from a config refusal, pagination, safe responses) is what every section needs.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::center::Refusal;
+use crate::{Response, full};
+
+/// Rows shown per page of every admin table.
+pub const PAGE_SIZE: usize = 20;
+
+/// A plugin's pages in the admin.
+pub trait AdminSection: Send + Sync {
+    /// Its heading in the navigation, e.g. "Exchange".
+    fn title(&self) -> String;
+
+    /// Its pages in the navigation, in order.
+    fn nav(&self) -> Vec<NavLink>;
+
+    /// What the overview page shows of this plugin (trusted HTML, rendered by the plugin's own
+    /// templates), if anything. `base` is the section's path, e.g. `/admin/exchange`.
+    fn summary(&self, _base: &str) -> Option<String> {
+        None
+    }
+
+    /// Serves a request under the section: a GET from a signed-in operator, or a POST whose
+    /// session and CSRF token the shell has already checked.
+    fn serve<'a>(&'a self, req: AdminRequest) -> BoxFuture<'a, AdminReply>;
+}
+
+/// One page of a section in the navigation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NavLink {
+    pub label: String,
+    /// Relative to the section, e.g. `bidders`; empty for the section's first page.
+    pub path: String,
+}
+
+impl NavLink {
+    pub fn new(label: impl Into<String>, path: impl Into<String>) -> Self {
+        NavLink {
+            label: label.into(),
+            path: path.into(),
+        }
+    }
+}
+
+/// A request to a section, as the shell hands it over.
+#[derive(Debug)]
+pub struct AdminRequest {
+    pub method: Method,
+    /// The path below the section, starting with `/` (`/` for the section's root).
+    pub path: String,
+    /// The query string's fields.
+    pub query: Form,
+    /// The submitted form of a POST (its CSRF token already checked); empty for a GET.
+    pub form: Form,
+    /// The signed-in operator.
+    pub user: String,
+    /// The session's CSRF token, to put in every form the page renders.
+    pub csrf: String,
+    /// The section's path, e.g. `/admin/exchange`.
+    pub base: String,
+    /// `If-None-Match`, for sections that serve their own static assets.
+    pub if_none_match: Option<HeaderValue>,
+}
+
+impl AdminRequest {
+    /// Who a config change made from this request is recorded as.
+    pub fn who(&self) -> String {
+        format!("admin:{}", self.user)
+    }
+}
+
+/// What a section answers.
+pub enum AdminReply {
+    /// HTML for the layout's main area (trusted: rendered by the plugin's templates).
+    Page {
+        title: String,
+        /// The navigation link to mark as current (a [`NavLink::path`]).
+        current: String,
+        body: String,
+        status: StatusCode,
+    },
+    /// 303 to another page (after a successful POST).
+    Redirect(String),
+    /// A complete response (JSON, an asset), sent as is.
+    Raw(Response),
+}
+
+impl AdminReply {
+    /// A 200 page.
+    pub fn page(title: impl Into<String>, current: impl Into<String>, body: String) -> Self {
+        AdminReply::Page {
+            title: title.into(),
+            current: current.into(),
+            body,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// The same page with another status (422 for a refused form, 404 for an unknown entry).
+    pub fn with_status(self, new: StatusCode) -> Self {
+        match self {
+            AdminReply::Page {
+                title,
+                current,
+                body,
+                ..
+            } => AdminReply::Page {
+                title,
+                current,
+                body,
+                status: new,
+            },
+            other => other,
+        }
+    }
+
+    /// A plain-text answer with this status.
+    pub fn text(status: StatusCode, text: impl Into<String>) -> Self {
+        let mut response = Response::new(full(text.into()));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        AdminReply::Raw(response)
+    }
+
+    /// A JSON answer, with the admin's safe headers.
+    pub fn json(body: String) -> Self {
+        AdminReply::Raw(safe_response(
+            StatusCode::OK,
+            "application/json",
+            body.into_bytes(),
+        ))
+    }
+}
+
+/// A response with the admin's headers: no caching, no framing, a same-origin content policy.
+pub fn safe_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response {
+    let mut response = Response::new(full(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+    );
+    response
+}
+
+/// Submitted fields, from a form body or a query string.
+#[derive(Debug, Default, Clone)]
+pub struct Form(pub Vec<(String, String)>);
+
+impl Form {
+    pub fn parse(bytes: &[u8]) -> Form {
+        Form(url::form_urlencoded::parse(bytes).into_owned().collect())
+    }
+
+    /// The field's value, trimmed; `None` when it was not sent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    }
+
+    /// The field's value, trimmed; empty when it was not sent.
+    pub fn text(&self, name: &str) -> String {
+        self.get(name).unwrap_or_default().to_owned()
+    }
+
+    /// A checkbox: sent (with any value but "false") means on.
+    pub fn checked(&self, name: &str) -> bool {
+        self.get(name).is_some_and(|v| v != "false")
+    }
+
+    /// `?page=N`, 1-based; anything else is page 1.
+    pub fn page(&self) -> usize {
+        self.get("page")
+            .and_then(|p| p.parse().ok())
+            .filter(|&p| p >= 1)
+            .unwrap_or(1)
+    }
+}
+
+/// Why a submitted form was refused, field by field, plus what belongs to no one field.
+#[derive(Debug, Default, Clone)]
+pub struct FieldErrors {
+    pub general: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+impl FieldErrors {
+    pub fn set(&mut self, field: &str, message: impl Into<String>) {
+        self.fields.insert(field.to_owned(), message.into());
+    }
+
+    pub fn general(message: impl Into<String>) -> FieldErrors {
+        FieldErrors {
+            general: Some(message.into()),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Whether nothing was refused.
+    pub fn is_empty(&self) -> bool {
+        self.general.is_none() && self.fields.is_empty()
+    }
+
+    /// The message for `field`, shown beside its input.
+    pub fn field(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).map(String::as_str)
+    }
+
+    /// Places each problem of a config-center refusal beside the field it names when its path
+    /// is `scope`, optionally an index, then one of `fields` (e.g. scope
+    /// `plugins.exchange.bidders` places `plugins.exchange.bidders[2].endpoint` beside
+    /// `endpoint`); the rest goes above the form, with its place in the file.
+    pub fn from_refusal(refusal: &Refusal, scope: &str, fields: &[&str]) -> FieldErrors {
+        let mut errors = FieldErrors::default();
+        let mut general = Vec::new();
+        for problem in refusal.problems() {
+            let field = problem
+                .path
+                .strip_prefix(scope)
+                .map(strip_index)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .map(|rest| {
+                    rest.split(|c: char| c == '.' || c == '[')
+                        .next()
+                        .unwrap_or_default()
+                })
+                .filter(|field| fields.contains(field));
+            match field {
+                Some(field) if !errors.fields.contains_key(field) => {
+                    errors
+                        .fields
+                        .insert(field.to_owned(), problem.message.clone());
+                }
+                _ => general.push(problem.to_string()),
+            }
+        }
+        if refusal.problems().is_empty() {
+            general.push(refusal.to_string());
+        }
+        if !general.is_empty() {
+            errors.general = Some(general.join("\n"));
+        }
+        errors
+    }
+}
+
+/// `[12].rest` → `.rest`; anything else unchanged.
+fn strip_index(path: &str) -> &str {
+    match path.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        Some((index, rest)) if index.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => path,
+    }
+}
+
+/// Where a table's rows are in the list of all of them.
+#[derive(Debug, Clone)]
+pub struct Pager {
+    pub page: usize,
+    pub pages: usize,
+    pub total: usize,
+    /// The page's path, to which `?page=N` is appended.
+    pub path: String,
+}
+
+impl Pager {
+    /// The rows of page `page` (clamped to the last page) and where they sit.
+    pub fn slice<T>(rows: Vec<T>, page: usize, path: impl Into<String>) -> (Vec<T>, Pager) {
+        let total = rows.len();
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let page = page.clamp(1, pages);
+        let rows = rows
+            .into_iter()
+            .skip((page - 1) * PAGE_SIZE)
+            .take(PAGE_SIZE)
+            .collect();
+        (
+            rows,
+            Pager {
+                page,
+                pages,
+                total,
+                path: path.into(),
+            },
+        )
+    }
+
+    pub fn previous(&self) -> Option<usize> {
+        (self.page > 1).then(|| self.page - 1)
+    }
+
+    pub fn next(&self) -> Option<usize> {
+        (self.page < self.pages).then(|| self.page + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConfigError, ConfigErrors};
+
+    fn refusal(paths: &[(&str, &str)]) -> Refusal {
+        Refusal::Invalid(ConfigErrors(
+            paths
+                .iter()
+                .enumerate()
+                .map(|(i, (path, message))| ConfigError {
+                    file: "bourse.toml".into(),
+                    line: i + 3,
+                    column: 1,
+                    path: (*path).into(),
+                    message: (*message).into(),
+                })
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_refusal_lands_beside_the_field_it_names() {
+        let refused = refusal(&[
+            ("plugins.exchange.bidders[2].endpoint", "`x` is not a URL"),
+            ("plugins.exchange.fee", "must be a fraction in [0, 1)"),
+        ]);
+        let errors = FieldErrors::from_refusal(&refused, "plugins.exchange.bidders", &[
+            "name", "endpoint",
+        ]);
+        assert_eq!(errors.field("endpoint"), Some("`x` is not a URL"));
+        assert_eq!(errors.field("name"), None);
+        assert!(
+            errors
+                .general
+                .as_deref()
+                .unwrap()
+                .contains("bourse.toml:4:1: plugins.exchange.fee")
+        );
+        // A field the form does not have stays above the form.
+        let errors = FieldErrors::from_refusal(&refused, "plugins.exchange.bidders", &["name"]);
+        assert!(errors.general.unwrap().contains("endpoint"));
+    }
+
+    #[test]
+    fn a_field_of_a_plain_table_is_placed_too() {
+        let refused = refusal(&[("plugins.exchange.floors.exploration_share", "too big")]);
+        let errors = FieldErrors::from_refusal(&refused, "plugins.exchange.floors", &[
+            "exploration_share",
+        ]);
+        assert_eq!(errors.field("exploration_share"), Some("too big"));
+        assert!(errors.general.is_none());
+    }
+
+    #[test]
+    fn a_refusal_without_problems_is_shown_whole() {
+        let errors = FieldErrors::from_refusal(
+            &Refusal::Conflict("etcd changed".into()),
+            "plugins.exchange",
+            &["fee"],
+        );
+        assert!(errors.general.unwrap().contains("etcd changed"));
+    }
+
+    #[test]
+    fn pages_hold_twenty_rows_and_clamp() {
+        let (rows, pager) = Pager::slice((0..45).collect::<Vec<_>>(), 3, "/admin/x");
+        assert_eq!(rows, (40..45).collect::<Vec<_>>());
+        assert_eq!(
+            (pager.pages, pager.previous(), pager.next()),
+            (3, Some(2), None)
+        );
+        let (rows, pager) = Pager::slice((0..45).collect::<Vec<_>>(), 99, "/admin/x");
+        assert_eq!((rows.len(), pager.page), (5, 3));
+        let (rows, pager) = Pager::slice(Vec::<u8>::new(), 1, "/admin/x");
+        assert_eq!((rows.len(), pager.pages, pager.next()), (0, 1, None));
+    }
+}
