@@ -13,6 +13,7 @@ mod cli;
 mod cluster;
 mod config_watch;
 mod demo;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod lifecycle;
 mod misbehaving;
