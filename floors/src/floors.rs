@@ -191,6 +191,12 @@ impl Floors {
         self.shared.metrics.register(registry)
     }
 
+    /// Takes the floors' metrics out of `registry`, so that floors built later can register
+    /// theirs.
+    pub fn unregister(&self, registry: &prometheus::Registry) {
+        self.shared.metrics.unregister(registry);
+    }
+
     /// The snapshot in force: learned floors and the per-key report for admin pages.
     pub fn snapshot(&self) -> Arc<FloorTable> {
         self.shared.table.load_full()

@@ -47,4 +47,17 @@ impl FloorMetrics {
         registry.register(Box::new(self.dropped.clone()))?;
         registry.register(Box::new(self.explorations.clone()))
     }
+
+    /// Takes these metrics out of `registry` (when the floors are dropped for good).
+    pub(crate) fn unregister(&self, registry: &Registry) {
+        for collector in [
+            Box::new(self.learned_cpm.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.observations.clone()),
+            Box::new(self.dropped.clone()),
+            Box::new(self.explorations.clone()),
+        ] {
+            // Absent (never registered, or registered elsewhere): nothing to take out.
+            let _ = registry.unregister(collector);
+        }
+    }
 }

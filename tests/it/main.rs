@@ -20,5 +20,6 @@ mod misbehaving;
 mod notices;
 mod observability;
 mod otlp;
+mod plugins;
 mod profiling;
 mod support;

@@ -64,6 +64,9 @@ pub struct ExchangeState {
     pub(crate) floors: bourse_floors::Floors,
     /// Each partner's pool and limiter, by bidder name, with the settings they were built for.
     partners: parking_lot::Mutex<HashMap<String, PartnerLink>>,
+    /// Where this instance's learned-floor metrics are registered (none when another instance
+    /// exports them), to take them out at stop.
+    registry: Option<prometheus::Registry>,
 }
 
 /// A partner's connection pool and QPS limiter, kept while their settings do not change.
@@ -215,10 +218,10 @@ impl Plugin for ExchangePlugin {
         let reach = bourse_reach::start(config.reach.clone())
             .await
             .map_err(|e| PluginError(format!("reach: {e}")))?;
-        reach
-            .query
-            .register_metrics(ctx.metrics.registry())
-            .map_err(|e| PluginError(format!("reach metrics: {e}")))?;
+        match reach.query.register_metrics(ctx.metrics.registry()) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(PluginError(format!("reach metrics: {e}"))),
+        }
         let billing = bourse_reach::BillingDedup::from_config(&config.reach)
             .await
             .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
@@ -226,9 +229,18 @@ impl Plugin for ExchangePlugin {
             .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
         let (floors, learner) = bourse_floors::Floors::new(config.floors.clone())
             .map_err(|e| PluginError(format!("floors: {e}")))?;
-        floors
-            .register(ctx.metrics.registry())
-            .map_err(|e| PluginError(format!("floors metrics: {e}")))?;
+        let floors_exported = match floors.register(ctx.metrics.registry()) {
+            Ok(()) => true,
+            // Another exchange instance exports its learned floors under the same names.
+            Err(prometheus::Error::AlreadyReg) => {
+                tracing::warn!(
+                    plugin = &*ctx.name,
+                    "another exchange instance exports learned-floor metrics; this one's are not exported"
+                );
+                false
+            }
+            Err(e) => return Err(PluginError(format!("floors metrics: {e}"))),
+        };
         let lifetime = ctx.lifetime.clone();
         tokio::spawn(learner.run(async move { lifetime.cancelled().await }));
         Ok(ExchangeState {
@@ -249,6 +261,7 @@ impl Plugin for ExchangePlugin {
             },
             ledger,
             ledger_path: parking_lot::Mutex::new(config.tags.ledger_path.clone()),
+            registry: floors_exported.then(|| ctx.metrics.registry().clone()),
             partners: parking_lot::Mutex::new(HashMap::new()),
         })
     }
@@ -272,6 +285,9 @@ impl Plugin for ExchangePlugin {
     }
 
     async fn stop(&self, state: Arc<ExchangeState>) {
+        if let Some(registry) = &state.registry {
+            state.floors.unregister(registry);
+        }
         state.ledger.flush().await;
         let aggregator = state.reach.aggregator.lock().take();
         if let Some(aggregator) = aggregator

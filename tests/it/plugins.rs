@@ -1,0 +1,156 @@
+//! The exchange on the kernel's plugin contract: what lives for the instance (partners' pools
+//! and QPS limiters) survives an unrelated edit, instances are added and removed by a config
+//! apply under simulator load without a failed request, and a host-mounted instance answers only
+//! for its host.
+
+use crate::support::*;
+use bytes::Bytes;
+use http_body_util::Full;
+use std::path::Path;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+fn apply(ex: &Exchange, text: &str) -> impl Future<Output = bourse_kernel::ApplyReport> + '_ {
+    let running = ex.running.as_ref().unwrap();
+    let loaded = running
+        .load_config_str(text, "test.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    async move { running.apply(loaded).await.expect("the change applies") }
+}
+
+#[tokio::test]
+async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_setting_change() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
+    let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
+    assert_eq!(ex.auction(&banner_request("pool-1", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(partner.connections.load(SeqCst), 1);
+
+    // The fee has nothing to do with the partner's connections: the pool is kept.
+    let report = apply(&ex, &config("fee = 0.2", &[bidder("p", &partner, "")])).await;
+    assert_eq!(report.restarted, ["exchange"]);
+    assert_eq!(ex.auction(&banner_request("pool-2", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(
+        partner.connections.load(SeqCst),
+        1,
+        "the new generation reused the kept-alive connection"
+    );
+
+    // A pool setting changes: a new pool, a new connection.
+    let resized = bidder("p", &partner, "max_idle_connections = 7");
+    apply(&ex, &config("fee = 0.2", &[resized])).await;
+    assert_eq!(ex.auction(&banner_request("pool-3", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(partner.connections.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_partners_qps_tokens_survive_an_unrelated_edit() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
+    let limited = |fee: &str| config(fee, &[bidder("p", &partner, "qps = 1")]);
+    let ex = Exchange::start(&limited("")).await;
+    let throttled = "bourse_bidder_throttled_total{bidder=\"p\"}";
+    // The limiter allows one request a second. A fresh limiter would let the first auction
+    // after the edit through at once; the kept one has no token left until a second passed
+    // since the last request. Tried until one round fits well inside that second.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= 5, "no round fitted in a second on this machine");
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let asked = partner.request_count();
+        let started = Instant::now();
+        ex.auction(&banner_request("qps-a", &[("1", 0.1)])).await;
+        assert_eq!(partner.request_count(), asked + 1, "a full bucket lets one through");
+        let before = ex.metric(throttled).await;
+        apply(&ex, &limited(&format!("fee = 0.{rounds}"))).await;
+        ex.auction(&banner_request("qps-b", &[("1", 0.1)])).await;
+        if started.elapsed() >= Duration::from_millis(800) {
+            continue;
+        }
+        assert_eq!(
+            partner.request_count(),
+            asked + 1,
+            "the edit did not refill the partner's bucket"
+        );
+        assert_eq!(ex.metric(throttled).await, before + 1.0);
+        break;
+    }
+    // A new QPS cap is a new limiter, with its own full bucket.
+    let asked = partner.request_count();
+    apply(&ex, &config("", &[bidder("p", &partner, "qps = 2")])).await;
+    ex.auction(&banner_request("qps-c", &[("1", 0.1)])).await;
+    assert_eq!(partner.request_count(), asked + 1);
+}
+
+/// A second exchange instance, answering only for `second.example` with its own partner.
+fn second_instance(partner: &Partner) -> String {
+    format!(
+        "\n[plugins.second]\nkind = \"exchange\"\nmount = {{ hosts = [\"second.example\"] }}\n\
+         notice_secret = \"second-secret\"\npublic_url = \"http://second.example\"\n\n\
+         [[plugins.second.bidders]]\n{}\n",
+        bidder("only-second", partner, "")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_added_and_removed_under_simulator_load_fails_no_request() {
+    let mut scenario = bourse_sim::scenario::Scenario::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sim/scenarios/four-bidders.toml"),
+    )
+    .unwrap();
+    scenario.traffic.mode = bourse_sim::traffic::Mode::Open { rate: 200.0 };
+    scenario.traffic.duration_secs = Some(4.0);
+    scenario.traffic.warmup_secs = 0.0;
+    scenario.traffic.connections = 16;
+    let bidders = scenario.start_bidders().await.unwrap();
+    let base = bourse::sim::exchange_config(&scenario, &bidders).unwrap();
+    let base = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n{base}");
+    let ex = Exchange::start(&base).await;
+    let second = Partner::start(|r| Reply::Json(bids(r, "second-seat", &[("1", 3.0)]))).await;
+
+    let target = ex.url("/openrtb2/auction");
+    let traffic = scenario.traffic.clone();
+    let load = tokio::spawn(async move {
+        bourse_sim::traffic::run(&target, &traffic, 7, false)
+            .await
+            .unwrap()
+    });
+    let for_host = |host: &'static str, id: &str| {
+        http::Request::post(ex.url("/openrtb2/auction"))
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                serde_json::to_vec(&banner_request(id, &[("1", 0.1)])).unwrap(),
+            )))
+            .unwrap()
+    };
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let report = apply(&ex, &format!("{base}{}", second_instance(&second))).await;
+    assert_eq!(report.added, ["second"]);
+    assert_eq!(report.unchanged, ["exchange"]);
+    // The new instance answers for its host only; every other host still gets the first one.
+    let (status, _, body) = ex.send(for_host("second.example", "to-second")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["seatbid"][0]["seat"], "second-seat");
+    let (_, _, body) = ex.send(for_host("first.example", "to-first")).await;
+    assert!(!String::from_utf8_lossy(&body).contains("second-seat"));
+    assert_eq!(second.request_count(), 1, "only the host-mounted request reached it");
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let report = apply(&ex, &base).await;
+    assert_eq!(report.removed, ["second"]);
+    // Its host now falls through to the first instance, and its partner is asked no more.
+    let (_, _, body) = ex.send(for_host("second.example", "gone")).await;
+    assert!(!String::from_utf8_lossy(&body).contains("second-seat"));
+    assert_eq!(second.request_count(), 1);
+
+    let report = load.await.unwrap();
+    assert!(report.counts.sent > 400, "{:?}", report.counts);
+    assert_eq!(
+        report.counts.errors.total(),
+        0,
+        "no simulated request failed: {:?}",
+        report.counts.errors
+    );
+}
