@@ -343,9 +343,8 @@ mod tests {
             ("plugins.exchange.bidders[2].endpoint", "`x` is not a URL"),
             ("plugins.exchange.fee", "must be a fraction in [0, 1)"),
         ]);
-        let errors = FieldErrors::from_refusal(&refused, "plugins.exchange.bidders", &[
-            "name", "endpoint",
-        ]);
+        let errors =
+            FieldErrors::from_refusal(&refused, "plugins.exchange.bidders", &["name", "endpoint"]);
         assert_eq!(errors.field("endpoint"), Some("`x` is not a URL"));
         assert_eq!(errors.field("name"), None);
         assert!(
@@ -363,9 +362,8 @@ mod tests {
     #[test]
     fn a_field_of_a_plain_table_is_placed_too() {
         let refused = refusal(&[("plugins.exchange.floors.exploration_share", "too big")]);
-        let errors = FieldErrors::from_refusal(&refused, "plugins.exchange.floors", &[
-            "exploration_share",
-        ]);
+        let errors =
+            FieldErrors::from_refusal(&refused, "plugins.exchange.floors", &["exploration_share"]);
         assert_eq!(errors.field("exploration_share"), Some("too big"));
         assert!(errors.general.is_none());
     }

@@ -22,6 +22,9 @@ pub enum BodyError {
     /// The connection failed or the client sent a malformed body.
     #[error("request body could not be read: {0}")]
     Read(String),
+    /// The client took longer than `[server.connections] body_timeout_ms` to send it.
+    #[error("{0}")]
+    Timeout(crate::BodyTimeout),
 }
 
 impl BodyError {
@@ -32,6 +35,7 @@ impl BodyError {
             BodyError::BadGzip(_) => StatusCode::BAD_REQUEST,
             BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -42,6 +46,7 @@ impl BodyError {
             BodyError::BadGzip(_) => "bad_gzip",
             BodyError::UnsupportedEncoding(_) => "unsupported_encoding",
             BodyError::Read(_) => "body_read",
+            BodyError::Timeout(_) => "body_timeout",
         }
     }
 
@@ -100,7 +105,12 @@ where
     let raw = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<LengthLimitError>() => return Err(BodyError::TooLarge { limit }),
-        Err(error) => return Err(BodyError::Read(error.to_string())),
+        Err(error) => {
+            return Err(match error.downcast_ref::<crate::BodyTimeout>() {
+                Some(timeout) => BodyError::Timeout(*timeout),
+                None => BodyError::Read(error.to_string()),
+            });
+        }
     };
     match encoding {
         Encoding::Identity => Ok(raw),

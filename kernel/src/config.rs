@@ -12,9 +12,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::Mount;
-use crate::routes::MountPoint;
+use crate::access::AccessConfig;
 use crate::etcd::EtcdConfig;
+use crate::limits::ConnectionsConfig;
 use crate::plugin::{AnyConfig, ErasedPlugin, ParseOutcome, PathSegment, segments};
+use crate::routes::MountPoint;
 
 /// `[server]`: where to listen and how long to wait for in-flight work.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -33,6 +35,10 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// `[server.etcd]`: share the config through etcd (see `etcd.rs`). Absent: no etcd.
     pub etcd: Option<EtcdConfig>,
+    /// `[server.connections]`: connection and request limits and timeouts.
+    pub connections: ConnectionsConfig,
+    /// `[server.access]`: trusted proxies and who may read `/metrics`.
+    pub access: AccessConfig,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +50,8 @@ impl Default for ServerConfig {
             watch_config: true,
             audit_log: None,
             etcd: None,
+            connections: ConnectionsConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -120,7 +128,10 @@ impl LoadedConfig {
 
     /// The raw `[plugins.<name>]` table, when the config runs that instance.
     pub fn plugin_table(&self, name: &str) -> Option<&toml::Table> {
-        self.plugins.iter().find(|p| &*p.name == name).map(|p| &p.raw)
+        self.plugins
+            .iter()
+            .find(|p| &*p.name == name)
+            .map(|p| &p.raw)
     }
 
     /// The names of the plugin instances this config runs.
@@ -269,6 +280,12 @@ pub(crate) fn load_str(
                     for (path, message) in parsed.etcd.iter().flat_map(EtcdConfig::problems) {
                         errors.push(&path_of(&format!("server.etcd.{path}")), message);
                     }
+                    for (path, message) in parsed.connections.problems() {
+                        errors.push(&path_of(&format!("server.connections.{path}")), message);
+                    }
+                    for (path, message) in parsed.access.problems() {
+                        errors.push(&path_of(&format!("server.access.{path}")), message);
+                    }
                     if parsed.etcd.is_some() && !cfg!(feature = "etcd") {
                         errors.push(&path_of("server.etcd"), crate::etcd::NOT_BUILT_IN);
                     }
@@ -310,9 +327,7 @@ pub(crate) fn load_str(
             PathSegment::Key("plugins".into()),
             PathSegment::Key(name.clone()),
         ];
-        let at = |field: &str| -> Vec<PathSegment> {
-            [base.clone(), parse_path(field)].concat()
-        };
+        let at = |field: &str| -> Vec<PathSegment> { [base.clone(), parse_path(field)].concat() };
         if let Some(problem) = instance_name_problem(&name) {
             errors.push(&base, problem);
             continue;
@@ -353,7 +368,12 @@ pub(crate) fn load_str(
             let (path, what) = if raw.contains_key("kind") {
                 (at("kind"), format!("unknown plugin kind `{kind_name}`"))
             } else {
-                (base.clone(), format!("unknown plugin `{kind_name}` (set `kind` to run a registered kind under another name)"))
+                (
+                    base.clone(),
+                    format!(
+                        "unknown plugin `{kind_name}` (set `kind` to run a registered kind under another name)"
+                    ),
+                )
             };
             errors.push(&path, format!("{what}; registered kinds: {known}"));
             continue;
@@ -374,7 +394,11 @@ pub(crate) fn load_str(
         }
         for point in mount.points() {
             if let Some(other) = mounted.insert(point.clone(), name.clone()) {
-                let field = if raw.contains_key("mount") { at("mount") } else { base.clone() };
+                let field = if raw.contains_key("mount") {
+                    at("mount")
+                } else {
+                    base.clone()
+                };
                 errors.push(
                     &field,
                     format!("`{}` is already mounted by plugin `{other}`", point.label()),

@@ -102,8 +102,8 @@ impl Host {
             }
         }
 
-        let started = futures_util::future::join_all(to_start.into_iter().map(
-            |(mut config, existing)| {
+        let started =
+            futures_util::future::join_all(to_start.into_iter().map(|(mut config, existing)| {
                 let config_dir = config_dir.clone();
                 let instance = existing.map(|index| &current[index]);
                 let typed = config.typed.take();
@@ -116,9 +116,8 @@ impl Host {
                     };
                     (config, existing, outcome)
                 }
-            },
-        ))
-        .await;
+            }))
+            .await;
 
         let mut pending = Vec::new();
         let mut failures = Vec::new();
@@ -130,10 +129,9 @@ impl Host {
                     fresh,
                     generation,
                 }),
-                Err(error) => failures.push(format!(
-                    "plugin {} failed to start: {error}",
-                    config.name
-                )),
+                Err(error) => {
+                    failures.push(format!("plugin {} failed to start: {error}", config.name))
+                }
             }
         }
         if !failures.is_empty() {
@@ -149,7 +147,8 @@ impl Host {
 
         // Commit: nothing below can fail.
         let mut old_generations = Vec::new();
-        let mut next: Vec<Option<Instance>> = std::mem::take(current).into_iter().map(Some).collect();
+        let mut next: Vec<Option<Instance>> =
+            std::mem::take(current).into_iter().map(Some).collect();
         let mut removed = Vec::new();
         for (index, kept) in keep.iter().enumerate() {
             if !kept {
@@ -269,7 +268,12 @@ impl Host {
                 match generation {
                     Ok(generation) => Ok((generation, Some((state, lifetime)))),
                     Err(error) => {
-                        self.stop_instance(config.name.clone(), config.kind.clone(), state, lifetime);
+                        self.stop_instance(
+                            config.name.clone(),
+                            config.kind.clone(),
+                            state,
+                            lifetime,
+                        );
                         Err(error)
                     }
                 }
@@ -443,7 +447,11 @@ impl Host {
                 .lock()
                 .retain(|g| !Arc::ptr_eq(g, &generation));
             draining.dec();
-            tracing::info!(plugin = &*plugin, generation = number, "plugin generation retired");
+            tracing::info!(
+                plugin = &*plugin,
+                generation = number,
+                "plugin generation retired"
+            );
         }
     }
 
@@ -513,7 +521,11 @@ impl PluginDirectory {
 
     /// The instance named `name`, if it runs.
     pub fn get(&self, name: &str) -> Option<PluginEntry> {
-        self.entries.load().iter().find(|e| &*e.name == name).cloned()
+        self.entries
+            .load()
+            .iter()
+            .find(|e| &*e.name == name)
+            .cloned()
     }
 
     fn publish(&self, current: &[Instance]) {
@@ -526,7 +538,12 @@ impl PluginDirectory {
                     kind: manifest.kind.clone(),
                     version: manifest.version.clone(),
                     description: manifest.description.clone(),
-                    mounts: instance.mount.points().iter().map(MountPoint::label).collect(),
+                    mounts: instance
+                        .mount
+                        .points()
+                        .iter()
+                        .map(MountPoint::label)
+                        .collect(),
                     generation: instance.generation.clone(),
                 }
             })

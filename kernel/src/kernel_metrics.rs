@@ -1,7 +1,7 @@
 //! The kernel's own metrics: requests by mount and status class, plugin generations, states
 //! and in-flight requests, config applies, and gauges of the tokio runtime.
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::Metrics;
 
@@ -17,6 +17,10 @@ pub(crate) struct KernelMetrics {
     /// Unix time the config in force was applied.
     pub(crate) config_applied_at: IntGauge,
     pub(crate) runtime: RuntimeGauges,
+    pub(crate) connections_open: IntGauge,
+    pub(crate) connections_refused: IntCounter,
+    pub(crate) connections_idle_closed: IntCounter,
+    pub(crate) overloaded: IntCounter,
 }
 
 /// Gauges of the tokio runtime that serves requests, read at scrape time.
@@ -104,7 +108,22 @@ impl KernelMetrics {
                 "Unix time the config in force was applied",
             )?)?,
             runtime: RuntimeGauges::register(metrics)?,
+            connections_open: metrics.register(IntGauge::new(
+                "bourse_kernel_connections_open",
+                "Client connections open now",
+            )?)?,
+            connections_refused: metrics.register(IntCounter::new(
+                "bourse_kernel_connections_refused_total",
+                "Connections answered 503 and closed because [server.connections] max were open",
+            )?)?,
+            connections_idle_closed: metrics.register(IntCounter::new(
+                "bourse_kernel_connections_idle_closed_total",
+                "Connections closed after idle_timeout_ms with no request and no traffic",
+            )?)?,
+            overloaded: metrics.register(IntCounter::new(
+                "bourse_kernel_overloaded_total",
+                "Requests given the overload answer because max_inflight were being handled",
+            )?)?,
         })
     }
 }
-

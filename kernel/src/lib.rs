@@ -3,6 +3,7 @@
 //! and removes instances and swaps their generations without dropping a request, and hands
 //! every plugin the shared services and the admin shell's contract. It knows nothing of ads.
 
+mod access;
 pub mod admin;
 mod assets;
 mod audit;
@@ -12,6 +13,7 @@ mod config;
 mod etcd;
 mod host;
 mod kernel_metrics;
+mod limits;
 mod logging;
 mod metrics;
 mod otlp;
@@ -23,6 +25,7 @@ mod serve;
 mod time;
 mod watch;
 
+pub use access::{AccessConfig, ClientAddr, PeerAddr};
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};
@@ -30,11 +33,12 @@ pub use center::{ConfigCenter, Refusal, plugin_table};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use etcd::EtcdConfig;
 pub use host::{ApplyReport, PluginDirectory, PluginEntry};
+pub use limits::ConnectionsConfig;
 pub use logging::{Telemetry, init_logging};
 pub use metrics::Metrics;
 pub use otlp::{OtlpConfig, TRACE_TARGET};
 pub use plugin::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError};
-pub use request::{Request, RequestBody};
+pub use request::{BodyTimeout, Request, RequestBody};
 pub use routes::{Mount, MountedAt};
 pub use running::{Kernel, KernelBuilder, Running};
 pub use time::{civil_from_days, utc_datetime};
@@ -45,9 +49,6 @@ use http_body_util::{BodyExt, Empty, Full};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The response body type every handler returns.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;
-/// The TCP peer of the connection a request came on, in the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub std::net::SocketAddr);
 /// A response as a plugin hands it back.
 pub type Response = http::Response<Body>;
 

@@ -46,6 +46,24 @@ pub trait Handler: Send + Sync + 'static {
     fn admin(&self) -> Option<&dyn AdminSection> {
         None
     }
+
+    /// The answer to a request that arrives while the server already handles
+    /// `[server.connections] max_inflight` requests: it must be cheap (the request is not
+    /// handled). 503 with `Retry-After` unless a plugin knows better (an exchange answers "no
+    /// bid").
+    fn overloaded(&self, _req: &Request) -> Response {
+        overloaded_response()
+    }
+}
+
+/// 503 `{"error":"overloaded"}` with `Retry-After: 1`.
+pub(crate) fn overloaded_response() -> Response {
+    let mut response = crate::error_response(http::StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// A compiled-in plugin kind.

@@ -2,11 +2,14 @@
 //! memory, so a test, the WebAssembly host or another plugin can build a request without a
 //! socket, and every handler reads both the same way (`read_body`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
 
 use crate::BoxError;
 
@@ -15,26 +18,50 @@ pub type Request = http::Request<RequestBody>;
 
 /// The body of a [`Request`].
 #[derive(Debug)]
-pub enum RequestBody {
-    /// Streamed from a client connection.
-    Incoming(hyper::body::Incoming),
+pub struct RequestBody(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    /// Streamed from a client connection, which must send all of it by `deadline`.
+    Incoming {
+        body: hyper::body::Incoming,
+        deadline: Instant,
+        timeout: Duration,
+        /// Made the first time the client keeps us waiting.
+        timer: Option<Pin<Box<Sleep>>>,
+    },
     /// Bytes already in memory; `None` once they were read.
     Full(Option<Bytes>),
 }
 
+/// The client did not send the whole body in time (`[server.connections] body_timeout_ms`).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
 impl RequestBody {
     /// A body with no bytes.
     pub fn empty() -> Self {
-        RequestBody::Full(None)
+        RequestBody(Inner::Full(None))
+    }
+
+    /// A connection's body, which must arrive within `timeout` from now.
+    pub(crate) fn streamed(body: hyper::body::Incoming, timeout: Duration) -> Self {
+        RequestBody(Inner::Incoming {
+            body,
+            deadline: Instant::now() + timeout,
+            timeout,
+            timer: None,
+        })
     }
 }
 
 impl From<Bytes> for RequestBody {
     fn from(bytes: Bytes) -> Self {
         if bytes.is_empty() {
-            RequestBody::Full(None)
+            RequestBody(Inner::Full(None))
         } else {
-            RequestBody::Full(Some(bytes))
+            RequestBody(Inner::Full(Some(bytes)))
         }
     }
 }
@@ -57,12 +84,6 @@ impl From<String> for RequestBody {
     }
 }
 
-impl From<hyper::body::Incoming> for RequestBody {
-    fn from(body: hyper::body::Incoming) -> Self {
-        RequestBody::Incoming(body)
-    }
-}
-
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -71,25 +92,38 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            RequestBody::Incoming(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|result| result.map_err(Into::into))),
-            RequestBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        match &mut self.get_mut().0 {
+            Inner::Incoming {
+                body,
+                deadline,
+                timeout,
+                timer,
+            } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(frame) => Poll::Ready(frame.map(|r| r.map_err(Into::into))),
+                Poll::Pending => {
+                    let timer =
+                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                    match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(*timeout))))),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            },
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Incoming(body) => body.is_end_stream(),
-            RequestBody::Full(bytes) => bytes.is_none(),
+        match &self.0 {
+            Inner::Incoming { body, .. } => body.is_end_stream(),
+            Inner::Full(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Incoming(body) => body.size_hint(),
-            RequestBody::Full(bytes) => {
+        match &self.0 {
+            Inner::Incoming { body, .. } => body.size_hint(),
+            Inner::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
         }

@@ -79,7 +79,10 @@ impl Mount {
         let mut problems = Vec::new();
         for (i, path) in self.paths.iter().enumerate() {
             if !path.starts_with('/') {
-                problems.push((format!("paths[{i}]"), "a path prefix starts with `/`".into()));
+                problems.push((
+                    format!("paths[{i}]"),
+                    "a path prefix starts with `/`".into(),
+                ));
             } else if path.contains(['?', '#', ' ']) {
                 problems.push((
                     format!("paths[{i}]"),
@@ -106,7 +109,9 @@ fn host_problem(host: &str) -> Option<&'static str> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     (!valid).then_some("a host is a DNS name such as `courses.example.com` or `*.example.com`, without port or scheme")
 }
@@ -296,7 +301,10 @@ impl RouteTable {
     pub(crate) fn resolve<B>(&self, req: &http::Request<B>) -> Option<&Route> {
         let path = req.uri().path();
         if !self.by_host {
-            return self.routes.iter().find(|r| matches_prefix(&r.point.prefix, path));
+            return self
+                .routes
+                .iter()
+                .find(|r| matches_prefix(&r.point.prefix, path));
         }
         let host = request_host(req);
         self.routes
@@ -378,18 +386,12 @@ mod tests {
             request_host(&req("Courses.Example.com:8080")).as_deref(),
             Some("courses.example.com")
         );
-        assert_eq!(
-            request_host(&req("[::1]:8080")).as_deref(),
-            Some("[::1]")
-        );
+        assert_eq!(request_host(&req("[::1]:8080")).as_deref(), Some("[::1]"));
         let absolute = http::Request::builder()
             .uri("http://Shop.example.com:81/x")
             .body(())
             .unwrap();
-        assert_eq!(
-            request_host(&absolute).as_deref(),
-            Some("shop.example.com")
-        );
+        assert_eq!(request_host(&absolute).as_deref(), Some("shop.example.com"));
     }
 
     #[test]

@@ -300,7 +300,9 @@ impl Running {
     async fn apply_inner(&self, config: LoadedConfig, who: &str) -> Result<ApplyReport, Refusal> {
         let mut state = self.state.lock().await;
         if self.host.shared.shutting_down.load(Ordering::Acquire) {
-            return Err(Refusal::Unavailable("the server is shutting down".to_owned()));
+            return Err(Refusal::Unavailable(
+                "the server is shutting down".to_owned(),
+            ));
         }
         let LoadedConfig {
             server,
@@ -339,6 +341,10 @@ impl Running {
         shared
             .watch_config
             .store(server.watch_config, Ordering::Release);
+        shared.limits.store(Arc::new(server.connections.clone()));
+        shared
+            .access
+            .store(Arc::new(crate::access::Access::new(&server.access)));
         state.server = server;
         if source.is_some() {
             state.source = source;

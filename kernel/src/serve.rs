@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -13,14 +13,15 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{Access, ClientAddr};
 use crate::config::ServerConfig;
 use crate::host::{PluginDirectory, PluginEntry, inflight_totals};
 use crate::kernel_metrics::KernelMetrics;
+use crate::limits::{Activity, ConnectionsConfig, RequestGuard, Tracked};
 use crate::routes::{Generation, RouteTable, StatusCounters};
 use crate::{Metrics, PeerAddr, Request, RequestBody, Response, error_response, full};
 
@@ -40,6 +41,33 @@ pub(crate) struct Shared {
     pub(crate) draining: parking_lot::Mutex<Vec<Arc<Generation>>>,
     /// Every running instance (including those that mount no path).
     pub(crate) directory: PluginDirectory,
+    /// `[server.connections]` in force (a change applies to connections opened after it).
+    pub(crate) limits: ArcSwap<ConnectionsConfig>,
+    /// `[server.access]` in force.
+    pub(crate) access: ArcSwap<Access>,
+    pub(crate) open_connections: AtomicUsize,
+    /// Requests being handled, against `limits.max_inflight`.
+    inflight: AtomicUsize,
+}
+
+/// One request counted against `[server.connections] max_inflight`.
+struct InflightSlot<'a>(&'a AtomicUsize);
+
+impl<'a> InflightSlot<'a> {
+    fn take(shared: &'a Shared) -> Option<Self> {
+        let max = shared.limits.load().max_inflight;
+        if shared.inflight.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.inflight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InflightSlot(&shared.inflight))
+    }
+}
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Shared {
@@ -64,6 +92,10 @@ impl Shared {
             unrouted,
             draining: parking_lot::Mutex::new(Vec::new()),
             directory: PluginDirectory::default(),
+            limits: ArcSwap::from_pointee(server.connections.clone()),
+            access: ArcSwap::from_pointee(Access::new(&server.access)),
+            open_connections: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
         });
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         // The runtime the kernel starts on is the one serving; `start` is async, so it exists.
@@ -91,12 +123,16 @@ impl Shared {
         // Instances removed since the last scrape disappear rather than keep their last value.
         self.kernel.inflight.reset();
         for (plugin, total) in totals {
-            self.kernel.inflight.with_label_values(&[&plugin]).set(total);
+            self.kernel
+                .inflight
+                .with_label_values(&[&plugin])
+                .set(total);
         }
     }
 
     pub(crate) async fn handle(&self, req: Request) -> Response {
         match req.uri().path() {
+            // Never turned away: health must be answerable when the server is saturated.
             "/metrics" | "/healthz" | "/readyz" => {
                 let response = self.builtin(&req);
                 self.builtin.record(response.status());
@@ -104,6 +140,10 @@ impl Shared {
             }
             _ => {}
         }
+        let _inflight = match InflightSlot::take(self) {
+            Some(slot) => slot,
+            None => return self.overloaded(&req),
+        };
         let table = self.routes.load_full();
         let Some(route) = table.resolve(&req) else {
             self.unrouted.record(StatusCode::NOT_FOUND);
@@ -131,6 +171,21 @@ impl Shared {
         response
     }
 
+    /// The answer to a request beyond `max_inflight`: its plugin's overload answer, without
+    /// handling it.
+    fn overloaded(&self, req: &Request) -> Response {
+        self.kernel.overloaded.inc();
+        let table = self.routes.load();
+        let response = match table.resolve(req) {
+            Some(route) => route.generation.handler.overloaded(req),
+            None => crate::plugin::overloaded_response(),
+        };
+        if let Some(route) = table.resolve(req) {
+            route.counters.record(response.status());
+        }
+        response
+    }
+
     fn builtin(&self, req: &Request) -> Response {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
@@ -145,11 +200,26 @@ impl Shared {
             response
         };
         match req.uri().path() {
-            "/metrics" => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.render(),
-            ),
+            "/metrics" => {
+                let client = req
+                    .extensions()
+                    .get::<ClientAddr>()
+                    .copied()
+                    .unwrap_or(ClientAddr(std::net::Ipv4Addr::LOCALHOST.into()));
+                if !self.access.load().may_read_metrics(client, req.headers()) {
+                    let mut refused = error_response(StatusCode::UNAUTHORIZED, "unauthorized");
+                    refused.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer realm=\"metrics\""),
+                    );
+                    return refused;
+                }
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
+            }
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".to_owned()),
             _ if self.ready.load(Ordering::Acquire) => {
                 text(StatusCode::OK, "text/plain", "ready\n".to_owned())
@@ -164,14 +234,11 @@ impl Shared {
 }
 
 /// Accepts connections until `stop`, then shuts them down gracefully within the grace period.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -188,32 +255,34 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop
                         continue;
                     }
                 };
+                let limits = shared.limits.load_full();
+                let Some(slot) = ConnectionSlot::take(&shared, limits.max) else {
+                    shared.kernel.connections_refused.inc();
+                    connections.spawn(refuse_connection(stream));
+                    continue;
+                };
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
-                let shared = shared.clone();
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    let mut req = req.map(RequestBody::Incoming);
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    async move { Ok::<_, Infallible>(shared.handle(req).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, error = %error, "connection ended with an error");
-                    }
-                });
+                connections.spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    limits,
+                    stop.clone(),
+                    slot,
+                ));
             }
         }
     }
     drop(listener);
     let grace = Duration::from_millis(shared.shutdown_grace_ms.load(Ordering::Acquire));
-    let open = graceful.count();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
+    let open = connections.len();
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         tracing::warn!(
             grace_ms = grace.as_millis() as u64,
@@ -226,3 +295,101 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop
     while connections.join_next().await.is_some() {}
 }
 
+/// One open connection counted against `[server.connections] max`.
+struct ConnectionSlot(Arc<Shared>);
+
+impl ConnectionSlot {
+    fn take(shared: &Arc<Shared>, max: usize) -> Option<Self> {
+        if shared.open_connections.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.open_connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        shared.kernel.connections_open.inc();
+        Some(ConnectionSlot(shared.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.kernel.connections_open.dec();
+    }
+}
+
+/// A connection past the limit: one short 503 and close, without reading the request.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let answer = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(answer).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Serves one connection until it ends, the process stops (graceful), or it sits idle.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    limits: Arc<ConnectionsConfig>,
+    stop: CancellationToken,
+    _slot: ConnectionSlot,
+) {
+    let activity = Activity::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.header_timeout_ms));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(limits.http2_keepalive_ms))
+        .keep_alive_timeout(Duration::from_millis(limits.http2_keepalive_ms))
+        .max_concurrent_streams(limits.http2_max_streams);
+    let body_timeout = limits.body_timeout();
+    let service_activity = activity.clone();
+    let service_shared = shared.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let shared = service_shared.clone();
+        let guard = RequestGuard::enter(&service_activity);
+        let mut req = req.map(|body| RequestBody::streamed(body, body_timeout));
+        let client = shared.access.load().client(peer.ip(), req.headers());
+        req.extensions_mut().insert(PeerAddr(peer));
+        req.extensions_mut().insert(client);
+        async move {
+            let response = shared.handle(req).await;
+            drop(guard);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let idle = limits.idle_timeout();
+    let mut watchdog = tokio::time::interval(idle / 4);
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%peer, error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = watchdog.tick(), if !closing => {
+                if activity.idle_for(idle) {
+                    shared.kernel.connections_idle_closed.inc();
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}

@@ -216,5 +216,4 @@ impl Running {
             }
         }
     }
-
 }

@@ -366,4 +366,3 @@ impl EtcdLink {
         }
     }
 }
-

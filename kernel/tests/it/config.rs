@@ -237,5 +237,9 @@ fn etcd_settings_in_a_build_without_etcd_say_how_to_get_it() {
     let found = errors("[server.etcd]\nkey = \"/bourse/config\"\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].path.as_str(), found[0].line), ("server.etcd", 1));
-    assert!(found[0].message.contains("--features etcd"), "{}", found[0].message);
+    assert!(
+        found[0].message.contains("--features etcd"),
+        "{}",
+        found[0].message
+    );
 }

@@ -10,7 +10,8 @@ use http_body_util::Full;
 
 use crate::support::{BASE, Probe, client, get, kernel, send, start, within};
 
-const GAMMA: &str = "\n[plugins.gamma]\nkind = \"alpha\"\nmount = { paths = [\"/g/\"] }\nreply = \"G\"\n";
+const GAMMA: &str =
+    "\n[plugins.gamma]\nkind = \"alpha\"\nmount = { paths = [\"/g/\"] }\nreply = \"G\"\n";
 
 #[tokio::test]
 async fn a_new_table_starts_an_instance_and_a_removed_one_drains_and_stops_it() {
@@ -68,7 +69,10 @@ async fn a_new_table_starts_an_instance_and_a_removed_one_drains_and_stops_it() 
     running.shutdown().await;
     // Every instance is stopped at shutdown.
     let events = probe.events();
-    assert!(events.iter().any(|e| e.starts_with("stop alpha after")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("stop alpha after")),
+        "{events:?}"
+    );
     assert!(events.iter().any(|e| e == "ended beta"), "{events:?}");
 }
 
@@ -95,12 +99,20 @@ async fn a_host_mounted_instance_answers_only_for_its_host() {
     // Another host gets the path-mounted instances, or nothing.
     let (_, body) = send(&client, with_host("other.example.com", "/x/a")).await;
     assert_eq!(body, "alpha gen1 A /x/a");
-    assert_eq!(send(&client, with_host("other.example.com", "/anything")).await.0, 404);
+    assert_eq!(
+        send(&client, with_host("other.example.com", "/anything"))
+            .await
+            .0,
+        404
+    );
     // A wildcard host matches subdomains, on its path only.
     let (_, body) = send(&client, with_host("a.example.org", "/w/1")).await;
     assert_eq!(body, "wild gen1 W /w/1");
     assert_eq!(send(&client, with_host("example.org", "/w/1")).await.0, 404);
-    assert_eq!(send(&client, with_host("a.example.org", "/v/1")).await.0, 404);
+    assert_eq!(
+        send(&client, with_host("a.example.org", "/v/1")).await.0,
+        404
+    );
     // The plugin learns which prefix mounted the request.
     let (_, body) = send(&client, with_host("shop.example.com", "/x/state")).await;
     assert!(body.ends_with("mounted=Some(\"/\")"), "{body}");
@@ -118,7 +130,10 @@ async fn state_outlives_generations_and_takes_config_only_when_the_apply_commits
         get(&client, addr, "/x/a").await;
     }
     let (_, body) = get(&client, addr, "/x/state").await;
-    assert_eq!(body, "alpha gen1 served=4 committed=A mounted=Some(\"/x/\")");
+    assert_eq!(
+        body,
+        "alpha gen1 served=4 committed=A mounted=Some(\"/x/\")"
+    );
 
     // An apply that fails (beta cannot start) changes nothing, not even alpha's state.
     let failing = BASE
@@ -128,9 +143,15 @@ async fn state_outlives_generations_and_takes_config_only_when_the_apply_commits
         .apply(running.load_config_str(&failing, "f.toml").unwrap())
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("plugin beta failed to start"), "{error}");
+    assert!(
+        error.to_string().contains("plugin beta failed to start"),
+        "{error}"
+    );
     let (_, body) = get(&client, addr, "/x/state").await;
-    assert_eq!(body, "alpha gen1 served=5 committed=A mounted=Some(\"/x/\")");
+    assert_eq!(
+        body,
+        "alpha gen1 served=5 committed=A mounted=Some(\"/x/\")"
+    );
 
     // One that commits gives the new generation the same state, with the new config in it.
     running
@@ -142,9 +163,16 @@ async fn state_outlives_generations_and_takes_config_only_when_the_apply_commits
         .await
         .unwrap();
     let (_, body) = get(&client, addr, "/x/state").await;
-    assert_eq!(body, "alpha gen2 served=6 committed=A3 mounted=Some(\"/x/\")");
+    assert_eq!(
+        body,
+        "alpha gen2 served=6 committed=A3 mounted=Some(\"/x/\")"
+    );
     let events = probe.events();
-    assert_eq!(events.iter().filter(|e| *e == "init alpha").count(), 1, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "init alpha").count(),
+        1,
+        "{events:?}"
+    );
     running.shutdown().await;
 }
 
@@ -152,13 +180,21 @@ async fn state_outlives_generations_and_takes_config_only_when_the_apply_commits
 async fn config_is_prepared_once_per_load_and_not_again_to_start() {
     let probe = Probe::new();
     let running = start(&probe, BASE).await;
-    assert_eq!(probe.prepares.load(Ordering::SeqCst), 2, "alpha and beta at start");
+    assert_eq!(
+        probe.prepares.load(Ordering::SeqCst),
+        2,
+        "alpha and beta at start"
+    );
     let config = running
         .load_config_str(&BASE.replace("reply = \"A\"", "reply = \"A2\""), "p.toml")
         .unwrap();
     assert_eq!(probe.prepares.load(Ordering::SeqCst), 4);
     running.apply(config).await.unwrap();
-    assert_eq!(probe.prepares.load(Ordering::SeqCst), 4, "apply prepared nothing again");
+    assert_eq!(
+        probe.prepares.load(Ordering::SeqCst),
+        4,
+        "apply prepared nothing again"
+    );
     running.shutdown().await;
 }
 
@@ -179,7 +215,10 @@ async fn a_config_center_edit_applies_or_comes_back_refused_with_its_place() {
 
     let (status, body) = get(&client, addr, "/x/set-reply/bad").await;
     assert_eq!(status.as_u16(), 422);
-    assert!(body.starts_with("plugins.alpha.bidders[0].endpoint @"), "{body}");
+    assert!(
+        body.starts_with("plugins.alpha.bidders[0].endpoint @"),
+        "{body}"
+    );
     assert_eq!(get(&client, addr, "/x/a").await.1, "alpha gen2 edited /x/a");
     center.abort();
 }
@@ -188,24 +227,28 @@ fn refused(text: &str) -> Vec<(String, String)> {
     let probe = Probe::new();
     match kernel(&probe).load_config_str(text, "t.toml") {
         Ok(_) => panic!("should be refused:\n{text}"),
-        Err(errors) => errors
-            .0
-            .into_iter()
-            .map(|e| (e.path, e.message))
-            .collect(),
+        Err(errors) => errors.0.into_iter().map(|e| (e.path, e.message)).collect(),
     }
 }
 
 #[test]
 fn instance_tables_are_checked_where_they_are_written() {
-    let clash = refused(&format!("{BASE}\n[plugins.twin]\nkind = \"alpha\"\nmount = {{ paths = [\"/x/\"] }}\n"));
+    let clash = refused(&format!(
+        "{BASE}\n[plugins.twin]\nkind = \"alpha\"\nmount = {{ paths = [\"/x/\"] }}\n"
+    ));
     assert_eq!(clash.len(), 1, "{clash:?}");
     assert_eq!(clash[0].0, "plugins.twin.mount");
-    assert!(clash[0].1.contains("already mounted by plugin `alpha`"), "{clash:?}");
+    assert!(
+        clash[0].1.contains("already mounted by plugin `alpha`"),
+        "{clash:?}"
+    );
 
     let unknown = refused("[plugins.delta]\nreply = \"D\"\n");
     assert_eq!(unknown[0].0, "plugins.delta");
-    assert!(unknown[0].1.contains("registered kinds: `alpha`, `beta`"), "{unknown:?}");
+    assert!(
+        unknown[0].1.contains("registered kinds: `alpha`, `beta`"),
+        "{unknown:?}"
+    );
 
     let bad_kind = refused("[plugins.delta]\nkind = \"omega\"\n");
     assert_eq!(bad_kind[0].0, "plugins.delta.kind");
@@ -214,9 +257,16 @@ fn instance_tables_are_checked_where_they_are_written() {
     assert_eq!(bad_name[0].0, "plugins.Big");
     assert!(bad_name[0].1.contains("a-z"), "{bad_name:?}");
 
-    let bad_mount = refused("[plugins.alpha]\nmount = { paths = [\"x\"], hosts = [\"https://a.b\"] }\n");
+    let bad_mount =
+        refused("[plugins.alpha]\nmount = { paths = [\"x\"], hosts = [\"https://a.b\"] }\n");
     let paths: Vec<&str> = bad_mount.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths, ["plugins.alpha.mount.paths[0]", "plugins.alpha.mount.hosts[0]"]);
+    assert_eq!(
+        paths,
+        [
+            "plugins.alpha.mount.paths[0]",
+            "plugins.alpha.mount.hosts[0]"
+        ]
+    );
 
     let typo = refused("[plugins.alpha]\nmount = { path = [\"/a/\"] }\n");
     assert_eq!(typo[0].0, "plugins.alpha.mount.path");
@@ -228,15 +278,27 @@ async fn changing_an_instance_kind_replaces_it() {
     let probe = Probe::new();
     let running = start(&probe, BASE).await;
     let (addr, client) = (running.local_addr(), client());
-    let as_beta = BASE.replace("[plugins.alpha]\nreply = \"A\"", "[plugins.alpha]\nkind = \"beta\"\nmount = { paths = [\"/x/\"] }\nreply = \"A\"");
+    let as_beta = BASE.replace(
+        "[plugins.alpha]\nreply = \"A\"",
+        "[plugins.alpha]\nkind = \"beta\"\nmount = { paths = [\"/x/\"] }\nreply = \"A\"",
+    );
     let report = running
         .apply(running.load_config_str(&as_beta, "k.toml").unwrap())
         .await
         .unwrap();
-    assert_eq!((report.added.as_slice(), report.removed.as_slice()), (["alpha".to_owned()].as_slice(), ["alpha".to_owned()].as_slice()));
+    assert_eq!(
+        (report.added.as_slice(), report.removed.as_slice()),
+        (
+            ["alpha".to_owned()].as_slice(),
+            ["alpha".to_owned()].as_slice()
+        )
+    );
     within(probe.wait_for("ended alpha")).await;
     // The new instance starts from fresh state.
     let (_, body) = get(&client, addr, "/x/state").await;
-    assert_eq!(body, "alpha gen1 served=1 committed=A mounted=Some(\"/x/\")");
+    assert_eq!(
+        body,
+        "alpha gen1 served=1 committed=A mounted=Some(\"/x/\")"
+    );
     running.shutdown().await;
 }

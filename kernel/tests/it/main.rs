@@ -2,6 +2,7 @@
 
 mod body;
 mod config;
+mod hygiene;
 mod instances;
 mod lifecycle;
 mod routing;

@@ -264,10 +264,7 @@ impl Handler for TestHandler {
                             table["bidders"] = toml_edit::value(toml_edit::Array::new());
                             let mut bidder = toml_edit::InlineTable::new();
                             bidder.insert("endpoint", "ftp://nowhere".into());
-                            table["bidders"]
-                                .as_array_mut()
-                                .unwrap()
-                                .push(bidder);
+                            table["bidders"].as_array_mut().unwrap().push(bidder);
                         } else {
                             table["reply"] = toml_edit::value(reply);
                         }
@@ -287,12 +284,26 @@ impl Handler for TestHandler {
                     ),
                 };
             }
+            if path.ends_with("/client") {
+                let client = req.extensions().get::<bourse_kernel::ClientAddr>().copied();
+                return self.text(
+                    http::StatusCode::OK,
+                    format!(
+                        "{:?} loopback={}",
+                        client.map(|c| c.0),
+                        client.is_some_and(|c| c.is_loopback())
+                    ),
+                );
+            }
             if path.ends_with("/state") {
                 let mounted = req.extensions().get::<MountedAt>().map(|m| m.0.to_string());
                 let committed = self.state.committed.lock().clone();
                 return self.text(
                     http::StatusCode::OK,
-                    format!("{} served={served} committed={committed} mounted={mounted:?}", self.label),
+                    format!(
+                        "{} served={served} committed={committed} mounted={mounted:?}",
+                        self.label
+                    ),
                 );
             }
             if path.ends_with("/slow") {
