@@ -242,11 +242,7 @@ impl FieldErrors {
                 .strip_prefix(scope)
                 .map(strip_index)
                 .and_then(|rest| rest.strip_prefix('.'))
-                .map(|rest| {
-                    rest.split(|c: char| c == '.' || c == '[')
-                        .next()
-                        .unwrap_or_default()
-                })
+                .map(|rest| rest.split(['.', '[']).next().unwrap_or_default())
                 .filter(|field| fields.contains(field));
             match field {
                 Some(field) if !errors.fields.contains_key(field) => {
