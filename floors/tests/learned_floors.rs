@@ -565,7 +565,10 @@ fn reconfiguring_turns_learned_floors_off_and_on_live_without_losing_them() {
         .unwrap();
     let decisions: Vec<_> = (0..2_000).map(|_| floors.floor_for(&key)).collect();
     let explored = decisions.iter().filter(|d| d.explore).count();
-    assert!((800..1_200).contains(&explored), "{explored} of 2000 explored");
+    assert!(
+        (800..1_200).contains(&explored),
+        "{explored} of 2000 explored"
+    );
     assert!(
         decisions
             .iter()

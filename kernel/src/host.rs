@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
@@ -204,7 +206,7 @@ impl Host {
             self.retire(generation, drain_deadline);
         }
         for instance in leaving {
-            self.remove(instance, drain_deadline);
+            self.remove(instance, Instant::now() + drain_deadline);
         }
         report.restarted.sort();
         report.unchanged.sort();
@@ -393,16 +395,18 @@ impl Host {
         );
     }
 
-    /// Drains a generation in the background: waits for its in-flight requests (up to the
-    /// deadline), calls `Handler::drain`, then cancels its shutdown token.
-    pub(crate) fn retire(&self, generation: Arc<Generation>, deadline: Duration) {
-        self.retiring.spawn(self.retirement(generation, deadline));
+    /// Drains a generation in the background, all within `within` from now: waits for its
+    /// in-flight requests, calls `Handler::drain` with what is left, then cancels its shutdown
+    /// token.
+    pub(crate) fn retire(&self, generation: Arc<Generation>, within: Duration) {
+        self.retiring
+            .spawn(self.retirement(generation, Instant::now() + within));
     }
 
     fn retirement(
         &self,
         generation: Arc<Generation>,
-        deadline: Duration,
+        deadline: Instant,
     ) -> impl Future<Output = ()> + Send + 'static {
         let shared = self.shared.clone();
         let metrics = &shared.kernel;
@@ -425,21 +429,29 @@ impl Host {
                 inflight = generation.inflight.current(),
                 "draining plugin generation"
             );
-            if !generation.inflight.wait_idle(deadline).await {
+            if !generation.inflight.wait_idle_until(deadline).await {
                 tracing::warn!(
                     plugin = &*plugin,
                     generation = number,
                     inflight = generation.inflight.current(),
-                    deadline_ms = deadline.as_millis() as u64,
                     "drain deadline passed with requests still in flight"
                 );
             }
-            if AssertUnwindSafe(generation.handler.drain())
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                tracing::error!(plugin = &*plugin, generation = number, "drain panicked");
+            let drained = tokio::time::timeout_at(
+                deadline,
+                AssertUnwindSafe(generation.handler.drain(deadline)).catch_unwind(),
+            )
+            .await;
+            match drained {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    tracing::error!(plugin = &*plugin, generation = number, "drain panicked")
+                }
+                Err(_) => tracing::warn!(
+                    plugin = &*plugin,
+                    generation = number,
+                    "drain did not finish by its deadline and was cut off"
+                ),
             }
             generation.shutdown.cancel();
             shared
@@ -455,14 +467,15 @@ impl Host {
         }
     }
 
-    /// Drains an instance's last generation, then stops its state and cancels its lifetime.
-    pub(crate) fn remove(&self, instance: Instance, deadline: Duration) {
+    /// Drains an instance's last generation, then stops its state and cancels its lifetime,
+    /// all by `deadline`.
+    pub(crate) fn remove(&self, instance: Instance, deadline: Instant) {
         let retirement = self.retirement(instance.generation, deadline);
         let name = instance.name;
         let (kind, state, lifetime) = (instance.kind, instance.state, instance.lifetime);
         self.retiring.spawn(async move {
             retirement.await;
-            stop_state(&name, kind, state, lifetime).await;
+            stop_state(&name, kind, state, lifetime, deadline).await;
         });
     }
 
@@ -473,23 +486,34 @@ impl Host {
         state: AnyState,
         lifetime: CancellationToken,
     ) {
+        let deadline = Instant::now() + STOP_AFTER_FAILED_START;
         self.retiring
-            .spawn(async move { stop_state(&name, kind, state, lifetime).await });
+            .spawn(async move { stop_state(&name, kind, state, lifetime, deadline).await });
     }
 }
+
+/// How long the state of an instance that failed to start gets to stop.
+const STOP_AFTER_FAILED_START: Duration = Duration::from_secs(5);
 
 async fn stop_state(
     name: &str,
     kind: Arc<dyn ErasedPlugin>,
     state: AnyState,
     lifetime: CancellationToken,
+    deadline: Instant,
 ) {
-    if AssertUnwindSafe(kind.stop(state))
-        .catch_unwind()
-        .await
-        .is_err()
-    {
-        tracing::error!(plugin = name, "stop panicked");
+    let stopped = tokio::time::timeout_at(
+        deadline,
+        AssertUnwindSafe(kind.stop(state, deadline)).catch_unwind(),
+    )
+    .await;
+    match stopped {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => tracing::error!(plugin = name, "stop panicked"),
+        Err(_) => tracing::warn!(
+            plugin = name,
+            "stop did not finish by its deadline and was cut off"
+        ),
     }
     lifetime.cancel();
     tracing::info!(plugin = name, "plugin instance stopped");

@@ -37,8 +37,10 @@ pub trait Handler: Send + Sync + 'static {
     fn activate(&self) {}
 
     /// Called once when this generation is retired, after its in-flight requests finished or the
-    /// drain deadline passed (e.g. flush queues). `PluginCtx::shutdown` is cancelled after it.
-    fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {
+    /// drain deadline passed (e.g. flush queues). It must be done by `deadline` (the kernel cuts
+    /// it off there): hand what cannot be finished to the instance's state, or make it durable.
+    /// `PluginCtx::shutdown` is cancelled after it.
+    fn drain<'a>(&'a self, _deadline: tokio::time::Instant) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 
@@ -101,8 +103,13 @@ pub trait Plugin: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Arc<dyn Handler>, PluginError>> + Send;
 
     /// Called once when the instance is removed from the config or the process stops, after
-    /// its last generation drained: stop and flush background work.
-    fn stop(&self, _state: Arc<Self::State>) -> impl Future<Output = ()> + Send {
+    /// its last generation drained: stop and flush background work, by `deadline` (the kernel
+    /// cuts it off there; SIGTERM's deadline is `shutdown_grace_ms` after the signal).
+    fn stop(
+        &self,
+        _state: Arc<Self::State>,
+        _deadline: tokio::time::Instant,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 }
@@ -204,7 +211,7 @@ pub(crate) trait ErasedPlugin: Send + Sync + 'static {
         state: AnyState,
         config: AnyConfig,
     ) -> BoxFuture<'_, Result<Arc<dyn Handler>, PluginError>>;
-    fn stop(&self, state: AnyState) -> BoxFuture<'_, ()>;
+    fn stop(&self, state: AnyState, deadline: tokio::time::Instant) -> BoxFuture<'_, ()>;
 }
 
 pub(crate) struct Erased<P> {
@@ -277,10 +284,10 @@ impl<P: Plugin> ErasedPlugin for Erased<P> {
         })
     }
 
-    fn stop(&self, state: AnyState) -> BoxFuture<'_, ()> {
+    fn stop(&self, state: AnyState, deadline: tokio::time::Instant) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             match state.downcast::<P::State>() {
-                Ok(state) => self.plugin.stop(state).await,
+                Ok(state) => self.plugin.stop(state, deadline).await,
                 Err(_) => tracing::error!(kind = self.manifest.kind, "{}", wrong_type("state")),
             }
         })

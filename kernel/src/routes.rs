@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use prometheus::IntCounter;
 use serde::Deserialize;
@@ -195,7 +194,7 @@ impl Inflight {
     }
 
     /// Waits until no request is in flight, or `deadline` passes. Returns whether it went idle.
-    pub(crate) async fn wait_idle(&self, deadline: Duration) -> bool {
+    pub(crate) async fn wait_idle_until(&self, deadline: tokio::time::Instant) -> bool {
         let wait = async {
             loop {
                 let notified = self.idle.notified();
@@ -208,7 +207,14 @@ impl Inflight {
                 notified.await;
             }
         };
-        tokio::time::timeout(deadline, wait).await.is_ok()
+        tokio::time::timeout_at(deadline, wait).await.is_ok()
+    }
+
+    /// [`Inflight::wait_idle_until`] `within` from now.
+    #[cfg(test)]
+    pub(crate) async fn wait_idle(&self, within: std::time::Duration) -> bool {
+        self.wait_idle_until(tokio::time::Instant::now() + within)
+            .await
     }
 }
 
@@ -337,6 +343,7 @@ fn request_host<B>(req: &http::Request<B>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn trailing_slash_prefix_matches_the_bare_path_too() {

@@ -22,13 +22,19 @@ fn apply(ex: &Exchange, text: &str) -> impl Future<Output = bourse_kernel::Apply
 async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_setting_change() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
     let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
-    assert_eq!(ex.auction(&banner_request("pool-1", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(
+        ex.auction(&banner_request("pool-1", &[("1", 0.1)])).await.0,
+        200
+    );
     assert_eq!(partner.connections.load(SeqCst), 1);
 
     // The fee has nothing to do with the partner's connections: the pool is kept.
     let report = apply(&ex, &config("fee = 0.2", &[bidder("p", &partner, "")])).await;
     assert_eq!(report.restarted, ["exchange"]);
-    assert_eq!(ex.auction(&banner_request("pool-2", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(
+        ex.auction(&banner_request("pool-2", &[("1", 0.1)])).await.0,
+        200
+    );
     assert_eq!(
         partner.connections.load(SeqCst),
         1,
@@ -38,7 +44,10 @@ async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_se
     // A pool setting changes: a new pool, a new connection.
     let resized = bidder("p", &partner, "max_idle_connections = 7");
     apply(&ex, &config("fee = 0.2", &[resized])).await;
-    assert_eq!(ex.auction(&banner_request("pool-3", &[("1", 0.1)])).await.0, 200);
+    assert_eq!(
+        ex.auction(&banner_request("pool-3", &[("1", 0.1)])).await.0,
+        200
+    );
     assert_eq!(partner.connections.load(SeqCst), 2);
 }
 
@@ -59,7 +68,11 @@ async fn a_partners_qps_tokens_survive_an_unrelated_edit() {
         let asked = partner.request_count();
         let started = Instant::now();
         ex.auction(&banner_request("qps-a", &[("1", 0.1)])).await;
-        assert_eq!(partner.request_count(), asked + 1, "a full bucket lets one through");
+        assert_eq!(
+            partner.request_count(),
+            asked + 1,
+            "a full bucket lets one through"
+        );
         let before = ex.metric(throttled).await;
         apply(&ex, &limited(&format!("fee = 0.{rounds}"))).await;
         ex.auction(&banner_request("qps-b", &[("1", 0.1)])).await;
@@ -135,7 +148,11 @@ async fn an_instance_added_and_removed_under_simulator_load_fails_no_request() {
     assert_eq!(answer["seatbid"][0]["seat"], "second-seat");
     let (_, _, body) = ex.send(for_host("first.example", "to-first")).await;
     assert!(!String::from_utf8_lossy(&body).contains("second-seat"));
-    assert_eq!(second.request_count(), 1, "only the host-mounted request reached it");
+    assert_eq!(
+        second.request_count(),
+        1,
+        "only the host-mounted request reached it"
+    );
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     let report = apply(&ex, &base).await;

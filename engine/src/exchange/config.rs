@@ -1,11 +1,11 @@
 //! The exchange plugin's configuration (`[plugins.exchange]`) and its semantic checks.
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
-use std::sync::Arc;
 use crate::currency::is_currency_code;
 use bourse_kernel::ConfigIssue;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// Everything the exchange is configured with.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

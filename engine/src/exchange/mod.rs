@@ -27,8 +27,8 @@ use futures_util::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The exchange plugin kind. Each instance has an [`ExchangeState`] for its whole life and an
@@ -278,13 +278,16 @@ impl Plugin for ExchangePlugin {
         {
             // Refuse the config now, rather than find out after the swap.
             crate::ledger::open_append(path).map_err(|e| {
-                PluginError(format!("tags.ledger_path: cannot open {}: {e}", path.display()))
+                PluginError(format!(
+                    "tags.ledger_path: cannot open {}: {e}",
+                    path.display()
+                ))
             })?;
         }
         Ok(Arc::new(Exchange::build(state, prepared)))
     }
 
-    async fn stop(&self, state: Arc<ExchangeState>) {
+    async fn stop(&self, state: Arc<ExchangeState>, _deadline: tokio::time::Instant) {
         if let Some(registry) = &state.registry {
             state.floors.unregister(registry);
         }
@@ -467,7 +470,7 @@ impl Handler for Exchange {
         );
     }
 
-    fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {
+    fn drain<'a>(&'a self, _deadline: tokio::time::Instant) -> BoxFuture<'a, ()> {
         Box::pin(async move { self.notices.flush().await })
     }
 }

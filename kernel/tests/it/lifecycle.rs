@@ -387,3 +387,25 @@ async fn shutdown_grace_cuts_requests_that_never_finish() {
     );
     probe.wait_for("drain alpha gen1").await;
 }
+
+#[tokio::test]
+async fn shutdown_keeps_to_its_grace_whatever_a_plugin_still_has_to_do() {
+    let probe = Probe::new();
+    let text = BASE
+        .replace("shutdown_grace_ms = 30000", "shutdown_grace_ms = 600")
+        .replace("reply = \"A\"", "reply = \"A\"\nhang_on_stop = true");
+    let running = start(&probe, &text).await;
+    let (addr, client) = (running.local_addr(), client());
+    // A request that never ends, and a drain that never ends.
+    let hung = {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, addr, "/x/hang").await })
+    };
+    probe.wait_entered(1).await;
+    let started = Instant::now();
+    within(running.shutdown()).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(600 + 1_000), "took {took:?}");
+    assert!(probe.events().iter().any(|e| e == "drain alpha gen1"));
+    hung.abort();
+}

@@ -120,6 +120,9 @@ pub struct TestConfig {
     pub hold_start: bool,
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
+    /// `drain` and `stop` never finish (the kernel must cut them off).
+    #[serde(default)]
+    pub hang_on_stop: bool,
 }
 
 fn default_body_limit() -> usize {
@@ -217,10 +220,11 @@ impl Plugin for TestPlugin {
             state,
             center: ctx.config_center.clone(),
             name,
+            hang_on_stop: config.hang_on_stop,
         }))
     }
 
-    async fn stop(&self, state: Arc<TestState>) {
+    async fn stop(&self, state: Arc<TestState>, _deadline: tokio::time::Instant) {
         self.probe.record(format!(
             "stop {} after {}",
             state.name,
@@ -237,6 +241,7 @@ struct TestHandler {
     state: Arc<TestState>,
     center: bourse_kernel::ConfigCenter,
     name: String,
+    hang_on_stop: bool,
 }
 
 impl TestHandler {
@@ -332,8 +337,13 @@ impl Handler for TestHandler {
         self.probe.record(format!("activate {}", self.label));
     }
 
-    fn drain<'a>(&'a self) -> BoxFuture<'a, ()> {
-        Box::pin(async move { self.probe.record(format!("drain {}", self.label)) })
+    fn drain<'a>(&'a self, _deadline: tokio::time::Instant) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.probe.record(format!("drain {}", self.label));
+            if self.hang_on_stop {
+                std::future::pending::<()>().await;
+            }
+        })
     }
 }
 
