@@ -41,9 +41,12 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
             .with_context(|| format!("starting simulated bidder {name}"))?;
         write!(
             config,
-            "\n[[plugins.exchange.bidders]]\nname = \"{name}\"\nendpoint = \"{}\"\ntimeout_ms = 150\nmedia = [{}]\n",
+            "\n[[plugins.exchange.bidders]]\nname = \"{name}\"\nendpoint = \"{}\"\ntimeout_ms = 150\nmedia = [{}]\n\
+             # A simulated partner on loopback: its notice URLs may name it.\n\
+             notice_allowed_hosts = [\"{}\"]\n",
             handle.endpoint(),
-            media.join(", ")
+            media.join(", "),
+            handle.endpoint_host()
         )?;
         bidders.push(handle);
     }

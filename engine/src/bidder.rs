@@ -51,6 +51,11 @@ pub struct BidderSpec {
     /// Extra headers sent with every request (for example an API key).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Hosts (names or addresses) this partner's notice URLs may name although they are not
+    /// public: a partner inside our own network. Any other loopback, private or link-local
+    /// address is refused.
+    #[serde(default)]
+    pub notice_allowed_hosts: Vec<String>,
     /// Adapter-specific parameters.
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
@@ -91,6 +96,7 @@ impl BidderSpec {
             http2: false,
             max_idle_connections: default_pool(),
             headers: BTreeMap::new(),
+            notice_allowed_hosts: Vec::new(),
             params: serde_json::Map::new(),
         }
     }

@@ -4,11 +4,13 @@ pub mod auction;
 pub mod bidder;
 pub mod client;
 pub mod currency;
+pub mod delivery;
 pub mod exchange;
 pub mod ledger;
 pub mod metrics;
 pub mod notice;
 pub mod openrtb;
+pub mod outbound;
 pub mod validate;
 
 pub use exchange::{ExchangeConfig, ExchangePlugin};

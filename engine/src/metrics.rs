@@ -1,7 +1,6 @@
 //! The exchange's Prometheus metrics, registered once per process and resolved per bidder
 //! when a configuration generation starts, so the auction path only touches atomics.
 
-use crate::notice::{NoticeCounters, NoticeKind};
 use prometheus::core::Collector as _;
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
@@ -177,6 +176,9 @@ pub struct ExchangeMetrics {
     pub fee: prometheus::Counter,
     /// `bourse_exchange_notices_total{kind,outcome}`: notices fired at partners.
     pub notices: IntCounterVec,
+    /// `bourse_exchange_notices_refused_total{bidder,reason}`: partners' notice URLs the
+    /// outbound policy refused (never fetched).
+    pub notices_refused: IntCounterVec,
     /// `bourse_exchange_notice_requests_total{kind,outcome}`: notices the supply side sent us,
     /// resolved per kind (win, bill, loss, in `NoticeKind` order).
     pub notice_requests: [FixedCounters; 3],
@@ -332,10 +334,24 @@ impl ExchangeMetrics {
                 "bourse_exchange_fee_total",
                 "Exchange fee on billed impressions (CPM/1000, base currency).",
             ))?,
-            notices: metrics.register(counter_vec(
-                "bourse_exchange_notices_total",
-                "Notices fired at partners by kind and outcome.",
-                &["kind", "outcome"],
+            notices: {
+                let notices = metrics.register(counter_vec(
+                    "bourse_exchange_notices_total",
+                    "Notices fired at partners by kind and outcome.",
+                    &["kind", "outcome"],
+                ))?;
+                // Every series from the start, so a rate over them is never empty.
+                for kind in ["win", "bill", "loss"] {
+                    for outcome in NOTICE_OUTCOMES {
+                        notices.with_label_values(&[kind, outcome]);
+                    }
+                }
+                notices
+            },
+            notices_refused: metrics.register(counter_vec(
+                "bourse_exchange_notices_refused_total",
+                "Partners' notice URLs refused by the outbound policy, by bidder and reason.",
+                &["bidder", "reason"],
             ))?,
             viewable: metrics.register(int_counter(
                 "bourse_adserve_viewable_impressions_total",
@@ -437,18 +453,23 @@ impl ExchangeMetrics {
             self.configured_floor.with_label_values(&[id]).set(floor);
         }
     }
-
-    /// Counters for notices of one kind fired at partners.
-    pub fn notice_counters(&self, kind: NoticeKind) -> NoticeCounters {
-        let k = kind.as_str();
-        NoticeCounters {
-            sent: self.notices.with_label_values(&[k, "sent"]),
-            retried: self.notices.with_label_values(&[k, "retried"]),
-            failed: self.notices.with_label_values(&[k, "failed"]),
-            dropped: self.notices.with_label_values(&[k, "dropped"]),
-        }
-    }
 }
+
+/// Outcomes of notices fired at partners (`bourse_exchange_notices_total`): delivered, a
+/// failed attempt that will be tried again, given up after the last attempt or a 4xx,
+/// dropped because the partner's queue was full (win and loss), held for the spool because it
+/// was full (billing), written to the spool at a stop, read back from it at start, and given
+/// up at a stop.
+pub const NOTICE_OUTCOMES: [&str; 8] = [
+    "sent",
+    "retried",
+    "failed",
+    "dropped",
+    "deferred",
+    "spooled",
+    "recovered",
+    "given_up",
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,20 +1,11 @@
-//! Win, billing and loss notices: OpenRTB macro substitution, signed notice tokens, and a
-//! background sender that fires partners' URLs off the request path with bounded retries.
+//! Win, billing and loss notices: OpenRTB macro substitution and signed notice tokens. Their
+//! delivery to partners is `delivery.rs`.
 
-use crate::client::connector;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Values for the OpenRTB substitution macros (spec 4.4); `None` leaves a macro empty.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -248,163 +239,6 @@ impl NoticeKind {
             NoticeKind::Loss => "loss",
         }
     }
-}
-
-/// Counters for one kind of notice, resolved once.
-#[derive(Debug, Clone)]
-pub struct NoticeCounters {
-    /// Delivered (2xx or 3xx).
-    pub sent: IntCounter,
-    /// Retried after a failure.
-    pub retried: IntCounter,
-    /// Given up on after the last attempt, or refused with 4xx.
-    pub failed: IntCounter,
-    /// Not queued because the queue was full.
-    pub dropped: IntCounter,
-}
-
-/// How notices are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, at least 1.
-    pub attempts: u32,
-    /// Wait before the second attempt; doubles each time.
-    pub backoff: Duration,
-    /// Per-attempt timeout.
-    pub timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            backoff: Duration::from_millis(100),
-            timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-enum Job {
-    Fire {
-        url: String,
-        counters: NoticeCounters,
-    },
-    Flush(oneshot::Sender<()>),
-}
-
-/// Queues notices for background delivery; cloning shares the queue.
-#[derive(Clone, Debug)]
-pub struct NoticeSender {
-    tx: mpsc::Sender<Job>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Fire { url, .. } => write!(f, "Fire({url})"),
-            Job::Flush(_) => f.write_str("Flush"),
-        }
-    }
-}
-
-const MAX_CONCURRENT_NOTICES: usize = 256;
-
-impl NoticeSender {
-    /// Starts the delivery task with a queue of `capacity` notices.
-    pub fn spawn(capacity: usize, policy: RetryPolicy) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Job>(capacity);
-        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector());
-        tokio::spawn(async move {
-            let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_NOTICES));
-            while let Some(job) = rx.recv().await {
-                match job {
-                    Job::Fire { url, counters } => {
-                        let permit = permits.clone().acquire_owned().await.expect("never closed");
-                        let client = client.clone();
-                        tokio::spawn(async move {
-                            deliver(&client, &url, &counters, policy).await;
-                            drop(permit);
-                        });
-                    }
-                    Job::Flush(done) => {
-                        let all = permits
-                            .acquire_many(MAX_CONCURRENT_NOTICES as u32)
-                            .await
-                            .expect("never closed");
-                        drop(all);
-                        let _ = done.send(());
-                    }
-                }
-            }
-        });
-        NoticeSender { tx }
-    }
-
-    /// Queues one URL; never waits. A full queue drops the notice and counts it.
-    pub fn fire(&self, url: String, counters: &NoticeCounters) {
-        if url.is_empty() {
-            return;
-        }
-        if self
-            .tx
-            .try_send(Job::Fire {
-                url,
-                counters: counters.clone(),
-            })
-            .is_err()
-        {
-            counters.dropped.inc();
-        }
-    }
-
-    /// Waits until every notice queued so far has been delivered or given up on.
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Job::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
-}
-
-async fn deliver<C>(
-    client: &Client<C, Empty<Bytes>>,
-    url: &str,
-    counters: &NoticeCounters,
-    policy: RetryPolicy,
-) where
-    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
-{
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        counters.failed.inc();
-        tracing::debug!(url, "notice URL is not a valid URI");
-        return;
-    };
-    let mut backoff = policy.backoff;
-    for attempt in 1..=policy.attempts.max(1) {
-        let request = http::Request::get(uri.clone())
-            .body(Empty::new())
-            .expect("valid request");
-        let result = tokio::time::timeout(policy.timeout, client.request(request)).await;
-        let retry = match result {
-            Ok(Ok(response))
-                if response.status().is_success() || response.status().is_redirection() =>
-            {
-                counters.sent.inc();
-                return;
-            }
-            Ok(Ok(response)) if response.status().is_client_error() => false,
-            _ => true,
-        };
-        if !retry || attempt == policy.attempts.max(1) {
-            break;
-        }
-        counters.retried.inc();
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
-    }
-    counters.failed.inc();
 }
 
 #[cfg(test)]

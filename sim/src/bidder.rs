@@ -671,6 +671,11 @@ impl SimBidderHandle {
         format!("http://{}/bid", self.state.addr)
     }
 
+    /// The address its URLs name (bid endpoint and notices), without the port.
+    pub fn endpoint_host(&self) -> String {
+        self.state.addr.ip().to_string()
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
         &self.state.config.name

@@ -107,6 +107,11 @@ impl Scenario {
                     .into(),
             );
             entry.insert("media".into(), toml::Value::Array(media));
+            // Simulated partners run on loopback, so their notice URLs name it.
+            entry.insert(
+                "notice_allowed_hosts".into(),
+                toml::Value::Array(vec![handle.endpoint_host().into()]),
+            );
             list.push(toml::Value::Table(entry));
         }
         table.insert("bidders".into(), toml::Value::Array(list));

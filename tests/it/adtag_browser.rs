@@ -50,7 +50,7 @@ async fn a_page_renders_sandboxed_ads_billed_once_and_clicks_land() {
          [[plugins.exchange.publishers]]\nid = \"news\"\ndomain = \"127.0.0.1\"\n\n\
          [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n\
          [[plugins.exchange.placements]]\nid = \"news-side\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n\
-         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n",
+         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\nnotice_allowed_hosts = [\"127.0.0.1\"]\n",
         partner.endpoint()
     );
     let ex = Exchange::start(&text).await;

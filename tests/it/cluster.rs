@@ -14,7 +14,7 @@ fn node_config(partner: &Partner, prefix: &str) -> String {
          [plugins.exchange.reach]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\nflush_interval_ms = 50\n\n\
          [[plugins.exchange.publishers]]\nid = \"news\"\n\n\
          [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n\
-         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{endpoint}\"\n",
+         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{endpoint}\"\nnotice_allowed_hosts = [\"127.0.0.1\"]\n",
         redis = redis_url(),
         endpoint = partner.endpoint(),
     )

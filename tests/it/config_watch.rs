@@ -15,7 +15,7 @@ fn config_with_floor(partner: &Partner, floor: &str) -> String {
          [[plugins.exchange.publishers]]\nid = \"news\"\n\n\
          [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\
          floor = {floor}\n\n\
-         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n",
+         [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\nnotice_allowed_hosts = [\"127.0.0.1\"]\n",
         partner.endpoint()
     )
 }

@@ -282,7 +282,8 @@ pub fn config(exchange_extra: &str, bidders: &[String]) -> String {
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 2000\n\n[log]\nformat = \"text\"\nlevel = \"warn\"\n\n\
          [plugins.exchange]\nnotice_secret = \"test-secret\"\nfee = 0.1\nincrement = 0.01\n\
-         public_url = \"http://bourse.test\"\n{exchange_extra}\n"
+         public_url = \"http://bourse.test\"\nnotices.spool_path = {spool:?}\n{exchange_extra}\n",
+        spool = test_spool()
     );
     for bidder in bidders {
         text.push_str("\n[[plugins.exchange.bidders]]\n");
@@ -292,10 +293,24 @@ pub fn config(exchange_extra: &str, bidders: &[String]) -> String {
     text
 }
 
-/// One `[[plugins.exchange.bidders]]` body for a partner.
+/// A notice spool of the test's own, so a stop with billing notices owed writes nothing into
+/// the source tree.
+pub fn test_spool() -> String {
+    std::env::temp_dir()
+        .join(format!(
+            "bourse-test-{}-{}.spool",
+            std::process::id(),
+            rand::random::<u32>()
+        ))
+        .display()
+        .to_string()
+}
+
+/// One `[[plugins.exchange.bidders]]` body for a partner (on loopback, which its notice URLs
+/// may therefore name).
 pub fn bidder(name: &str, partner: &Partner, extra: &str) -> String {
     format!(
-        "name = \"{name}\"\nendpoint = \"{}\"\n{extra}",
+        "name = \"{name}\"\nendpoint = \"{}\"\nnotice_allowed_hosts = [\"127.0.0.1\"]\n{extra}",
         partner.endpoint()
     )
 }

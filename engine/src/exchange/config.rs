@@ -109,9 +109,17 @@ pub struct NoticeDelivery {
     /// Per-attempt timeout.
     #[serde(default = "default_notice_timeout")]
     pub timeout_ms: u64,
-    /// Notices queued at most; beyond it they are dropped and counted.
+    /// Notices queued at most per partner; beyond it win and loss notices are dropped and
+    /// counted, billing ones kept for the spool.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Notices sent at once per partner.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Where billing notices still owed at shutdown are written, to be sent after the next
+    /// start (relative to the config file).
+    #[serde(default = "default_spool")]
+    pub spool_path: std::path::PathBuf,
     /// Fire every losing partner's `lurl` when an auction ends. Each is one more HTTP request
     /// per losing bid, so an exchange whose partners do not use loss notices may turn it off.
     #[serde(default = "default_true")]
@@ -209,6 +217,8 @@ impl Default for NoticeDelivery {
             backoff_ms: default_backoff(),
             timeout_ms: default_notice_timeout(),
             queue: default_queue(),
+            concurrency: default_concurrency(),
+            spool_path: default_spool(),
             losses: true,
         }
     }
@@ -258,7 +268,13 @@ fn default_true() -> bool {
     true
 }
 fn default_queue() -> usize {
-    65536
+    16_384
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_spool() -> std::path::PathBuf {
+    std::path::PathBuf::from("bourse-notices.spool")
 }
 
 fn issue(path: impl Into<String>, message: impl Into<String>) -> ConfigIssue {
@@ -385,6 +401,9 @@ impl ExchangeConfig {
         }
         if self.notices.queue == 0 {
             issues.push(issue("notices.queue", "must be at least 1"));
+        }
+        if self.notices.concurrency == 0 || self.notices.concurrency > 1024 {
+            issues.push(issue("notices.concurrency", "must be between 1 and 1024"));
         }
         let mut tokens = HashSet::new();
         for (i, partner) in self.supply.iter().enumerate() {

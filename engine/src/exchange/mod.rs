@@ -16,9 +16,10 @@ pub use config::{
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
 use crate::client::BidderClient;
 use crate::currency::Rates;
+use crate::delivery::{Delivery, DeliveryMetrics, PartnerPolicy};
 use crate::ledger::Ledger;
 use crate::metrics::{BidderMetrics, ExchangeMetrics};
-use crate::notice::{NoticeCounters, NoticeKind, NoticeSender, RetryPolicy, TokenSigner};
+use crate::notice::{NoticeKind, TokenSigner};
 use crate::validate::Limits;
 use bourse_kernel::{
     ConfigIssue, Handler, Manifest, Mount, Plugin, PluginCtx, PluginError, Request, Response,
@@ -64,6 +65,8 @@ pub struct ExchangeState {
     pub(crate) floors: bourse_floors::Floors,
     /// Each partner's pool and limiter, by bidder name, with the settings they were built for.
     partners: parking_lot::Mutex<HashMap<String, PartnerLink>>,
+    /// Each partner's notice queue; billing notices owed at a stop go to the spool.
+    pub(crate) delivery: Delivery,
     /// Where this instance's learned-floor metrics are registered (none when another instance
     /// exports them), to take them out at stop.
     registry: Option<prometheus::Registry>,
@@ -152,8 +155,6 @@ pub(crate) struct Exchange {
     pub rates: Rates,
     pub limits: Limits,
     pub signer: TokenSigner,
-    pub notices: NoticeSender,
-    pub notice_counters: [NoticeCounters; 3],
     pub shared: Arc<ExchangeState>,
     pub notice_base: String,
     /// Placement id → index in `config.placements`.
@@ -170,6 +171,15 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// Queues one of `bidder`'s notice URLs for delivery (never waits).
+    pub(crate) fn fire_notice(&self, bidder: &str, kind: NoticeKind, url: String) {
+        match self.shared.delivery.queue(bidder) {
+            Some(queue) => queue.fire(kind, url),
+            // A token signed for a partner that is no longer configured.
+            None => self.shared.delivery.fire_unconfigured(bidder, kind, url),
+        }
+    }
+
     /// The shared string for a config id; a token from an older config allocates its own.
     pub(crate) fn config_id(&self, id: &str) -> Arc<str> {
         self.config_ids
@@ -245,7 +255,7 @@ impl Plugin for ExchangePlugin {
         tokio::spawn(learner.run(async move { lifetime.cancelled().await }));
         Ok(ExchangeState {
             floors,
-            metrics,
+            metrics: metrics.clone(),
             seen_notices: moka::sync::Cache::builder()
                 .max_capacity(2_000_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
@@ -262,6 +272,13 @@ impl Plugin for ExchangePlugin {
             ledger,
             ledger_path: parking_lot::Mutex::new(config.tags.ledger_path.clone()),
             registry: floors_exported.then(|| ctx.metrics.registry().clone()),
+            delivery: Delivery::new(
+                Some(ctx.config_dir.join(&config.notices.spool_path)),
+                DeliveryMetrics {
+                    notices: metrics.notices.clone(),
+                    refused: metrics.notices_refused.clone(),
+                },
+            ),
             partners: parking_lot::Mutex::new(HashMap::new()),
         })
     }
@@ -287,7 +304,8 @@ impl Plugin for ExchangePlugin {
         Ok(Arc::new(Exchange::build(state, prepared)))
     }
 
-    async fn stop(&self, state: Arc<ExchangeState>, _deadline: tokio::time::Instant) {
+    async fn stop(&self, state: Arc<ExchangeState>, deadline: tokio::time::Instant) {
+        state.delivery.shutdown(deadline).await;
         if let Some(registry) = &state.registry {
             state.floors.unregister(registry);
         }
@@ -336,11 +354,6 @@ impl Exchange {
         } else {
             config.notice_secret.as_bytes().to_vec()
         };
-        let policy = RetryPolicy {
-            attempts: config.notices.attempts,
-            backoff: Duration::from_millis(config.notices.backoff_ms),
-            timeout: Duration::from_millis(config.notices.timeout_ms),
-        };
         let notice_base = format!("{}/notice", config.public_url.trim_end_matches('/'));
         // Resolved here so billing an impression touches one atomic, not the family's lock.
         let billed_impressions = config
@@ -364,12 +377,6 @@ impl Exchange {
                 ..Limits::default()
             },
             signer: TokenSigner::new(&secret),
-            notices: NoticeSender::spawn(config.notices.queue, policy),
-            notice_counters: [
-                shared.metrics.notice_counters(NoticeKind::Win),
-                shared.metrics.notice_counters(NoticeKind::Bill),
-                shared.metrics.notice_counters(NoticeKind::Loss),
-            ],
             shared,
             notice_base,
             bidders,
@@ -452,6 +459,23 @@ impl Handler for Exchange {
                 (b.spec.name.clone(), link)
             })
             .collect();
+        let notices = &self.config.notices;
+        let policies: Vec<(String, PartnerPolicy)> = self
+            .bidders
+            .iter()
+            .map(|b| {
+                let policy = PartnerPolicy {
+                    attempts: notices.attempts,
+                    backoff: Duration::from_millis(notices.backoff_ms),
+                    timeout: Duration::from_millis(notices.timeout_ms),
+                    queue: notices.queue,
+                    concurrency: notices.concurrency,
+                    allowed_hosts: b.spec.notice_allowed_hosts.clone(),
+                };
+                (b.spec.name.clone(), policy)
+            })
+            .collect();
+        shared.delivery.configure(&policies);
         if let Err(error) = shared.floors.reconfigure(self.config.floors.clone()) {
             // `prepare` validated the same config, so this is a bug, not an operator's mistake.
             tracing::error!(%error, "learned floors refused a config that was validated");
@@ -468,9 +492,5 @@ impl Handler for Exchange {
                 .iter()
                 .map(|p| (p.id.as_str(), p.floor)),
         );
-    }
-
-    fn drain<'a>(&'a self, _deadline: tokio::time::Instant) -> BoxFuture<'a, ()> {
-        Box::pin(async move { self.notices.flush().await })
     }
 }

@@ -122,10 +122,7 @@ impl Exchange {
             imp_ts: (kind == NoticeKind::Bill).then_some(now_ms),
         };
         if let Some(template) = token.partner_url.as_deref() {
-            self.notices.fire(
-                expand(template, &values, Target::Url),
-                &self.notice_counters[kind as usize],
-            );
+            self.fire_notice(&token.bidder, kind, expand(template, &values, Target::Url));
         }
         if kind == NoticeKind::Bill {
             let to_base = self

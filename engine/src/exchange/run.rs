@@ -677,10 +677,8 @@ impl Exchange {
                 min_to_win: Some(to_win * origin.to_bidder),
                 ..MacroValues::default()
             };
-            self.notices.fire(
-                expand(lurl, &values, Target::Url),
-                &self.notice_counters[NoticeKind::Loss as usize],
-            );
+            let bidder = &self.bidders[c.bidder].spec.name;
+            self.fire_notice(bidder, NoticeKind::Loss, expand(lurl, &values, Target::Url));
         }
     }
 }
