@@ -8,7 +8,9 @@ use crate::ledger::LedgerEntry;
 use crate::notice::{NoticeKind, TokenError, WinToken};
 use crate::openrtb::{BidRequest, BidResponse};
 use bourse_floors::{AuctionType, Decision, FloorKey, Observation, Segment, TopBids};
-use bourse_kernel::{Asset, EmbeddedAssets, PeerAddr, Request, Response, json_response, read_body};
+use bourse_kernel::{
+    Asset, ClientAddr, EmbeddedAssets, Request, Response, json_response, read_body,
+};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -195,22 +197,12 @@ fn valid_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The client's IP: the first `X-Forwarded-For` hop when trusted, else the TCP peer.
-fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<String> {
-    if trust_forwarded_for
-        && let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-    {
-        return Some(ip.to_string());
-    }
+/// The client's IP, as the kernel established it (the TCP peer, or behind a trusted proxy the
+/// address it forwarded).
+fn client_ip(req: &Request) -> Option<String> {
     req.extensions()
-        .get::<PeerAddr>()
-        .map(|peer| peer.0.ip().to_string())
+        .get::<ClientAddr>()
+        .map(|client| client.0.to_string())
 }
 
 /// The value of query parameter `name` in one of our own notice URLs.
@@ -324,7 +316,7 @@ impl Exchange {
                 ));
             }
         }
-        let ip = client_ip(&req, self.config.tags.trust_forwarded_for);
+        let ip = client_ip(&req);
         let ua = req
             .headers()
             .get(header::USER_AGENT)

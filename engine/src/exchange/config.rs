@@ -174,9 +174,11 @@ pub struct TagConfig {
     /// How long impression, view and click links stay valid, seconds.
     #[serde(default = "default_beacon_ttl")]
     pub beacon_ttl_secs: u64,
-    /// Take the device IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    /// Replaced by `[server.access] trusted_proxies`, which believes `X-Forwarded-For` only
+    /// from the proxies named there (this setting believed any caller's first hop). Accepted
+    /// only to refuse it with that explanation.
     #[serde(default)]
-    pub trust_forwarded_for: bool,
+    pub trust_forwarded_for: Option<bool>,
     /// Append every billed impression to this file as a JSON line.
     #[serde(default)]
     pub ledger_path: Option<std::path::PathBuf>,
@@ -558,6 +560,13 @@ impl ExchangeConfig {
             issues.push(issue(
                 "tags.reports_token",
                 "use a token of at least 16 characters",
+            ));
+        }
+        if self.tags.trust_forwarded_for.is_some() {
+            issues.push(issue(
+                "tags.trust_forwarded_for",
+                "no longer used: list your proxies in [server.access] trusted_proxies, and \
+                 X-Forwarded-For is believed from them only",
             ));
         }
         if self.tags.beacon_ttl_secs == 0 {

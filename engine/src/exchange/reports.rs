@@ -4,7 +4,7 @@
 use super::Exchange;
 use super::run::now_secs;
 use crate::ledger::Period;
-use bourse_kernel::{PeerAddr, Request, Response, json_response};
+use bourse_kernel::{ClientAddr, Request, Response, json_response};
 use http::StatusCode;
 use subtle::ConstantTimeEq as _;
 
@@ -37,10 +37,12 @@ impl Exchange {
                     .unwrap_or("");
                 bool::from(token.as_bytes().ct_eq(presented.as_bytes()))
             }
+            // Canonical, so an IPv4-mapped loopback caller on a dual-stack listener is local;
+            // behind a trusted proxy, the forwarded client (not the proxy) must be.
             None => req
                 .extensions()
-                .get::<PeerAddr>()
-                .is_some_and(|peer| peer.0.ip().is_loopback()),
+                .get::<ClientAddr>()
+                .is_some_and(ClientAddr::is_loopback),
         };
         if allowed {
             Ok(())
