@@ -163,8 +163,10 @@ impl OnceKeys {
         }
     }
 
-    /// Keys held in this process (in Redis mode: this node's remembered claims).
+    /// Keys held in this process (in Redis mode: this node's remembered claims), after
+    /// letting go of the expired and released ones.
     pub fn held_in_process(&self) -> u64 {
+        self.shared.local.keys.run_pending_tasks();
         self.shared.local.held.load(Ordering::Acquire)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Interval, MissedTickBehavior, interval};
+use tokio::time::{Interval, MissedTickBehavior, interval_at};
 
 use super::UniquesError;
 use super::dimension::{Dimension, Dimensions};
@@ -60,8 +60,14 @@ pub(crate) struct Context {
     pub(crate) clock: Clock,
 }
 
+/// Ticks every `period`, the first time at once.
 fn ticker(period: Duration) -> Interval {
-    let mut ticker = interval(period);
+    ticker_from(tokio::time::Instant::now(), period)
+}
+
+/// Ticks every `period`, the first time at `start`.
+fn ticker_from(start: tokio::time::Instant, period: Duration) -> Interval {
+    let mut ticker = interval_at(start, period);
     // After a stall, one catch-up tick is enough: ticks only flush and refresh.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticker
@@ -412,7 +418,9 @@ pub(crate) async fn run_redis(
         last_write_ok: true,
         context,
     };
-    let mut flush_ticker = ticker(config.flush_interval());
+    // Nothing is pending yet: the first flush is one interval away.
+    let first_flush = tokio::time::Instant::now() + config.flush_interval();
+    let mut flush_ticker = ticker_from(first_flush, config.flush_interval());
     let mut maintenance = ticker(config.metrics_interval());
     let mut received = Vec::with_capacity(RECEIVE_BATCH);
     loop {
