@@ -54,7 +54,7 @@ pub struct UniquesConfig {
     /// Redis mode ignores it: Redis HyperLogLogs always have 2^14 registers.
     pub precision: u8,
     /// Items the request path can queue for the aggregator; beyond it items are dropped (and
-    /// counted), never waited for.
+    /// counted), never waited for. Read at start only: the queue outlives reconfigurations.
     pub channel_capacity: usize,
     /// Redis mode: send a batch once this many items are pending.
     pub batch_size: usize,

@@ -197,6 +197,13 @@ impl Services {
             ));
         }
 
+        if current.uniques.channel_capacity != config.uniques.channel_capacity {
+            tracing::warn!(
+                in_force = current.uniques.channel_capacity,
+                configured = config.uniques.channel_capacity,
+                "services.uniques.channel_capacity takes effect at the next start"
+            );
+        }
         if backend_changed {
             self.once.switch(once_redis);
         }

@@ -39,17 +39,36 @@ pub(crate) enum Command {
         window: Window,
         reply: Reply<u64>,
     },
-    /// Closes the queue, counts (or writes) everything already in it, then stops and hands
-    /// back the in-process store so a successor can keep its sketches.
-    Stop(oneshot::Sender<Stopped>),
+    /// Stops the aggregator. For a switch (`last: false`) it stops at this command, writes what
+    /// it holds (Redis) and hands back the queue and its sketches to its successor; at shutdown
+    /// (`last: true`) it closes the queue and counts (or writes) everything still in it first.
+    Stop(StopRequest),
+}
+
+pub(crate) struct StopRequest {
+    pub(crate) last: bool,
+    pub(crate) reply: oneshot::Sender<Stopped>,
 }
 
 /// What a stopped aggregator hands back.
 pub(crate) struct Stopped {
     /// Redis mode: whether the last write succeeded (if not, its items were dropped).
     pub(crate) flushed: Result<(), UniquesError>,
-    /// In-process mode: every sketch, for the next aggregator.
+    /// In-process mode, for a switch: every sketch, for the successor.
     pub(crate) store: Option<InProcessStore>,
+    /// For a switch: the queue, still open, for the successor.
+    pub(crate) commands: Option<mpsc::Receiver<Command>>,
+}
+
+impl Stopped {
+    /// The answer to a stop request that came after the first one in a batch.
+    fn nothing() -> Self {
+        Stopped {
+            flushed: Ok(()),
+            store: None,
+            commands: None,
+        }
+    }
 }
 
 /// What every aggregator shares with the [`Uniques`](crate::Uniques) handle.
@@ -77,14 +96,16 @@ fn ticker_from(start: tokio::time::Instant, period: Duration) -> Interval {
 struct InProcessIngest {
     store: InProcessStore,
     context: Context,
+    /// Dimensions interned when the current batch was received: every item in it was recorded
+    /// after its dimensions were interned.
+    known_dimensions: usize,
 }
 
 impl InProcessIngest {
-    fn handle(&mut self, command: Command, now: u64) -> Option<oneshot::Sender<Stopped>> {
+    fn handle(&mut self, command: Command, now: u64) -> Option<StopRequest> {
         match command {
             Command::Record(item) => {
-                let known = self.context.dimensions.snapshot().len();
-                if let Err(reason) = self.store.insert(&item, known, now) {
+                if let Err(reason) = self.store.insert(&item, self.known_dimensions, now) {
                     self.context.metrics.reject(reason);
                 }
             }
@@ -104,7 +125,7 @@ impl InProcessIngest {
             } => {
                 let _ = reply.send(Ok(self.store.estimate(dimension, &id, window)));
             }
-            Command::Stop(reply) => return Some(reply),
+            Command::Stop(request) => return Some(request),
         }
         None
     }
@@ -127,7 +148,11 @@ pub(crate) async fn run_in_process(
     context: Context,
     config: UniquesConfig,
 ) {
-    let mut ingest = InProcessIngest { store, context };
+    let mut ingest = InProcessIngest {
+        store,
+        context,
+        known_dimensions: 0,
+    };
     let mut maintenance = ticker(config.metrics_interval());
     let mut received = Vec::with_capacity(RECEIVE_BATCH);
     loop {
@@ -137,16 +162,25 @@ pub(crate) async fn run_in_process(
                     return;
                 }
                 let now = ingest.context.clock.unix_secs();
-                let mut stop = None;
+                ingest.known_dimensions = ingest.context.dimensions.len();
+                let mut stop: Option<StopRequest> = None;
                 for command in received.drain(..) {
-                    if let Some(reply) = ingest.handle(command, now) {
-                        stop.get_or_insert(reply);
+                    if let Some(request) = ingest.handle(command, now) {
+                        keep_first(&mut stop, request);
                     }
                 }
-                if let Some(reply) = stop {
-                    let clock = ingest.context.clock.clone();
-                    drain_after_stop(&mut commands, &clock, |command, now| ingest.handle(command, now)).await;
-                    let _ = reply.send(Stopped { flushed: Ok(()), store: Some(ingest.store) });
+                if let Some(StopRequest { last, reply }) = stop {
+                    let stopped = if last {
+                        let clock = ingest.context.clock.clone();
+                        drain_after_stop(&mut commands, &clock, |command, now| {
+                            ingest.known_dimensions = ingest.context.dimensions.len();
+                            ingest.handle(command, now)
+                        }).await;
+                        Stopped::nothing()
+                    } else {
+                        Stopped { flushed: Ok(()), store: Some(ingest.store), commands: Some(commands) }
+                    };
+                    let _ = reply.send(stopped);
                     return;
                 }
             }
@@ -155,20 +189,26 @@ pub(crate) async fn run_in_process(
     }
 }
 
+/// Keeps the first stop request of a batch; a later one (there is none while reconfigurations
+/// and shutdown are serialised) is told there is nothing to hand over.
+fn keep_first(stop: &mut Option<StopRequest>, request: StopRequest) {
+    if stop.is_none() {
+        *stop = Some(request);
+    } else {
+        let _ = request.reply.send(Stopped::nothing());
+    }
+}
+
 /// Closes the queue and handles what is still in it, so that every item whose `try_send`
-/// succeeded is counted; later sends fail and are counted as dropped by the recorder. Extra
-/// stop requests are answered with nothing to hand over.
+/// succeeded is counted; later sends fail and are counted as dropped by the recorder.
 async fn drain_after_stop<F>(commands: &mut mpsc::Receiver<Command>, clock: &Clock, mut handle: F)
 where
-    F: FnMut(Command, u64) -> Option<oneshot::Sender<Stopped>>,
+    F: FnMut(Command, u64) -> Option<StopRequest>,
 {
     commands.close();
     while let Some(command) = commands.recv().await {
         if let Some(extra) = handle(command, clock.unix_secs()) {
-            let _ = extra.send(Stopped {
-                flushed: Ok(()),
-                store: None,
-            });
+            let _ = extra.reply.send(Stopped::nothing());
         }
     }
 }
@@ -237,6 +277,8 @@ impl HourIds {
 struct RedisIngest {
     store: RedisUniquesStore,
     context: Context,
+    /// As in [`InProcessIngest`].
+    known_dimensions: usize,
     retention: Retention,
     ids: HourIds,
     pending: PendingItems,
@@ -251,7 +293,7 @@ struct RedisIngest {
 impl RedisIngest {
     fn accept(&mut self, item: &Item, now: u64) {
         let metrics = &self.context.metrics;
-        if let Err(reason) = item.check(self.context.dimensions.snapshot().len()) {
+        if let Err(reason) = item.check(self.known_dimensions) {
             return metrics.reject(reason);
         }
         if let Err(reason) = self.retention.admit(item.timestamp, now) {
@@ -339,7 +381,7 @@ impl RedisIngest {
     }
 
     /// Takes one command; size-triggered flushes happen here. Returns a stop request.
-    async fn handle(&mut self, command: Command, now: u64) -> Option<oneshot::Sender<Stopped>> {
+    async fn handle(&mut self, command: Command, now: u64) -> Option<StopRequest> {
         match command {
             Command::Record(item) => {
                 self.accept(&item, now);
@@ -377,7 +419,7 @@ impl RedisIngest {
                     let _ = reply.send(result.map_err(Into::into));
                 });
             }
-            Command::Stop(reply) => return Some(reply),
+            Command::Stop(request) => return Some(request),
         }
         None
     }
@@ -417,6 +459,7 @@ pub(crate) async fn run_redis(
         max_pending_items: config.max_pending_events,
         last_write_ok: true,
         context,
+        known_dimensions: 0,
     };
     // Nothing is pending yet: the first flush is one interval away.
     let first_flush = tokio::time::Instant::now() + config.flush_interval();
@@ -431,22 +474,27 @@ pub(crate) async fn run_redis(
                     return;
                 }
                 let now = ingest.context.clock.unix_secs();
-                let mut stop = None;
+                ingest.known_dimensions = ingest.context.dimensions.len();
+                let mut stop: Option<StopRequest> = None;
                 for command in received.drain(..) {
-                    if let Some(reply) = ingest.handle(command, now).await {
-                        stop.get_or_insert(reply);
+                    if let Some(request) = ingest.handle(command, now).await {
+                        keep_first(&mut stop, request);
                     }
                 }
-                if let Some(reply) = stop {
-                    commands.close();
-                    while let Some(command) = commands.recv().await {
-                        let now = ingest.context.clock.unix_secs();
-                        if let Some(extra) = ingest.handle(command, now).await {
-                            let _ = extra.send(Stopped { flushed: Ok(()), store: None });
+                if let Some(StopRequest { last, reply }) = stop {
+                    if last {
+                        commands.close();
+                        while let Some(command) = commands.recv().await {
+                            let now = ingest.context.clock.unix_secs();
+                            ingest.known_dimensions = ingest.context.dimensions.len();
+                            if let Some(extra) = ingest.handle(command, now).await {
+                                let _ = extra.reply.send(Stopped::nothing());
+                            }
                         }
                     }
                     let flushed = ingest.flush_final().await;
-                    let _ = reply.send(Stopped { flushed, store: None });
+                    let commands = (!last).then_some(commands);
+                    let _ = reply.send(Stopped { flushed, store: None, commands });
                     return;
                 }
             }

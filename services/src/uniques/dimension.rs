@@ -80,6 +80,11 @@ impl Dimensions {
         self.list.load_full()
     }
 
+    /// How many dimensions are interned (their indexes are `0..len`).
+    pub(crate) fn len(&self) -> usize {
+        self.list.load().len()
+    }
+
     /// The name of an interned dimension.
     pub(crate) fn name(&self, dimension: Dimension) -> Option<Arc<str>> {
         self.list

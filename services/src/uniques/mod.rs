@@ -31,12 +31,15 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use aggregator::{Command, Stopped};
+use aggregator::{Command, StopRequest, Stopped};
 use in_process::InProcessStore;
 use item::{Item, Rejection};
 use redis_store::RedisUniquesStore;
 
-use crate::config::{MIN_PRECISION, UniquesConfig};
+use crate::config::UniquesConfig;
+
+/// Registers of a Redis HyperLogLog: always 2^14.
+const REDIS_PRECISION: u8 = 14;
 
 /// Why a unique-count call failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,28 +76,34 @@ pub enum UniquesError {
 /// Unique counts. Cheap to clone; every clone records into the same counts and follows every
 /// reconfiguration.
 ///
-/// What a backend switch ([`Services::reconfigure`](crate::Services::reconfigure)) keeps:
+/// The queue between the request path and the aggregator lives as long as the handles: a
+/// backend switch ([`Services::reconfigure`](crate::Services::reconfigure)) stops the old
+/// aggregator at a marker in the queue and hands the queue to the new one, so every item is
+/// counted by one of them (or counted as dropped while the queue is full). What a switch keeps:
 /// - in process → in process: every sketch, if the precision is unchanged (a new precision
 ///   starts empty: sketches of different precisions cannot be merged);
 /// - Redis → anything: the pending batch is written to the old Redis first;
 /// - in process → Redis: this node's in-process counts are not carried over (a HyperLogLog++
 ///   sketch cannot be replayed into Redis); Redis counts what is recorded from then on, plus
-///   what other nodes wrote;
-/// - every item recorded before the switch is counted by the old backend or counted as dropped,
-///   and items recorded during the switch wait in the new queue (up to `channel_capacity`).
+///   what other nodes wrote.
+///
+/// `uniques.channel_capacity` is read at start only: the queue is never replaced.
 #[derive(Clone)]
 pub struct Uniques {
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    /// The request path's end of the queue, fixed for the life of the handles so that
+    /// recording is a plain `try_send`.
+    commands: mpsc::Sender<Command>,
+    /// The backend answering queries; replaced by a switch.
     current: ArcSwap<Generation>,
     context: Context,
 }
 
 /// One backend and its aggregator task.
 struct Generation {
-    commands: mpsc::Sender<Command>,
     source: Source,
     precision: u8,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -140,31 +149,15 @@ impl Plan {
 }
 
 impl Generation {
-    fn new(plan: &Plan) -> (Arc<Generation>, mpsc::Receiver<Command>) {
-        let (commands, receiver) = mpsc::channel(plan.config().channel_capacity);
-        let (source, precision) = match plan {
-            Plan::InProcess(config) => (Source::InProcess, config.precision),
-            // Redis HyperLogLogs always have 2^14 registers.
-            Plan::Redis { store, .. } => (Source::Redis(store.clone()), MIN_PRECISION),
-        };
-        let generation = Generation {
-            commands,
-            source,
-            precision,
-            task: Mutex::new(None),
-        };
-        (Arc::new(generation), receiver)
-    }
-
-    /// Spawns the aggregator; an in-process one adopts `previous` if its precision matches.
-    fn spawn(
-        &self,
+    /// Spawns the aggregator on `receiver`; an in-process one adopts `previous` if its
+    /// precision matches.
+    fn start(
         plan: Plan,
         receiver: mpsc::Receiver<Command>,
         context: Context,
         previous: Option<InProcessStore>,
-    ) {
-        let task = match plan {
+    ) -> Arc<Generation> {
+        let (source, precision, task) = match plan {
             Plan::InProcess(config) => {
                 let store = match previous {
                     Some(mut store) if store.precision() == config.precision => {
@@ -173,28 +166,55 @@ impl Generation {
                     }
                     _ => InProcessStore::new(&config),
                 };
-                tokio::spawn(aggregator::run_in_process(receiver, store, context, config))
+                let precision = config.precision;
+                let task =
+                    tokio::spawn(aggregator::run_in_process(receiver, store, context, config));
+                (Source::InProcess, precision, task)
             }
             Plan::Redis { store, config } => {
-                tokio::spawn(aggregator::run_redis(receiver, store, context, config))
+                let source = Source::Redis(store.clone());
+                let task = tokio::spawn(aggregator::run_redis(receiver, store, context, config));
+                (source, REDIS_PRECISION, task)
             }
         };
-        *self.task.lock() = Some(task);
+        Arc::new(Generation {
+            source,
+            precision,
+            task: Mutex::new(Some(task)),
+        })
+    }
+}
+
+impl Uniques {
+    /// Starts the first backend.
+    pub(crate) fn start(plan: Plan, context: Context) -> Self {
+        let (commands, receiver) = mpsc::channel(plan.config().channel_capacity);
+        let generation = Generation::start(plan, receiver, context.clone(), None);
+        Uniques {
+            shared: Arc::new(Shared {
+                commands,
+                current: ArcSwap::new(generation),
+                context,
+            }),
+        }
     }
 
-    /// Asks the aggregator to count what is queued and stop, waiting at most `deadline`
-    /// (then the task is aborted and what it still held is lost). `None` if it had already
-    /// stopped.
-    async fn stop(&self, deadline: Option<Duration>) -> Option<Stopped> {
-        let mut task = self.task.lock().take();
+    /// Stops the current aggregator at a marker in the queue, waiting at most `deadline` (then
+    /// the task is aborted and what it still held is lost). `None` if it had already stopped.
+    async fn stop(&self, last: bool, deadline: Option<Duration>) -> Option<Stopped> {
+        let current = self.shared.current.load_full();
+        let mut task = current.task.lock().take()?;
         let stopping = async {
             let (reply, response) = oneshot::channel();
-            self.commands.send(Command::Stop(reply)).await.ok()?;
+            let request = StopRequest { last, reply };
+            self.shared
+                .commands
+                .send(Command::Stop(request))
+                .await
+                .ok()?;
             let stopped = response.await.ok();
-            if let Some(task) = task.as_mut() {
-                // The task returns right after replying.
-                let _ = task.await;
-            }
+            // The task returns right after replying.
+            let _ = (&mut task).await;
             stopped
         };
         match deadline {
@@ -202,9 +222,7 @@ impl Generation {
             Some(deadline) => match tokio::time::timeout(deadline, stopping).await {
                 Ok(stopped) => stopped,
                 Err(_) => {
-                    if let Some(task) = task {
-                        task.abort();
-                    }
+                    task.abort();
                     tracing::warn!(
                         ?deadline,
                         "uniques: the aggregator did not stop in time; its pending items are lost"
@@ -214,48 +232,36 @@ impl Generation {
             },
         }
     }
-}
 
-impl Uniques {
-    /// Starts the first backend.
-    pub(crate) fn start(plan: Plan, context: Context) -> Self {
-        let (generation, receiver) = Generation::new(&plan);
-        generation.spawn(plan, receiver, context.clone(), None);
-        Uniques {
-            shared: Arc::new(Shared {
-                current: ArcSwap::new(generation),
-                context,
-            }),
-        }
-    }
-
-    /// Swaps in the planned backend behind every handle, then stops the old one (which counts
-    /// or writes what it still holds) and starts the new aggregator, handing it the old
-    /// sketches when both are in process with one precision.
+    /// Starts the planned backend on the same queue after the old aggregator has counted (or
+    /// written) everything queued before the switch, handing over its sketches when both are
+    /// in process with one precision.
     pub(crate) async fn switch(&self, plan: Plan) {
-        let (generation, receiver) = Generation::new(&plan);
-        let old = self.shared.current.swap(Arc::clone(&generation));
-        let stopped = old.stop(None).await;
-        let previous = match stopped {
-            Some(Stopped { flushed, store }) => {
-                if let Err(err) = flushed {
-                    tracing::warn!(error = %err, "uniques: the last write to the old Redis failed; its items were dropped");
-                }
-                store
-            }
-            None => None,
+        let Some(stopped) = self.stop(false, None).await else {
+            tracing::error!(
+                "uniques: the aggregator had stopped; the switch cannot take its queue"
+            );
+            return;
         };
-        generation.spawn(plan, receiver, self.shared.context.clone(), previous);
+        if let Err(err) = stopped.flushed {
+            tracing::warn!(error = %err, "uniques: the last write to the old Redis failed; its items were dropped");
+        }
+        let Some(receiver) = stopped.commands else {
+            tracing::error!("uniques: the old aggregator kept its queue; the switch is abandoned");
+            return;
+        };
+        let generation =
+            Generation::start(plan, receiver, self.shared.context.clone(), stopped.store);
+        self.shared.current.store(generation);
     }
 
     /// Counts or writes what is queued and stops the aggregator, waiting at most `deadline`.
     /// Items recorded afterwards are dropped and counted; queries fail with
     /// [`UniquesError::Stopped`] (in process) or keep reading Redis.
     pub(crate) async fn shutdown(&self, deadline: Duration) {
-        let current = self.shared.current.load_full();
         if let Some(Stopped {
             flushed: Err(err), ..
-        }) = current.stop(Some(deadline)).await
+        }) = self.stop(true, Some(deadline)).await
         {
             tracing::warn!(error = %err, "uniques: the last write to Redis failed; its items were dropped");
         }
@@ -292,13 +298,17 @@ impl Uniques {
         if keys.len() > MAX_KEYS_PER_ITEM {
             return metrics.reject(Rejection::InvalidId);
         }
+        let commands = &self.shared.commands;
+        // A full queue is told apart before cloning the keys: dropping stays the cheapest path.
+        if commands.capacity() == 0 {
+            return metrics.dropped.inc();
+        }
         let item = Item {
             item_hash,
             timestamp,
             keys: keys.iter().cloned().collect(),
         };
-        let current = self.shared.current.load();
-        if current.commands.try_send(Command::Record(item)).is_err() {
+        if commands.try_send(Command::Record(item)).is_err() {
             metrics.dropped.inc();
         }
     }
@@ -312,8 +322,7 @@ impl Uniques {
     /// Waits until every item recorded before this call is counted: in a sketch (in process) or
     /// written to Redis. Not for the request path: it waits for queue space and for Redis.
     pub async fn flush(&self) -> Result<(), UniquesError> {
-        let commands = self.shared.current.load().commands.clone();
-        ask(&commands, Command::Flush).await
+        ask(&self.shared.commands, Command::Flush).await
     }
 
     /// Estimated distinct items of one id of one dimension in one window (0 if never seen).
@@ -331,7 +340,7 @@ impl Uniques {
         match &current.source {
             Source::InProcess => {
                 let id = id.to_owned();
-                ask(&current.commands, |reply| Command::Estimate {
+                ask(&self.shared.commands, |reply| Command::Estimate {
                     dimension,
                     id,
                     window,
@@ -353,7 +362,11 @@ impl Uniques {
         let current = self.shared.current.load_full();
         match &current.source {
             Source::InProcess => {
-                ask(&current.commands, |reply| Command::Counts { window, reply }).await
+                ask(&self.shared.commands, |reply| Command::Counts {
+                    window,
+                    reply,
+                })
+                .await
             }
             Source::Redis(store) => {
                 let order = self.shared.context.dimensions.snapshot();

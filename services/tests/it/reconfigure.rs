@@ -214,8 +214,10 @@ async fn items_recorded_while_switching_are_counted_or_counted_as_dropped() {
         .count(ad.placement, "slot", Window::Hour(ts))
         .await
         .unwrap();
-    // Up to 1 000 distinct items the sketch is exact, so nothing may go missing unaccounted.
-    assert_eq!(counted + uniques.dropped(), recorded, "recorded {recorded}");
+    // Up to 1 000 distinct items the sketch is exact. The queue is handed from one aggregator
+    // to the next, so with room in it a switch loses nothing.
+    assert_eq!(uniques.dropped(), 0);
+    assert_eq!(counted, recorded);
     assert!(recorded > 0);
 }
 
