@@ -115,6 +115,7 @@ impl EventBus {
         }
         let inner = Arc::new(TopicInner::<T> {
             subscribers: ArcSwap::from_pointee(Vec::new()),
+            listening: AtomicUsize::new(0),
             changing: Mutex::new(()),
             next_id: AtomicU64::new(0),
             dropped: self.shared.dropped.with_label_values(&[name]),
@@ -178,6 +179,8 @@ struct TopicInner<T> {
     /// Read by every publish without a lock; replaced (under `changing`) when a subscriber
     /// comes or goes.
     subscribers: ArcSwap<Vec<Subscriber<T>>>,
+    /// `subscribers.len()`, so a topic nobody listens to costs one relaxed load per publish.
+    listening: AtomicUsize,
     changing: Mutex<()>,
     next_id: AtomicU64,
     dropped: IntCounter,
@@ -185,9 +188,15 @@ struct TopicInner<T> {
 }
 
 impl<T> TopicInner<T> {
+    /// Publishes a new subscriber list; the caller holds `changing`.
+    fn replace(&self, subscribers: Vec<Subscriber<T>>) {
+        self.listening.store(subscribers.len(), Ordering::Release);
+        self.subscribers.store(Arc::new(subscribers));
+    }
+
     fn close(&self) {
         let _changing = self.changing.lock();
-        self.subscribers.store(Arc::new(Vec::new()));
+        self.replace(Vec::new());
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -202,7 +211,7 @@ impl<T> TopicInner<T> {
                     sender: subscriber.sender.clone(),
                 })
                 .collect();
-            self.subscribers.store(Arc::new(remaining));
+            self.replace(remaining);
         }
     }
 }
@@ -223,9 +232,12 @@ impl<T> Clone for Topic<T> {
 impl<T: Clone + Send + Sync + 'static> Topic<T> {
     /// Hands `event` to every current subscriber. Never waits and takes no lock: a subscriber
     /// whose queue is full misses it (counted in `bourse_kernel_events_dropped_total{topic}`);
-    /// with no subscriber this is a load and a length check. The event is cloned for all but
+    /// with no subscriber this is one atomic load. The event is cloned for all but
     /// the last subscriber, so large events are best wrapped in an `Arc`.
     pub fn publish(&self, event: T) {
+        if self.inner.listening.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let subscribers = self.inner.subscribers.load();
         if let Some((last, others)) = subscribers.split_last() {
             for subscriber in others {
@@ -264,7 +276,7 @@ impl<T: Clone + Send + Sync + 'static> Topic<T> {
                 })
                 .collect();
             grown.push(Subscriber { id, sender });
-            self.inner.subscribers.store(Arc::new(grown));
+            self.inner.replace(grown);
         }
         Subscription {
             receiver,

@@ -13,8 +13,8 @@ pub const MAX_ID_LEN: usize = 256;
 /// Most `(dimension, id)` keys one recorded item may carry.
 pub const MAX_KEYS_PER_ITEM: usize = 16;
 
-/// Keys held inline in the queue slot: four cover every current caller without allocating.
-pub(crate) type Keys = SmallVec<[(Dimension, Arc<str>); 4]>;
+/// Keys held inline in the queue slot: three cover every current caller without allocating.
+pub(crate) type Keys = SmallVec<[(Dimension, Arc<str>); 3]>;
 
 /// One item (a user, a visitor, a device: any 64-bit hash) seen under some ids at one time.
 pub(crate) struct Item {

@@ -290,7 +290,7 @@ impl Uniques {
     /// counting) seen at `timestamp` (Unix seconds) under each `(dimension, id)` of `keys`.
     ///
     /// Never waits and takes no lock: with the queue full (or the aggregator stopped) the item
-    /// is dropped and counted in `bourse_reach_events_dropped_total`. Up to four keys are held
+    /// is dropped and counted in `bourse_reach_events_dropped_total`. Up to three keys are held
     /// without allocating; an item with no key or more than [`MAX_KEYS_PER_ITEM`], an empty or
     /// over-long id ([`MAX_ID_LEN`]) is refused and counted under `invalid_id`.
     pub fn record(&self, item_hash: u64, timestamp: u64, keys: &[(Dimension, Arc<str>)]) {
