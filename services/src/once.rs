@@ -33,7 +33,8 @@ const RESERVED_NAMESPACES: [&str; 2] = ["uniq", "uniq-index"];
 pub enum OnceError {
     /// The namespace name cannot be used.
     #[error(
-        "once keys: namespace {0:?} must be 1 to 32 bytes of a-z, 0-9, _ and -, and not uniq or uniq-index"
+        "once keys: namespace {0:?} must be 1 to 32 bytes of a-z, 0-9, _ and -, and not uniq \
+         or uniq-index"
     )]
     InvalidNamespace(String),
     /// The key is empty or longer than [`MAX_ONCE_KEY_LEN`].
@@ -46,7 +47,8 @@ pub enum OnceError {
     /// TTL (that could let something happen twice), so new keys are refused instead.
     #[error(
         "once keys: {limit} keys are already held in process; refusing new keys rather than \
-         risk doing something twice (raise services.once.max_keys, shorten the TTL or configure Redis)"
+         risk doing something twice (raise services.once.max_keys, shorten the TTL or configure \
+         Redis)"
     )]
     Full {
         /// The configured `once.max_keys`.

@@ -178,7 +178,11 @@ pub(crate) async fn run_in_process(
                         }).await;
                         Stopped::nothing()
                     } else {
-                        Stopped { flushed: Ok(()), store: Some(ingest.store), commands: Some(commands) }
+                        Stopped {
+                            flushed: Ok(()),
+                            store: Some(ingest.store),
+                            commands: Some(commands),
+                        }
                     };
                     let _ = reply.send(stopped);
                     return;

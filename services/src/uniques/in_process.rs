@@ -91,7 +91,8 @@ pub(crate) struct InProcessStore {
 }
 
 impl InProcessStore {
-    /// An empty store; `config` has passed [`ServicesConfig::problems`](crate::ServicesConfig::problems).
+    /// An empty store; `config` has passed
+    /// [`ServicesConfig::problems`](crate::ServicesConfig::problems).
     pub(crate) fn new(config: &UniquesConfig) -> Self {
         InProcessStore {
             empty: ItemSketch::new(config.precision),

@@ -42,7 +42,8 @@ impl UniquesMetrics {
         let unique_users = IntGaugeVec::new(
             Opts::new(
                 "bourse_reach_unique_users",
-                "Estimated distinct items (HyperLogLog) in the current hour or day, per dimension and id.",
+                "Estimated distinct items (HyperLogLog) in the current hour or day, per dimension \
+                 and id.",
             ),
             &["dimension", "id", "window"],
         )?;

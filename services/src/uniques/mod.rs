@@ -244,7 +244,10 @@ impl Uniques {
             return;
         };
         if let Err(err) = stopped.flushed {
-            tracing::warn!(error = %err, "uniques: the last write to the old Redis failed; its items were dropped");
+            tracing::warn!(
+                error = %err,
+                "uniques: the last write to the old Redis failed; its items were dropped"
+            );
         }
         let Some(receiver) = stopped.commands else {
             tracing::error!("uniques: the old aggregator kept its queue; the switch is abandoned");
@@ -263,7 +266,10 @@ impl Uniques {
             flushed: Err(err), ..
         }) = self.stop(true, Some(deadline)).await
         {
-            tracing::warn!(error = %err, "uniques: the last write to Redis failed; its items were dropped");
+            tracing::warn!(
+                error = %err,
+                "uniques: the last write to Redis failed; its items were dropped"
+            );
         }
     }
 
