@@ -75,10 +75,16 @@ fn adserve(c: &mut Criterion) {
         })
     });
 
-    let reach = runtime
-        .block_on(bourse_reach::start(bourse_reach::ReachConfig::default()))
+    let registry = prometheus::Registry::new();
+    let services = runtime
+        .block_on(bourse_services::Services::start(
+            &bourse_services::ServicesConfig::default(),
+            &registry,
+        ))
         .unwrap();
-    let dedup = bourse_reach::BillingDedup::in_process(10_000_000);
+    let dedup = services.once.namespace("billed").unwrap();
+    let dimensions =
+        ["placement", "publisher", "bidder"].map(|name| services.uniques.dimension(name).unwrap());
     let sealed = signer.seal(&tokens[0]);
     let mut n = 0u64;
     group.bench_function("per_billed_impression", |b| {
@@ -87,16 +93,14 @@ fn adserve(c: &mut Criterion) {
             let token: BeaconToken = signer.open(black_box(&sealed)).unwrap();
             let key = format!("imp:{}:{n}", token.auction);
             let fresh = runtime
-                .block_on(dedup.first_seen(&key, Duration::from_secs(3600)))
+                .block_on(dedup.first(&key, Duration::from_secs(3600)))
                 .unwrap();
             let amounts = LedgerEntry::amounts(token.cpm, 0.15);
-            reach.recorder.record(bourse_reach::ReachEvent {
-                user_hash: n,
-                placement: placement.clone(),
-                publisher: placement.clone(),
-                bidder: placement.clone(),
-                timestamp: 1_900_000_000,
-            });
+            services.uniques.record(
+                n,
+                services.clock.unix_secs(),
+                &dimensions.map(|d| (d, placement.clone())),
+            );
             black_box((fresh, amounts))
         })
     });

@@ -99,6 +99,8 @@ impl Default for LogConfig {
 pub struct LoadedConfig {
     pub server: ServerConfig,
     pub log: LogConfig,
+    /// `[services]`: the shared services' backends (Redis or in process) and tuning.
+    pub services: bourse_services::ServicesConfig,
     pub(crate) plugins: Vec<PluginConfig>,
     pub(crate) source: Option<PathBuf>,
     pub(crate) config_dir: PathBuf,
@@ -272,6 +274,7 @@ pub(crate) fn load_str(
 
     let mut server = ServerConfig::default();
     let mut log = LogConfig::default();
+    let mut services = bourse_services::ServicesConfig::default();
     let mut plugin_tables = toml::Table::new();
     for (key, value) in root {
         match key.as_str() {
@@ -303,6 +306,16 @@ pub(crate) fn load_str(
                     log = parsed;
                 }
             }
+            "services" => {
+                if let Some(parsed) =
+                    errors.typed::<bourse_services::ServicesConfig>("services", value)
+                {
+                    for (path, message) in parsed.problems() {
+                        errors.push(&path_of(&format!("services.{path}")), message);
+                    }
+                    services = parsed;
+                }
+            }
             "plugins" => match value {
                 toml::Value::Table(table) => plugin_tables = table,
                 other => errors.push(
@@ -315,7 +328,9 @@ pub(crate) fn load_str(
             },
             other => errors.push(
                 &[PathSegment::Key(other.to_owned())],
-                format!("unknown key `{other}`; expected one of `server`, `log`, `plugins`"),
+                format!(
+                    "unknown key `{other}`; expected one of `server`, `log`, `services`, `plugins`"
+                ),
             ),
         }
     }
@@ -439,6 +454,7 @@ pub(crate) fn load_str(
     Ok(LoadedConfig {
         server,
         log,
+        services,
         plugins: loaded,
         source: None,
         config_dir,

@@ -68,6 +68,7 @@ pub(crate) struct Host {
     pub(crate) kinds: Vec<Arc<dyn ErasedPlugin>>,
     pub(crate) center: ConfigCenter,
     pub(crate) shared: Arc<Shared>,
+    pub(crate) services: bourse_services::Services,
     /// Parent of every generation's and instance's tokens.
     pub(crate) root: CancellationToken,
     /// Background drains of retired generations and stops of removed instances.
@@ -301,6 +302,7 @@ impl Host {
             lifetime: lifetime.clone(),
             config_center: self.center.clone(),
             plugins: self.shared.directory.clone(),
+            services: self.services.clone(),
         }
     }
 

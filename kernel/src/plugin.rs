@@ -160,6 +160,9 @@ pub struct PluginCtx {
     pub config_center: crate::ConfigCenter,
     /// Every running instance, for plugins that present the others (the admin).
     pub plugins: crate::PluginDirectory,
+    /// Services shared by every plugin and, through Redis when configured, every node: unique
+    /// counts, exactly-once keys, rate limits, the event bus, the clock.
+    pub services: bourse_services::Services,
 }
 
 impl std::fmt::Debug for PluginCtx {

@@ -118,8 +118,19 @@ impl Kernel {
                 .map(|p| config.config_dir.join(p)),
         );
         let (center, center_requests) = crate::ConfigCenter::new(audit.shared());
+        let services =
+            match bourse_services::Services::start(&config.services, self.metrics.registry()).await
+            {
+                Ok(services) => services,
+                Err(error) => {
+                    stop_accepting.cancel();
+                    let _ = accept_task.await;
+                    bail!("services: {error}");
+                }
+            };
         let host = Host {
             kinds: self.kinds,
+            services,
             center,
             shared: shared.clone(),
             root: CancellationToken::new(),
@@ -128,6 +139,7 @@ impl Kernel {
 
         let LoadedConfig {
             server,
+            services,
             plugins,
             source,
             config_dir,
@@ -143,6 +155,7 @@ impl Kernel {
             let _ = accept_task.await;
             host.retiring.close();
             host.retiring.wait().await;
+            host.services.shutdown(server.shutdown_grace()).await;
             host.root.cancel();
             bail!("{}", failures.join("; "));
         }
@@ -180,6 +193,7 @@ impl Kernel {
             state: tokio::sync::Mutex::new(State {
                 current,
                 server,
+                services,
                 source,
                 audit,
             }),
@@ -225,6 +239,8 @@ pub struct Running {
 pub(crate) struct State {
     pub(crate) current: Vec<Instance>,
     pub(crate) server: ServerConfig,
+    /// `[services]` in force.
+    pub(crate) services: bourse_services::ServicesConfig,
     pub(crate) source: Option<PathBuf>,
     pub(crate) audit: AuditLog,
 }
@@ -306,6 +322,7 @@ impl Running {
         }
         let LoadedConfig {
             server,
+            services,
             plugins,
             source,
             config_dir,
@@ -313,6 +330,16 @@ impl Running {
             ..
         } = config;
         let audit_file = server.audit_log.as_ref().map(|p| config_dir.join(p));
+        // The services change first, behind the handles every plugin holds: a plugin started
+        // below already sees the new backends. Refused, nothing else changes.
+        let services_changed = services != state.services;
+        if services_changed {
+            self.host
+                .services
+                .reconfigure(&services)
+                .await
+                .map_err(|error| Refusal::Start(format!("services: {error}")))?;
+        }
         let report = self
             .host
             .transition(
@@ -321,8 +348,19 @@ impl Running {
                 config_dir,
                 server.drain_deadline(),
             )
-            .await
-            .map_err(|failures| Refusal::Start(failures.join("; ")))?;
+            .await;
+        let report = match report {
+            Ok(report) => report,
+            Err(failures) => {
+                if services_changed
+                    && let Err(error) = self.host.services.reconfigure(&state.services).await
+                {
+                    tracing::error!(%error, "services could not be put back after a refused apply");
+                }
+                return Err(Refusal::Start(failures.join("; ")));
+            }
+        };
+        state.services = services;
 
         if server.etcd != state.server.etcd {
             tracing::warn!("server.etcd changed; it takes effect on restart");
@@ -532,6 +570,9 @@ impl Running {
         {
             tracing::warn!("shutdown grace passed with plugins still stopping; leaving them");
         }
+        // Plugins flushed into the services as they stopped; the services flush last.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + margin;
+        self.host.services.shutdown(left).await;
         self.host.root.cancel();
         tracing::info!("shut down");
     }

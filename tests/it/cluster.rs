@@ -11,7 +11,7 @@ fn node_config(partner: &Partner, prefix: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\nlevel = \"warn\"\n\n\
          [plugins.exchange]\nnotice_secret = \"cluster-secret\"\nfee = 0.1\n\
          public_url = \"http://bourse.test\"\n\n\
-         [plugins.exchange.reach]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\nflush_interval_ms = 50\n\n\
+         [services]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\n[services.uniques]\nflush_interval_ms = 50\n\n\
          [[plugins.exchange.publishers]]\nid = \"news\"\n\n\
          [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n\
          [[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{endpoint}\"\nnotice_allowed_hosts = [\"127.0.0.1\"]\n",

@@ -239,9 +239,6 @@ enabled = true
 min_observations = 100
 window = 200
 recompute_interval_ms = 50
-
-[reach]
-metrics_interval_ms = 200
 "#;
 
 /// The real binary serving a scenario's simulated bidders plus one publisher with two tag
@@ -260,6 +257,11 @@ fn node_config(
         .as_table_mut()
         .unwrap()
         .insert("exchange".into(), toml::Value::Table(exchange));
+    // Reach gauges refreshed often enough for the test's few seconds of load.
+    root.insert(
+        "services".into(),
+        toml::from_str("[uniques]\nmetrics_interval_ms = 200\n").unwrap(),
+    );
     toml::to_string(&root).unwrap()
 }
 

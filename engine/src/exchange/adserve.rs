@@ -677,7 +677,7 @@ impl Exchange {
         };
         let key = format!("{}:{}:{}", kind.as_str(), token.auction, token.imp);
         let ttl = std::time::Duration::from_secs(self.config.tags.beacon_ttl_secs + 60);
-        match self.shared.billing.first_seen(&key, ttl).await {
+        match self.shared.billing.first(&key, ttl).await {
             Ok(true) => {}
             Ok(false) => {
                 self.beacon_outcome(kind, "duplicate");

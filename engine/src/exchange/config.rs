@@ -73,9 +73,11 @@ pub struct ExchangeConfig {
     /// Learned floors for tag placements (off unless `enabled`).
     #[serde(default)]
     pub floors: bourse_floors::LearnedFloorsConfig,
-    /// Reach counting and billing de-duplication: in process, or shared through Redis.
+    /// Moved to the kernel's `[services]` (Redis URL, key prefix, HyperLogLog and
+    /// exactly-once settings, shared by every plugin). Accepted only to refuse it with that
+    /// explanation.
     #[serde(default)]
-    pub reach: bourse_reach::ReachConfig,
+    pub reach: Option<toml::Value>,
 }
 
 /// A supply partner (an SSP or ad network) and the token it authenticates with.
@@ -548,8 +550,13 @@ impl ExchangeConfig {
         if let Err(e) = self.floors.validate() {
             issues.push(issue("floors", e.to_string()));
         }
-        if let Err(e) = self.reach.validate() {
-            issues.push(issue("reach", e.to_string()));
+        if self.reach.is_some() {
+            issues.push(issue(
+                "reach",
+                "moved: reach and billing de-duplication are the kernel's shared services now; \
+                 set redis_url and key_prefix in [services] and tuning in [services.uniques] \
+                 and [services.once]",
+            ));
         }
         if self
             .tags

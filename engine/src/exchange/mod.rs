@@ -25,9 +25,7 @@ use bourse_kernel::{
     ConfigIssue, Handler, Manifest, Mount, Plugin, PluginCtx, PluginError, Request, Response,
 };
 use futures_util::future::BoxFuture;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -56,15 +54,20 @@ pub struct ExchangeState {
     random_secret: [u8; 32],
     pub(crate) auction_seq: AtomicU64,
     pub(crate) process_tag: u32,
-    pub(crate) billing: bourse_reach::BillingDedup,
+    /// Exactly-once billing keys (the kernel's, in process or in Redis).
+    pub(crate) billing: bourse_services::OnceNamespace,
     pub(crate) reach: ReachSink,
     pub(crate) ledger: Ledger,
     /// The file the ledger appends to now.
     ledger_path: parking_lot::Mutex<Option<std::path::PathBuf>>,
     /// Learned floors; its learner runs until the instance stops.
     pub(crate) floors: bourse_floors::Floors,
-    /// Each partner's pool and limiter, by bidder name, with the settings they were built for.
+    /// Each partner's pool, by bidder name, with the settings it was built for.
     partners: parking_lot::Mutex<HashMap<String, PartnerLink>>,
+    /// The kernel's rate limits (partners' QPS caps).
+    limits: bourse_services::RateLimits,
+    /// This instance's name, to name its limiters.
+    instance: Arc<str>,
     /// Each partner's notice queue; billing notices owed at a stop go to the spool.
     pub(crate) delivery: Delivery,
     /// Where this instance's learned-floor metrics are registered (none when another instance
@@ -72,13 +75,11 @@ pub struct ExchangeState {
     registry: Option<prometheus::Registry>,
 }
 
-/// A partner's connection pool and QPS limiter, kept while their settings do not change.
+/// A partner's connection pool, kept while its settings do not change.
 #[derive(Clone)]
 struct PartnerLink {
     pool_settings: PoolSettings,
     client: BidderClient,
-    qps: u32,
-    limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 /// What a pool is built from: a change of any of these needs a new pool.
@@ -99,15 +100,31 @@ impl PoolSettings {
     }
 }
 
-/// The request path's end of reach counting.
+/// The request path's end of reach counting: the kernel's unique counts, per placement,
+/// publisher and bidder.
 pub(crate) struct ReachSink {
-    recorder: bourse_reach::ReachRecorder,
-    pub query: bourse_reach::ReachQuery,
-    /// Stopped (after a last flush) when the instance stops.
-    aggregator: parking_lot::Mutex<Option<bourse_reach::ReachAggregator>>,
+    pub uniques: bourse_services::Uniques,
+    pub placement: bourse_services::Dimension,
+    pub publisher: bourse_services::Dimension,
+    pub bidder: bourse_services::Dimension,
 }
 
 impl ReachSink {
+    fn new(uniques: &bourse_services::Uniques) -> Result<Self, PluginError> {
+        let dimension = |name| {
+            uniques
+                .dimension(name)
+                .map_err(|e| PluginError(format!("reach: {e}")))
+        };
+        // Interned in report order: placement, publisher, bidder.
+        Ok(ReachSink {
+            placement: dimension("placement")?,
+            publisher: dimension("publisher")?,
+            bidder: dimension("bidder")?,
+            uniques: uniques.clone(),
+        })
+    }
+
     /// Counts `uid` as reached on this placement, publisher and bidder; never blocks.
     pub fn record(
         &self,
@@ -122,13 +139,15 @@ impl ReachSink {
         let digest = sha2::Sha256::digest(uid.as_bytes());
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
-        self.recorder.record(bourse_reach::ReachEvent {
-            user_hash: u64::from_le_bytes(first),
-            placement,
-            publisher,
-            bidder,
-            timestamp: ts,
-        });
+        self.uniques.record(
+            u64::from_le_bytes(first),
+            ts,
+            &[
+                (self.placement, placement),
+                (self.publisher, publisher),
+                (self.bidder, bidder),
+            ],
+        );
     }
 }
 
@@ -144,7 +163,9 @@ pub(crate) struct BidderRuntime {
     pub spec: BidderSpec,
     pub adapter: Arc<dyn Bidder>,
     pub client: BidderClient,
-    pub limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// The kernel's limiter named after the instance and the partner: the same cap keeps the
+    /// same bucket across generations.
+    pub limiter: Option<bourse_services::DirectLimiter>,
     pub metrics: BidderMetrics,
 }
 
@@ -225,15 +246,12 @@ impl Plugin for ExchangePlugin {
         let config = &prepared.config;
         let metrics = ExchangeMetrics::register(&ctx.metrics)
             .map_err(|e| PluginError(format!("metrics: {e}")))?;
-        let reach = bourse_reach::start(config.reach.clone())
-            .await
-            .map_err(|e| PluginError(format!("reach: {e}")))?;
-        match reach.query.register_metrics(ctx.metrics.registry()) {
-            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
-            Err(e) => return Err(PluginError(format!("reach metrics: {e}"))),
-        }
-        let billing = bourse_reach::BillingDedup::from_config(&config.reach)
-            .await
+        let reach = ReachSink::new(&ctx.services.uniques)?;
+        // Every exchange instance and node shares one namespace: an impression is billed once.
+        let billing = ctx
+            .services
+            .once
+            .namespace("billed")
             .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
         let ledger = Ledger::start(config.tags.ledger_path.clone())
             .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
@@ -264,11 +282,7 @@ impl Plugin for ExchangePlugin {
             auction_seq: AtomicU64::new(0),
             process_tag: rand::random(),
             billing,
-            reach: ReachSink {
-                recorder: reach.recorder,
-                query: reach.query,
-                aggregator: parking_lot::Mutex::new(Some(reach.aggregator)),
-            },
+            reach,
             ledger,
             ledger_path: parking_lot::Mutex::new(config.tags.ledger_path.clone()),
             registry: floors_exported.then(|| ctx.metrics.registry().clone()),
@@ -280,6 +294,8 @@ impl Plugin for ExchangePlugin {
                 },
             ),
             partners: parking_lot::Mutex::new(HashMap::new()),
+            limits: ctx.services.limits.clone(),
+            instance: ctx.name.clone(),
         })
     }
 
@@ -301,7 +317,7 @@ impl Plugin for ExchangePlugin {
                 ))
             })?;
         }
-        Ok(Arc::new(Exchange::build(state, prepared)))
+        Ok(Arc::new(Exchange::build(state, prepared)?))
     }
 
     async fn stop(&self, state: Arc<ExchangeState>, deadline: tokio::time::Instant) {
@@ -310,17 +326,14 @@ impl Plugin for ExchangePlugin {
             state.floors.unregister(registry);
         }
         state.ledger.flush().await;
-        let aggregator = state.reach.aggregator.lock().take();
-        if let Some(aggregator) = aggregator
-            && let Err(error) = aggregator.shutdown().await
-        {
-            tracing::warn!(%error, "reach counts pending at stop were not all written");
-        }
     }
 }
 
 impl Exchange {
-    fn build(shared: Arc<ExchangeState>, prepared: PreparedExchange) -> Exchange {
+    fn build(
+        shared: Arc<ExchangeState>,
+        prepared: PreparedExchange,
+    ) -> Result<Exchange, PluginError> {
         let PreparedExchange { config, adapters } = prepared;
         let links = shared.partners.lock().clone();
         let mut bidders = Vec::with_capacity(config.bidders.len());
@@ -333,10 +346,15 @@ impl Exchange {
                 Some(link) if link.pool_settings == pool_settings => link.client.clone(),
                 _ => BidderClient::new(spec),
             };
-            let limiter = match link {
-                Some(link) if link.qps == spec.qps => link.limiter.clone(),
-                _ => NonZeroU32::new(spec.qps)
-                    .map(|qps| Arc::new(RateLimiter::direct(Quota::per_second(qps)))),
+            let limiter = match spec.qps {
+                0 => None,
+                qps => {
+                    let name = format!("{}.bidder.{}", shared.instance, spec.name);
+                    let limited = bourse_services::Rate::per_second(qps)
+                        .and_then(|rate| shared.limits.direct(&name, rate))
+                        .map_err(|e| PluginError(format!("bidder {}: qps: {e}", spec.name)))?;
+                    Some(limited)
+                }
             };
             bidders.push(BidderRuntime {
                 client,
@@ -366,7 +384,7 @@ impl Exchange {
                     .with_label_values(&[p.publisher.as_str(), p.id.as_str()])
             })
             .collect();
-        Exchange {
+        Ok(Exchange {
             billed_impressions,
             rates: Rates::new(
                 &config.currency,
@@ -406,7 +424,7 @@ impl Exchange {
                 .map(|(i, p)| (p.id.clone(), i))
                 .collect(),
             config,
-        }
+        })
     }
 }
 
@@ -453,8 +471,6 @@ impl Handler for Exchange {
                 let link = PartnerLink {
                     pool_settings: PoolSettings::of(&b.spec),
                     client: b.client.clone(),
-                    qps: b.spec.qps,
-                    limiter: b.limiter.clone(),
                 };
                 (b.spec.name.clone(), link)
             })

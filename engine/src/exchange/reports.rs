@@ -63,17 +63,42 @@ impl Exchange {
             Ok(at) => at,
             Err(refusal) => return *refusal,
         };
-        let windows = [
-            bourse_reach::Window::Hour(at).normalized(),
-            bourse_reach::Window::Day(at).normalized(),
-        ];
-        match self.shared.reach.query.report(&windows).await {
-            Ok(report) => json_response(StatusCode::OK, &report),
-            Err(error) => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"error": "reach_unavailable", "message": error.to_string()}),
-            ),
+        let reach = &self.shared.reach;
+        let mut windows = Vec::new();
+        for window in [
+            bourse_services::Window::Hour(at).normalized(),
+            bourse_services::Window::Day(at).normalized(),
+        ] {
+            match reach.uniques.counts(window).await {
+                Ok(counts) => {
+                    // Only the exchange's own dimensions (other plugins count other things).
+                    let counts: Vec<ReachCount> = counts
+                        .into_iter()
+                        .filter(|c| matches!(&*c.dimension, "placement" | "publisher" | "bidder"))
+                        .map(|c| ReachCount {
+                            dimension: c.dimension.to_string(),
+                            id: c.id,
+                            window: c.window,
+                            uniques: c.estimate,
+                        })
+                        .collect();
+                    windows.push(WindowReport { window, counts });
+                }
+                Err(error) => {
+                    return json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"error": "reach_unavailable", "message": error.to_string()}),
+                    );
+                }
+            }
         }
+        let report = ReachReport {
+            backend: reach.uniques.backend(),
+            precision: reach.uniques.precision(),
+            generated_at: super::run::now_secs(),
+            windows,
+        };
+        json_response(StatusCode::OK, &report)
     }
 
     /// `GET /ledger[?at=UNIX]`: billed totals for the hour and the day holding `at`.
@@ -92,4 +117,32 @@ impl Exchange {
             &serde_json::json!({"currency": self.config.currency, "hour": hour, "day": day}),
         )
     }
+}
+
+/// `/reach`: unique users per placement, publisher and bidder for each window asked.
+#[derive(Debug, serde::Serialize)]
+struct ReachReport {
+    /// Which store answered (`in_process`: this node's users only; `redis`: every node's).
+    backend: bourse_services::Backend,
+    /// HyperLogLog precision (registers = 2^precision); Redis always uses 14.
+    precision: u8,
+    /// When the report was built, Unix seconds.
+    generated_at: u64,
+    windows: Vec<WindowReport>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct WindowReport {
+    window: bourse_services::Window,
+    counts: Vec<ReachCount>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ReachCount {
+    /// `placement`, `publisher` or `bidder`.
+    dimension: String,
+    id: String,
+    window: bourse_services::Window,
+    /// Estimated distinct users.
+    uniques: u64,
 }
