@@ -1,0 +1,123 @@
+//! Test stores: a fresh SQLite file, or a fresh schema on the local PostgreSQL (started when it is
+//! not running), so tests never share data with each other or with other developers' runs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use bourse_commerce::migrate::Module;
+use bourse_commerce::{Store, StoreConfig};
+use sqlx::Executor;
+
+/// The PostgreSQL the tests use; `BOURSE_TEST_POSTGRES_URL` overrides it.
+pub fn postgres_url() -> String {
+    std::env::var("BOURSE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Which engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of one engine; removed when dropped (PostgreSQL schemas are dropped
+/// by [`TestDb::cleanup`]).
+pub struct TestDb {
+    pub config: StoreConfig,
+    pub engine: Engine,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(engine: Engine) -> TestDb {
+        match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let path: PathBuf = dir.path().join("sites.db");
+                TestDb {
+                    config: StoreConfig::sqlite(path),
+                    engine,
+                    _dir: Some(dir),
+                }
+            }
+            Engine::Postgres => {
+                ensure_postgres().await;
+                let schema = format!("t_{}", hex_id());
+                TestDb {
+                    config: StoreConfig::postgres(postgres_url(), Some(&schema)),
+                    engine,
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Opens a store with `modules` migrated.
+    pub async fn open(&self, modules: &[&Module]) -> Store {
+        Store::open(&self.config, modules).await.unwrap().0
+    }
+
+    /// Drops the PostgreSQL schema (SQLite files go with the temporary directory).
+    pub async fn cleanup(self) {
+        if let Some(schema) = &self.config.schema {
+            let plain = StoreConfig::postgres(postgres_url(), None);
+            let store = Store::connect(&plain).await.unwrap();
+            store
+                .writer()
+                .execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+                .await
+                .unwrap();
+            store.close().await;
+        }
+    }
+}
+
+fn hex_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes sure PostgreSQL answers on the test URL, starting the local cluster if it does not.
+pub async fn ensure_postgres() {
+    if postgres_answers().await {
+        return;
+    }
+    for command in [
+        &[
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            "15",
+            "main",
+            "start",
+        ][..],
+        &["service", "postgresql", "start"][..],
+    ] {
+        let _ = Command::new(command[0]).args(&command[1..]).status();
+        for _ in 0..50 {
+            if postgres_answers().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    panic!(
+        "PostgreSQL does not answer at {} and could not be started",
+        postgres_url()
+    );
+}
+
+async fn postgres_answers() -> bool {
+    let config = StoreConfig::postgres(postgres_url(), None);
+    match Store::connect(&config).await {
+        Ok(store) => {
+            let ok = store.reader().execute("SELECT 1").await.is_ok();
+            store.close().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
