@@ -1,6 +1,7 @@
 //! Integration tests of bourse-commerce against real SQLite files, a real PostgreSQL, a real SMTP
 //! server (aiosmtpd) and signatures made by Stripe's own Node library.
 
+mod mail;
 mod migrations;
 mod stock;
 mod support;

@@ -121,3 +121,88 @@ async fn postgres_answers() -> bool {
         Err(_) => false,
     }
 }
+
+/// A real SMTP server (Python's aiosmtpd, installed from PyPI when missing) recording what it
+/// receives; killed when dropped.
+pub struct SmtpServer {
+    pub port: u16,
+    out: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    /// Starts a server that refuses the first `fail_first` messages with a temporary error.
+    pub fn start(fail_first: u32) -> SmtpServer {
+        use std::io::BufRead;
+        ensure_aiosmtpd();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("received.jsonl");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--out")
+            .arg(&out)
+            .arg("--fail-first")
+            .arg(fail_first.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the SMTP server printed `{line}`, not its port"));
+        SmtpServer {
+            port,
+            out,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Everything recorded so far: accepted messages and refused attempts.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The accepted messages.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        self.records()
+            .into_iter()
+            .filter(|r| r.get("refused").is_none())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ensure_aiosmtpd() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let present = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            let installed = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "aiosmtpd"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(installed, "could not install aiosmtpd with pip");
+        }
+    });
+}
