@@ -6,4 +6,5 @@ mod mail;
 mod migrations;
 mod sessions;
 mod stock;
+mod stripe;
 mod support;

@@ -206,3 +206,71 @@ fn ensure_aiosmtpd() {
         }
     });
 }
+
+/// The `Stripe-Signature` header Stripe's own Node library (`stripe` from npm, installed into
+/// `tests/stripe-node` when missing) generates for `payload` at `timestamp`.
+pub fn stripe_node_signature(payload: &str, secret: &str, timestamp: i64) -> String {
+    use std::io::Write;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stripe-node");
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        if !std::path::Path::new(dir)
+            .join("node_modules/stripe")
+            .exists()
+        {
+            let ok = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "npm ci in {dir} failed");
+        }
+    });
+    let mut child = Command::new("node")
+        .arg("sign.js")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let input = serde_json::json!({"payload": payload, "secret": secret, "timestamp": timestamp});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "sign.js failed");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Serves `handler` over HTTP/1 on a free loopback port; returns the address.
+pub async fn serve<F, Fut>(handler: F) -> std::net::SocketAddr
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
