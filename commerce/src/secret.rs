@@ -8,9 +8,14 @@ use sha2::{Digest, Sha256};
 
 /// A random identifier with a readable prefix, e.g. `ord_3f9a…` (128 random bits, hex).
 pub fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
+    format!("{prefix}_{}", random_hex(16))
+}
+
+/// `bytes` random bytes as lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex::encode(buf)
 }
 
 /// A random secret token, 256 bits, URL-safe base64 without padding.

@@ -8,3 +8,4 @@ mod sessions;
 mod stock;
 mod stripe;
 mod support;
+mod tenants;
