@@ -27,12 +27,27 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The commerce tests: Node with npm (Stripe's own library signs webhooks) and Python with pip
+# (aiosmtpd, a real SMTP server). PostgreSQL is expected on 127.0.0.1:5432 (database `test`,
+# user `postgres`), or wherever BOURSE_TEST_POSTGRES_URL points.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   sudo_cmd=()
   [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd from PyPI"
+  python3 -m pip install --quiet aiosmtpd
+fi
+if [[ ! -d commerce/tests/stripe-node/node_modules/stripe ]]; then
+  log "installing Stripe's Node library for the webhook tests"
+  (cd commerce/tests/stripe-node && npm ci --no-audit --no-fund --silent)
 fi
 
 log "format"
