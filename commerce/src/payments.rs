@@ -59,7 +59,7 @@ impl OrderEffects for NoEffects {
 }
 
 /// A site's payment settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PaymentsConfig {
     pub site: String,
     pub site_title: String,
@@ -67,6 +67,16 @@ pub struct PaymentsConfig {
     pub webhook_secret: String,
     /// How long a checkout (and the seats it holds) stays open; Stripe allows 30 min to 24 h.
     pub checkout_ttl_secs: i64,
+}
+
+impl std::fmt::Debug for PaymentsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentsConfig")
+            .field("site", &self.site)
+            .field("site_title", &self.site_title)
+            .field("checkout_ttl_secs", &self.checkout_ttl_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One thing bought.
@@ -110,6 +120,11 @@ pub enum PaymentError {
     Stock(StockError),
     #[error(transparent)]
     Stripe(#[from] StripeError),
+    #[error("payments config: {field}: {message}")]
+    Config {
+        field: &'static str,
+        message: &'static str,
+    },
     #[error("stripe returned a checkout session without a URL")]
     NoCheckoutUrl,
     #[error(transparent)]
@@ -163,14 +178,26 @@ impl Payments {
         stripe: StripeClient,
         templates: Arc<MailTemplates>,
         metrics: Option<CommerceMetrics>,
-    ) -> Payments {
-        Payments {
+    ) -> Result<Payments, PaymentError> {
+        if !(30 * 60..=24 * 3600).contains(&config.checkout_ttl_secs) {
+            return Err(PaymentError::Config {
+                field: "checkout_ttl_secs",
+                message: "must be between 1800 (30 minutes) and 86400 (24 hours), as Stripe allows",
+            });
+        }
+        if config.webhook_secret.is_empty() {
+            return Err(PaymentError::Config {
+                field: "webhook_secret",
+                message: "must not be empty",
+            });
+        }
+        Ok(Payments {
             store,
             config,
             stripe,
             templates,
             metrics,
-        }
+        })
     }
 
     /// Creates the order, holds its stock until the checkout expires, and opens a Checkout

@@ -89,18 +89,21 @@ async fn worker() {
     .unwrap();
     let smtp_port: u16 = std::env::var("BOURSE_CRASH_SMTP").unwrap().parse().unwrap();
     let store = Store::open(&config, &modules()).await.unwrap().0;
-    let payments = Arc::new(Payments::new(
-        store.clone(),
-        PaymentsConfig {
-            site: "courses".into(),
-            site_title: "Courses".into(),
-            webhook_secret: WHSEC.into(),
-            checkout_ttl_secs: 3600,
-        },
-        StripeClient::new(&StripeConfig::new("sk_test_unused", WHSEC)).unwrap(),
-        Arc::new(MailTemplates::new()),
-        None,
-    ));
+    let payments = Arc::new(
+        Payments::new(
+            store.clone(),
+            PaymentsConfig {
+                site: "courses".into(),
+                site_title: "Courses".into(),
+                webhook_secret: WHSEC.into(),
+                checkout_ttl_secs: 3600,
+            },
+            StripeClient::new(&StripeConfig::new("sk_test_unused", WHSEC)).unwrap(),
+            Arc::new(MailTemplates::new()),
+            None,
+        )
+        .unwrap(),
+    );
     let sender = MailSender::new(
         store.clone(),
         &SmtpConfig {
@@ -111,6 +114,7 @@ async fn worker() {
             password: None,
             from: "Courses <no-reply@courses.example>".into(),
             timeout_ms: 1_000,
+            ca_file: None,
         },
         SenderConfig {
             poll_interval: Duration::from_millis(20),

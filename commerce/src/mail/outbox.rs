@@ -48,27 +48,30 @@ pub async fn enqueue(
     Ok(id)
 }
 
-/// Claims the next due row for `owner` until `now_ms + lease_ms`, or None when nothing is due.
-/// The condition is repeated in the outer `UPDATE`, so of two senders racing for one row only
-/// one gets it (PostgreSQL re-checks it against the row the winner just changed).
+/// Claims the next row due at `due_ms` for `owner` until `now_ms + lease_ms`, or None when
+/// nothing is due. The condition is repeated in the outer `UPDATE`, so of two senders racing
+/// for one row only one gets it (PostgreSQL re-checks it against the row the winner just
+/// changed).
 pub async fn claim(
     store: &Store,
     owner: &str,
+    due_ms: i64,
     now_ms: i64,
     lease_ms: i64,
 ) -> Result<Option<OutboxRow>, sqlx::Error> {
     let row = sqlx::query(
         "UPDATE mail_outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
          WHERE id = (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL \
-                     AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+                     AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until < $3) \
                      ORDER BY next_attempt_at, id LIMIT 1) \
-           AND sent_at IS NULL AND failed_at IS NULL \
+           AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $4 \
            AND (lease_until IS NULL OR lease_until < $3) \
          RETURNING id, site, recipient, subject, body_text, body_html, attempts",
     )
     .bind(owner)
     .bind(now_ms + lease_ms)
     .bind(now_ms)
+    .bind(due_ms)
     .fetch_optional(store.writer())
     .await?;
     row.as_ref().map(row_from).transpose()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub enum SmtpSecurity {
 }
 
 /// `[sites.mail]`: the SMTP server and the sender address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,
@@ -44,10 +44,27 @@ pub struct SmtpConfig {
     pub from: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// A PEM file of extra trusted root certificates, for a relay with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_timeout_ms() -> u64 {
     20_000
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("from", &self.from)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Pace and patience of the sender.
@@ -130,7 +147,19 @@ impl MailSender {
         })?;
         let domain = from.email.domain().to_owned();
         let tls = || {
-            TlsParameters::new(smtp.host.clone()).map_err(|e| MailError::Config {
+            let mut builder = TlsParameters::builder(smtp.host.clone());
+            if let Some(path) = &smtp.ca_file {
+                let pem = std::fs::read(path).map_err(|e| MailError::Config {
+                    field: "ca_file",
+                    message: format!("cannot read {}: {e}", path.display()),
+                })?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| MailError::Config {
+                    field: "ca_file",
+                    message: format!("{}: {e}", path.display()),
+                })?;
+                builder = builder.add_root_certificate(cert);
+            }
+            builder.build().map_err(|e| MailError::Config {
                 field: "host",
                 message: e.to_string(),
             })
@@ -173,12 +202,14 @@ impl MailSender {
         })
     }
 
-    /// Sends every row due now; returns what it did.
+    /// Sends every row due when the sweep starts (a row that fails is not tried again before
+    /// the next sweep); returns what it did.
     pub async fn sweep(&self) -> Result<Sweep, MailError> {
         let mut sweep = Sweep::default();
         let lease_ms = self.config.lease.as_millis() as i64;
+        let due = clock::now_ms();
         while let Some(row) =
-            outbox::claim(&self.store, &self.owner, clock::now_ms(), lease_ms).await?
+            outbox::claim(&self.store, &self.owner, due, clock::now_ms(), lease_ms).await?
         {
             match self.send(&row).await {
                 Ok(()) => {

@@ -27,7 +27,7 @@ use crate::stripe::client::CheckoutSession;
 use crate::stripe::webhook;
 
 /// `[sites.payments.test_checkout]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestCheckoutConfig {
     /// The API key clients must present (`sk_test_…`).
@@ -41,6 +41,16 @@ pub struct TestCheckoutConfig {
     /// The path prefix requests arrive under when mounted inside another server.
     #[serde(default)]
     pub mount: String,
+}
+
+impl std::fmt::Debug for TestCheckoutConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCheckoutConfig")
+            .field("webhook_url", &self.webhook_url)
+            .field("public_url", &self.public_url)
+            .field("mount", &self.mount)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

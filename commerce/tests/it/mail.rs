@@ -21,6 +21,7 @@ fn smtp(port: u16) -> SmtpConfig {
         password: None,
         from: "Courses <no-reply@courses.example>".into(),
         timeout_ms: 5_000,
+        ca_file: None,
     }
 }
 
@@ -220,4 +221,145 @@ async fn sqlite_two_senders_never_send_one_row_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_senders_never_send_one_row_twice() {
     two_senders_never_send_one_row_twice(Engine::Postgres).await;
+}
+
+/// A private CA and a server certificate for 127.0.0.1 it signed, made with the openssl
+/// command: (CA certificate, server certificate, server key).
+fn private_ca(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=bourse test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        path("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    (path("ca.pem"), path("server.pem"), path("server.key"))
+}
+
+async fn authenticated_over_tls(security: SmtpSecurity) {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let store = db.open(&schema::ALL).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(dir.path());
+    let mut args = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--auth",
+        "mailer:s3cret",
+    ];
+    if security == SmtpSecurity::Tls {
+        args.push("--implicit-tls");
+    }
+    let server = SmtpServer::start_with(&args);
+    queue(&store, "ann@example.com", "ord_tls").await;
+
+    // Without the private CA the certificate is refused, and the mail waits for a retry.
+    let mut config = smtp(server.port);
+    config.security = security;
+    config.username = Some("mailer".into());
+    config.password = Some("s3cret".into());
+    let untrusting = MailSender::new(store.clone(), &config, fast(), None).unwrap();
+    let sweep = untrusting.sweep().await.unwrap();
+    assert_eq!((sweep.sent, sweep.retried), (0, 1));
+
+    // A wrong password is refused by the server.
+    config.ca_file = Some(ca.clone());
+    let mut wrong = config.clone();
+    wrong.password = Some("guess".into());
+    sqlx::query("UPDATE mail_outbox SET next_attempt_at = 0")
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let sweep = MailSender::new(store.clone(), &wrong, fast(), None)
+        .unwrap()
+        .sweep()
+        .await
+        .unwrap();
+    assert_eq!(sweep.sent, 0);
+    assert!(server.messages().is_empty());
+
+    sqlx::query("UPDATE mail_outbox SET next_attempt_at = 0, failed_at = NULL")
+        .execute(store.writer())
+        .await
+        .unwrap();
+    let sender = MailSender::new(store.clone(), &config, fast(), None).unwrap();
+    let sweep = sender.sweep().await.unwrap();
+    let error: Option<String> = sqlx::query_scalar("SELECT last_error FROM mail_outbox")
+        .fetch_one(store.reader())
+        .await
+        .unwrap();
+    assert_eq!(sweep.sent, 1, "{error:?}");
+    let messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (messages[0]["tls"].as_bool(), messages[0]["auth"].as_bool()),
+        (Some(true), Some(true))
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn starttls_with_authentication_delivers() {
+    authenticated_over_tls(SmtpSecurity::Starttls).await;
+}
+
+#[tokio::test]
+async fn implicit_tls_with_authentication_delivers() {
+    authenticated_over_tls(SmtpSecurity::Tls).await;
 }

@@ -334,6 +334,12 @@ impl OrderEffects for Enrol {
     }
 }
 
+fn text_of(registry: &prometheus::Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap()
+}
+
 async fn enrolments(store: &Store, order_id: &str) -> i64 {
     sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM test_enrolments WHERE order_id = $1")
         .bind(order_id)
@@ -371,6 +377,7 @@ fn payments(store: &Store, base: &str, metrics: Option<CommerceMetrics>) -> Paym
         Arc::new(MailTemplates::new()),
         metrics,
     )
+    .unwrap()
 }
 
 fn buy(email: &str, cohort: &str) -> StartCheckout {
@@ -448,14 +455,49 @@ async fn same_event_twenty_times(engine: Engine) {
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
-    // A forged delivery is refused and counted.
+    // Forged deliveries are refused with 400 and counted, and change nothing.
+    let now = clock::now();
+    let other = completed_event("evt_forged", &started.session.id, &started.order.id, 4_900);
+    let tampered = other.replace("\"pi_1\"", "\"pi_evil\"");
+    let refusals = [
+        (
+            tampered.clone(),
+            Some(stripe_node_signature(&other, WHSEC, now)),
+        ),
+        (
+            other.clone(),
+            Some(stripe_node_signature(&other, "whsec_wrong", now)),
+        ),
+        (
+            other.clone(),
+            Some(stripe_node_signature(&other, WHSEC, now - 301)),
+        ),
+        (other.clone(), None),
+    ];
+    for (body, header) in &refusals {
+        let reply = payments
+            .handle_webhook(body.as_bytes(), header.as_deref(), &Enrol)
+            .await;
+        assert_eq!(
+            (reply.status, reply.outcome),
+            (400, WebhookOutcome::BadSignature),
+            "{reply:?}"
+        );
+    }
+    let signed_garbage = "{\"not\":\"an event\"}";
+    let header = stripe_node_signature(signed_garbage, WHSEC, now);
     let reply = payments
-        .handle_webhook(payload.as_bytes(), Some("t=1,v1=00"), &Enrol)
+        .handle_webhook(signed_garbage.as_bytes(), Some(&header), &Enrol)
         .await;
     assert_eq!(
         (reply.status, reply.outcome),
-        (400, WebhookOutcome::BadSignature)
+        (400, WebhookOutcome::BadPayload)
     );
+    assert!(
+        text_of(&registry)
+            .contains("bourse_site_webhooks_total{outcome=\"bad_signature\",site=\"courses\"} 4")
+    );
+    assert_eq!(enrolments(&store, &started.order.id).await, 1);
     store.close().await;
     db.cleanup().await;
 }

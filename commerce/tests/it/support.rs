@@ -134,6 +134,11 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts a server that refuses the first `fail_first` messages with a temporary error.
     pub fn start(fail_first: u32) -> SmtpServer {
+        Self::start_with(&["--fail-first", &fail_first.to_string()])
+    }
+
+    /// Starts a server with extra arguments (see `tests/smtp/server.py`).
+    pub fn start_with(args: &[&str]) -> SmtpServer {
         use std::io::BufRead;
         ensure_aiosmtpd();
         let dir = tempfile::tempdir().unwrap();
@@ -143,8 +148,7 @@ impl SmtpServer {
             .arg(script)
             .arg("--out")
             .arg(&out)
-            .arg("--fail-first")
-            .arg(fail_first.to_string())
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs");

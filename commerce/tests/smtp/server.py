@@ -4,7 +4,8 @@ Listens on a free loopback port and prints it on the first line of stdout. Every
 written as one JSON line to --out: accepted messages with their envelope, Message-ID, subject
 and text body; refused attempts as {"refused": ...}. --fail-first N answers the first N
 messages with a temporary failure (451); recipients containing "reject" get a permanent one
-(550).
+(550). --tls-cert/--tls-key enable STARTTLS (required), or TLS from the first byte with
+--implicit-tls; --auth USER:PASSWORD requires that login.
 """
 
 import argparse
@@ -12,9 +13,10 @@ import asyncio
 import email
 import email.policy
 import json
+import ssl
 import time
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Recorder:
@@ -45,6 +47,8 @@ class Recorder:
         html = message.get_body(preferencelist=("html",))
         self.write(
             {
+                "auth": session.authenticated,
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
                 "message_id": message["Message-ID"],
@@ -60,11 +64,33 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--implicit-tls", action="store_true")
+    parser.add_argument("--auth")
     args = parser.parse_args()
     handler = Recorder(args.out, args.fail_first)
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    options = {"hostname": "localhost"}
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user \
+                and auth_data.password.decode() == password
+            return AuthResult(success=ok, handled=False)
+
+        options.update(authenticator=authenticator, auth_required=True,
+                       auth_require_tls=context is not None and not args.implicit_tls)
+    if context is not None and not args.implicit_tls:
+        options.update(tls_context=context, require_starttls=True)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="localhost"), "127.0.0.1", 0
+        lambda: SMTP(handler, **options), "127.0.0.1", 0,
+        ssl=context if args.implicit_tls else None,
     )
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
