@@ -498,6 +498,17 @@ async fn same_event_twenty_times(engine: Engine) {
             .contains("bourse_site_webhooks_total{outcome=\"bad_signature\",site=\"courses\"} 4")
     );
     assert_eq!(enrolments(&store, &started.order.id).await, 1);
+
+    // The gauges read the database: one seat sold, one receipt waiting in the outbox.
+    payments.refresh_gauges().await.unwrap();
+    let text = text_of(&registry);
+    for line in [
+        "bourse_site_seats{site=\"courses\",state=\"sold\"} 1",
+        "bourse_site_seats{site=\"courses\",state=\"held\"} 0",
+        "bourse_site_mail_outbox_depth{site=\"courses\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
     store.close().await;
     db.cleanup().await;
 }
@@ -633,5 +644,77 @@ async fn purchase_runs_end_to_end_through_the_test_mode_checkout() {
         1
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sweep_releases_lapsed_holds_and_expires_abandoned_orders() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let store = open_store(&db).await;
+    let payments = payments(&store, "http://127.0.0.1:9", None);
+    let mut tx = store.begin().await.unwrap();
+    stock::set_capacity(&mut tx, "courses", "cohort-s", 5)
+        .await
+        .unwrap();
+    // An order whose process died before its checkout session was created: its hold lapsed
+    // and it was created long ago.
+    let order = orders::create(
+        &mut tx,
+        &orders::NewOrder {
+            site: "courses".into(),
+            account_id: None,
+            email: Some("ann@example.com".into()),
+            currency: "usd".into(),
+            lines: vec![orders::NewLine {
+                sku: "rust".into(),
+                description: "Rust in depth".into(),
+                quantity: 2,
+                unit_minor: 4_900,
+            }],
+        },
+    )
+    .await
+    .unwrap();
+    stock::reserve(
+        &mut tx,
+        "courses",
+        "cohort-s",
+        2,
+        clock::now() - 10,
+        Some(&order.id),
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE orders SET created_at = created_at - 10000 WHERE id = $1")
+        .bind(&order.id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        stock::level(&store, "courses", "cohort-s")
+            .await
+            .unwrap()
+            .available(),
+        3
+    );
+
+    assert_eq!(
+        payments.sweep().await.unwrap(),
+        1,
+        "one lapsed hold released"
+    );
+    assert_eq!(
+        stock::level(&store, "courses", "cohort-s")
+            .await
+            .unwrap()
+            .available(),
+        5
+    );
+    assert_eq!(
+        orders::get(&store, &order.id).await.unwrap().state,
+        OrderState::Expired
+    );
+    assert_eq!(payments.sweep().await.unwrap(), 0, "nothing left to do");
     store.close().await;
 }
