@@ -154,6 +154,10 @@ pub struct WebhookReply {
     pub message: String,
 }
 
+/// What an event did: its outcome, a message for the reply, and the order change to count
+/// once committed.
+type Effect = (WebhookOutcome, String, Option<(OrderOutcome, Order)>);
+
 /// A site's payment service.
 pub struct Payments {
     store: Store,
@@ -361,9 +365,12 @@ impl Payments {
             tx.rollback().await?;
             return Ok((WebhookOutcome::Duplicate, "already processed".into()));
         }
+        let mut refund = None;
         let (outcome, message, counted) = match data {
             EventData::CheckoutSessionCompleted(session) => {
-                self.completed(&mut tx, session, effects).await?
+                let (effect, lost) = self.completed(&mut tx, session, effects).await?;
+                refund = lost;
+                effect
             }
             EventData::CheckoutSessionExpired(session) => {
                 self.expired(&mut tx, session, effects).await?
@@ -400,40 +407,43 @@ impl Payments {
         if let Some((outcome, order)) = counted {
             self.count_order(outcome, &order);
         }
+        if let Some((order_id, payment_intent)) = refund {
+            // Keyed by the order: a redelivered event or a second node asks for one refund.
+            let key = format!("{order_id}-sold-out-refund");
+            if let Err(e) = self.stripe.create_refund(&payment_intent, &key).await {
+                tracing::error!(order = %order_id, error = %e,
+                    "paid after its stock was gone and the refund failed: refund it by hand");
+            }
+        }
         Ok((outcome, message))
     }
 
+    /// A paid checkout: the order is paid, its holds sold, the site's effect and the receipt
+    /// applied. If a hold had lapsed and its stock was sold meanwhile, nothing is granted and
+    /// the order id and payment are returned to be refunded once the transaction commits.
     async fn completed<E: OrderEffects>(
         &self,
         tx: &mut Conn,
         session: &CheckoutSession,
         effects: &E,
-    ) -> Result<(WebhookOutcome, String, Option<(OrderOutcome, Order)>), PaymentError> {
+    ) -> Result<(Effect, Option<(String, String)>), PaymentError> {
+        let effect = |outcome, message: &str| Ok(((outcome, message.to_owned(), None), None));
         let Some(order) = self.order_of_session(tx, session).await? else {
-            return Ok((
+            return effect(
                 WebhookOutcome::Ignored,
-                "checkout of an order we do not know".into(),
-                None,
-            ));
+                "checkout of an order we do not know",
+            );
         };
         if session.payment_status.as_deref() != Some("paid") {
             // Delayed payment methods complete unpaid and pay later; nothing to grant yet.
-            return Ok((
-                WebhookOutcome::Ignored,
-                "completed but not paid yet".into(),
-                None,
-            ));
+            return effect(WebhookOutcome::Ignored, "completed but not paid yet");
         }
         if session.amount_total != Some(order.total_minor)
             || session.currency.as_deref() != Some(order.currency.as_str())
         {
             tracing::error!(order = %order.id, session = %session.id,
                 "paid amount differs from the order; not granted");
-            return Ok((
-                WebhookOutcome::Ignored,
-                "amount differs from the order".into(),
-                None,
-            ));
+            return effect(WebhookOutcome::Ignored, "amount differs from the order");
         }
         match orders::transition(
             tx,
@@ -445,23 +455,53 @@ impl Payments {
         {
             Transition::Applied => {}
             Transition::Already => {
-                return Ok((WebhookOutcome::Duplicate, "order already paid".into(), None));
+                return effect(WebhookOutcome::Duplicate, "order already paid");
             }
             Transition::Refused { current } => {
-                return Ok((
+                return effect(
                     WebhookOutcome::Ignored,
-                    format!("order is {}", current.as_str()),
-                    None,
-                ));
+                    &format!("order is {}", current.as_str()),
+                );
             }
         }
+        let mut lost = false;
         for hold in stock::holds_of_order(tx, &order.id).await? {
             if stock::confirm(tx, &hold.id).await? == Confirmed::Lost {
                 tracing::error!(order = %order.id, item = %hold.item,
-                    "paid after its hold lapsed and the stock is gone: refund it");
+                    "paid after its hold lapsed and the stock is gone: refunding");
+                lost = true;
             }
         }
         let order = orders::get_on(tx, &order.id).await?;
+        if lost {
+            if let Some(email) = self.buyer_email(tx, &order).await? {
+                let mail = self.templates.render(
+                    "sold_out_refund",
+                    &json!({
+                        "site_title": self.config.site_title,
+                        "order_id": order.id,
+                        "total": money(order.total_minor, &order.currency),
+                    }),
+                )?;
+                mail::enqueue(tx, &self.config.site, &email, &mail).await?;
+            }
+            let refund = order
+                .payment_ref
+                .clone()
+                .map(|intent| (order.id.clone(), intent));
+            let message = format!(
+                "order {} paid after its stock was gone: refunding",
+                order.id
+            );
+            return Ok((
+                (
+                    WebhookOutcome::Applied,
+                    message,
+                    Some((OrderOutcome::Paid, order)),
+                ),
+                refund,
+            ));
+        }
         effects.paid(tx, &order).await?;
         if let Some(email) = self.buyer_email(tx, &order).await? {
             let lines = lines_on(tx, &order.id).await?;
@@ -480,9 +520,12 @@ impl Payments {
             mail::enqueue(tx, &self.config.site, &email, &mail).await?;
         }
         Ok((
-            WebhookOutcome::Applied,
-            format!("order {} paid", order.id),
-            Some((OrderOutcome::Paid, order)),
+            (
+                WebhookOutcome::Applied,
+                format!("order {} paid", order.id),
+                Some((OrderOutcome::Paid, order)),
+            ),
+            None,
         ))
     }
 
@@ -491,7 +534,7 @@ impl Payments {
         tx: &mut Conn,
         session: &CheckoutSession,
         effects: &E,
-    ) -> Result<(WebhookOutcome, String, Option<(OrderOutcome, Order)>), PaymentError> {
+    ) -> Result<Effect, PaymentError> {
         let Some(order) = self.order_of_session(tx, session).await? else {
             return Ok((
                 WebhookOutcome::Ignored,
@@ -532,7 +575,7 @@ impl Payments {
         tx: &mut Conn,
         order: Order,
         effects: &E,
-    ) -> Result<(WebhookOutcome, String, Option<(OrderOutcome, Order)>), PaymentError> {
+    ) -> Result<Effect, PaymentError> {
         match orders::transition(tx, &order.id, OrderState::Refunded, None).await? {
             Transition::Applied => {}
             Transition::Already => {

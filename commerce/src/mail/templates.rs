@@ -114,7 +114,7 @@ impl MailTemplates {
     }
 }
 
-const BUILT_IN: [(&str, &str, &str); 5] = [
+const BUILT_IN: [(&str, &str, &str); 6] = [
     (
         "verify_email",
         "Confirm your e-mail address for {{ site_title }}",
@@ -134,6 +134,11 @@ const BUILT_IN: [(&str, &str, &str); 5] = [
         "password_changed",
         "Your {{ site_title }} password was changed",
         "The password of your {{ site_title }} account was changed and every session was signed out.\n\nIf this was not you, reset your password at once:\n\n{{ reset_link }}\n",
+    ),
+    (
+        "sold_out_refund",
+        "Your {{ site_title }} order {{ order_id }} is refunded",
+        "We are sorry: the last places sold out while your payment went through, so order {{ order_id }} could not be honoured.\n\nThe full {{ total }} is being refunded to your card.\n",
     ),
     (
         "receipt",

@@ -148,6 +148,18 @@ pub struct CheckoutSession {
     pub payment_intent: Option<String>,
 }
 
+/// A Refund as Stripe returns it (fields we use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+}
+
 /// What went wrong talking to Stripe.
 #[derive(Debug, thiserror::Error)]
 pub enum StripeError {
@@ -284,6 +296,22 @@ impl StripeClient {
         let path = format!("/v1/checkout/sessions/{}/expire", path_segment(id)?);
         self.call(Method::POST, &path, Some(&[]), Some(idempotency_key))
             .await
+    }
+
+    /// Refunds a payment in full (`POST /v1/refunds`); Stripe then sends `charge.refunded`.
+    pub async fn create_refund(
+        &self,
+        payment_intent: &str,
+        idempotency_key: &str,
+    ) -> Result<Refund, StripeError> {
+        let form = [("payment_intent".to_owned(), payment_intent.to_owned())];
+        self.call(
+            Method::POST,
+            "/v1/refunds",
+            Some(&form),
+            Some(idempotency_key),
+        )
+        .await
     }
 
     async fn call<T: serde::de::DeserializeOwned>(

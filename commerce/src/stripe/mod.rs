@@ -7,6 +7,6 @@ pub mod testmode;
 pub mod webhook;
 
 pub use client::{
-    CheckoutLine, CheckoutRequest, CheckoutSession, StripeClient, StripeConfig, StripeError,
+    CheckoutLine, CheckoutRequest, CheckoutSession, Refund, StripeClient, StripeConfig, StripeError,
 };
 pub use webhook::{Charge, Event, EventData, WebhookError};

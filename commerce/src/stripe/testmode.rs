@@ -68,6 +68,7 @@ struct TestSession {
     success_url: String,
     cancel_url: String,
     charge_id: Option<String>,
+    refunded: bool,
 }
 
 /// What a webhook delivery got back from the site.
@@ -244,6 +245,7 @@ impl TestCheckout {
                     ),
                 }
             }
+            (&Method::POST, ["v1", "refunds"]) => self.refund_api(&body),
             (&Method::GET, ["pay", id]) => self.page(id),
             (&Method::POST, ["pay", id]) => match self.pay(id).await {
                 Ok(_) => {
@@ -315,6 +317,53 @@ impl TestCheckout {
             self.state.idempotency.lock().insert(key, (form_text, id));
         }
         reply
+    }
+
+    /// `POST /v1/refunds` with `payment_intent`: refunds in full, answers the Refund, and
+    /// delivers `charge.refunded` afterwards, as Stripe does.
+    fn refund_api(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        let form: BTreeMap<String, String> = url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let Some(intent) = form.get("payment_intent") else {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "Missing required param: payment_intent.",
+                Some("payment_intent"),
+            );
+        };
+        let found = self.state.sessions.lock().values().find_map(|s| {
+            (s.session.payment_intent.as_deref() == Some(intent.as_str()))
+                .then(|| (s.session.id.clone(), s.refunded, s.session.amount_total))
+        });
+        let Some((id, refunded, amount)) = found else {
+            return api_error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                &format!("No such payment_intent: '{intent}'"),
+                Some("payment_intent"),
+            );
+        };
+        if refunded {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "Charge has already been refunded.",
+                None,
+            );
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.refund(&id).await {
+                tracing::warn!(error = %e, "test-mode refund not delivered");
+            }
+        });
+        json_response(
+            StatusCode::OK,
+            &json!({"id": secret::new_id("re_test"), "object": "refund",
+            "status": "succeeded", "payment_intent": intent, "amount": amount}),
+        )
     }
 
     fn page(&self, id: &str) -> Response<Full<Bytes>> {
@@ -411,10 +460,17 @@ impl TestCheckout {
     /// Refunds a paid session in full and delivers `charge.refunded`.
     pub async fn refund(&self, id: &str) -> Result<Delivery, TestCheckoutError> {
         let charge = {
-            let sessions = self.state.sessions.lock();
+            let mut sessions = self.state.sessions.lock();
             let s = sessions
-                .get(id)
+                .get_mut(id)
                 .ok_or_else(|| TestCheckoutError::Unknown(id.to_owned()))?;
+            if s.refunded {
+                return Err(TestCheckoutError::WrongState {
+                    id: id.to_owned(),
+                    status: "refunded".into(),
+                    wanted: "complete",
+                });
+            }
             let (Some(charge_id), Some(intent)) = (&s.charge_id, &s.session.payment_intent) else {
                 return Err(TestCheckoutError::WrongState {
                     id: id.to_owned(),
@@ -423,10 +479,12 @@ impl TestCheckout {
                 });
             };
             let amount = s.session.amount_total.unwrap_or(0);
-            json!({"id": charge_id, "object": "charge", "amount": amount,
+            let charge = json!({"id": charge_id, "object": "charge", "amount": amount,
                    "amount_refunded": amount, "currency": s.session.currency,
                    "refunded": true, "payment_intent": intent,
-                   "metadata": s.session.metadata})
+                   "metadata": s.session.metadata});
+            s.refunded = true;
+            charge
         };
         self.deliver("charge.refunded", charge).await
     }
@@ -598,6 +656,7 @@ fn build_session(
         success_url,
         cancel_url,
         charge_id: None,
+        refunded: false,
     })
 }
 

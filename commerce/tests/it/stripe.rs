@@ -718,3 +718,87 @@ async fn sweep_releases_lapsed_holds_and_expires_abandoned_orders() {
     assert_eq!(payments.sweep().await.unwrap(), 0, "nothing left to do");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_after_the_seat_was_resold_is_refunded_not_granted() {
+    let db = TestDb::new(Engine::Sqlite).await;
+    let store = open_store(&db).await;
+    let site: Arc<Mutex<Option<Arc<Payments>>>> = Arc::default();
+    let endpoint = site.clone();
+    let addr = support::serve(move |req: http::Request<hyper::body::Incoming>| {
+        let endpoint = endpoint.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let signature = parts
+                .headers
+                .get("stripe-signature")
+                .and_then(|v| v.to_str().ok());
+            let payments = endpoint.lock().clone().unwrap();
+            let reply = payments.handle_webhook(&body, signature, &Enrol).await;
+            http::Response::builder()
+                .status(reply.status)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+    })
+    .await;
+    let (checkout, base) = test_checkout(format!("http://{addr}/webhooks/stripe")).await;
+    let payments = Arc::new(payments(&store, &base, None));
+    *site.lock() = Some(payments.clone());
+    let mut tx = store.begin().await.unwrap();
+    stock::set_capacity(&mut tx, "courses", "last-seat", 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Ann's hold lapses (her checkout outlived it), the sweep frees the seat, Bob takes it.
+    let ann = payments
+        .start_checkout(&buy("ann@example.com", "last-seat"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE stock_holds SET hold_until = 1 WHERE order_id = $1")
+        .bind(&ann.order.id)
+        .execute(store.writer())
+        .await
+        .unwrap();
+    assert_eq!(payments.sweep().await.unwrap(), 1);
+    let bob = payments
+        .start_checkout(&buy("bob@example.com", "last-seat"))
+        .await
+        .unwrap();
+
+    // Ann pays anyway: she is not enrolled, is told so, and is refunded in full.
+    assert_eq!(checkout.pay(&ann.session.id).await.unwrap().status, 200);
+    assert_eq!(enrolments(&store, &ann.order.id).await, 0);
+    let level = stock::level(&store, "courses", "last-seat").await.unwrap();
+    assert_eq!(
+        (level.held, level.sold),
+        (1, 0),
+        "Bob's hold stands, nothing oversold"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while orders::get(&store, &ann.order.id).await.unwrap().state != OrderState::Refunded {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refund never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (subject,): (String,) =
+        sqlx::query_as("SELECT subject FROM mail_outbox WHERE recipient = 'ann@example.com'")
+            .fetch_one(store.reader())
+            .await
+            .unwrap();
+    assert!(subject.contains("refunded"), "{subject}");
+
+    // Bob pays and gets the seat.
+    checkout.pay(&bob.session.id).await.unwrap();
+    assert_eq!(enrolments(&store, &bob.order.id).await, 1);
+    let level = stock::level(&store, "courses", "last-seat").await.unwrap();
+    assert_eq!((level.held, level.sold), (0, 1));
+    // A refund of a payment Stripe does not know is refused, as Stripe refuses it.
+    let again = client(&base, KEY).create_refund("pi_unknown", "k").await;
+    assert!(matches!(again, Err(StripeError::Api { status: 404, .. })));
+    store.close().await;
+}
