@@ -86,17 +86,31 @@ pub async fn ensure_postgres() {
     if postgres_answers().await {
         return;
     }
-    for command in [
-        &[
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            "15",
-            "main",
-            "start",
-        ][..],
-        &["service", "postgresql", "start"][..],
-    ] {
-        let _ = Command::new(command[0]).args(&command[1..]).status();
+    // Debian's clusters, whatever their version, then the service as a whole.
+    let mut commands: Vec<Vec<String>> = std::fs::read_dir("/etc/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|version| {
+            let version = version.file_name().to_string_lossy().into_owned();
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                &version,
+                "main",
+                "start",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        })
+        .collect();
+    commands.push(
+        ["service", "postgresql", "start"]
+            .map(str::to_owned)
+            .to_vec(),
+    );
+    for command in commands {
+        let _ = Command::new(&command[0]).args(&command[1..]).status();
         for _ in 0..50 {
             if postgres_answers().await {
                 return;
