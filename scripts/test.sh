@@ -28,12 +28,30 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The commerce tests: Node with npm (Stripe's own library signs webhooks), Python with pip
+# (aiosmtpd, a real SMTP server) and openssl (certificates for SMTP over TLS). PostgreSQL is
+# expected on 127.0.0.1:5432 (database `test`, user `postgres`), or at BOURSE_TEST_POSTGRES_URL.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   sudo_cmd=()
   [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd from PyPI"
+  # A distribution's own Python refuses pip installs unless told (PEP 668).
+  python3 -m pip install --quiet aiosmtpd \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+if [[ ! -d commerce/tests/stripe-node/node_modules/stripe ]]; then
+  log "installing Stripe's Node library for the webhook tests"
+  (cd commerce/tests/stripe-node && npm ci --no-audit --no-fund --silent)
 fi
 
 log "format"
