@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::Mount;
 use crate::access::AccessConfig;
 use crate::etcd::EtcdConfig;
+use crate::extension::{AnyExtensionConfig, ErasedExtension};
 use crate::limits::ConnectionsConfig;
 use crate::plugin::{AnyConfig, ErasedPlugin, ParseOutcome, PathSegment, segments};
 use crate::routes::MountPoint;
@@ -101,6 +102,8 @@ pub struct LoadedConfig {
     pub log: LogConfig,
     /// `[services]`: the shared services' backends (Redis or in process) and tuning.
     pub services: bourse_services::ServicesConfig,
+    /// Every registered extension's table, typed (in registration order).
+    pub(crate) extensions: Vec<(&'static str, AnyExtensionConfig)>,
     pub(crate) plugins: Vec<PluginConfig>,
     pub(crate) source: Option<PathBuf>,
     pub(crate) config_dir: PathBuf,
@@ -218,8 +221,14 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// What a config is checked against: the registered plugin kinds and extensions.
+pub(crate) struct Registered {
+    pub(crate) kinds: Vec<Arc<dyn ErasedPlugin>>,
+    pub(crate) extensions: Vec<Arc<dyn ErasedExtension>>,
+}
+
 pub(crate) fn load_file(
-    plugins: &[Arc<dyn ErasedPlugin>],
+    registered: &Registered,
     path: &Path,
 ) -> Result<LoadedConfig, ConfigErrors> {
     let origin = path.display().to_string();
@@ -232,7 +241,7 @@ pub(crate) fn load_file(
             message: format!("cannot read config file: {error}"),
         }])
     })?;
-    let mut config = load_str(plugins, &text, &origin, folder_of(path))?;
+    let mut config = load_str(registered, &text, &origin, folder_of(path))?;
     config.source = Some(path.to_path_buf());
     Ok(config)
 }
@@ -246,7 +255,7 @@ pub(crate) fn folder_of(path: &Path) -> PathBuf {
 }
 
 pub(crate) fn load_str(
-    plugins: &[Arc<dyn ErasedPlugin>],
+    registered: &Registered,
     text: &str,
     origin: &str,
     config_dir: PathBuf,
@@ -272,9 +281,11 @@ pub(crate) fn load_str(
         list: Vec::new(),
     };
 
+    let plugins = &registered.kinds;
     let mut server = ServerConfig::default();
     let mut log = LogConfig::default();
     let mut services = bourse_services::ServicesConfig::default();
+    let mut extension_tables: HashMap<String, toml::Value> = HashMap::new();
     let mut plugin_tables = toml::Table::new();
     for (key, value) in root {
         match key.as_str() {
@@ -326,12 +337,46 @@ pub(crate) fn load_str(
                     ),
                 ),
             },
-            other => errors.push(
-                &[PathSegment::Key(other.to_owned())],
-                format!(
-                    "unknown key `{other}`; expected one of `server`, `log`, `services`, `plugins`"
-                ),
-            ),
+            other if registered.extensions.iter().any(|e| e.name() == other) => {
+                extension_tables.insert(other.to_owned(), value);
+            }
+            other => {
+                let mut known = vec!["`server`", "`log`", "`services`", "`plugins`"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>();
+                known.extend(
+                    registered
+                        .extensions
+                        .iter()
+                        .map(|e| format!("`{}`", e.name())),
+                );
+                errors.push(
+                    &[PathSegment::Key(other.to_owned())],
+                    format!(
+                        "unknown key `{other}`; expected one of {}",
+                        known.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+
+    let mut extensions = Vec::with_capacity(registered.extensions.len());
+    for extension in &registered.extensions {
+        let name = extension.name();
+        let base = vec![PathSegment::Key(name.to_owned())];
+        match extension.parse(extension_tables.remove(name)) {
+            Ok(config) => {
+                for issue in extension.issues(&config) {
+                    errors.push(
+                        &[base.clone(), parse_path(&issue.path)].concat(),
+                        issue.message,
+                    );
+                }
+                extensions.push((name, config));
+            }
+            Err((path, message)) => errors.push(&[base, path].concat(), message),
         }
     }
 
@@ -455,6 +500,7 @@ pub(crate) fn load_str(
         server,
         log,
         services,
+        extensions,
         plugins: loaded,
         source: None,
         config_dir,

@@ -64,8 +64,10 @@ struct Pending {
 
 /// Plugin lifecycle operations shared by start, apply and shutdown.
 pub(crate) struct Host {
-    /// The registered plugin kinds.
-    pub(crate) kinds: Vec<Arc<dyn ErasedPlugin>>,
+    /// The registered plugin kinds and extensions.
+    pub(crate) registered: crate::config::Registered,
+    /// The running extensions.
+    pub(crate) extensions: crate::Extensions,
     pub(crate) center: ConfigCenter,
     pub(crate) shared: Arc<Shared>,
     pub(crate) services: bourse_services::Services,
@@ -76,6 +78,27 @@ pub(crate) struct Host {
 }
 
 impl Host {
+    /// The running state of extension number `index` (in registration order).
+    pub(crate) fn extension_state(&self, index: usize) -> Arc<dyn std::any::Any + Send + Sync> {
+        let id = self.registered.extensions[index].type_id();
+        self.extensions
+            .state(id)
+            .expect("every registered extension runs")
+    }
+
+    /// Stops every extension, last registered first, by `deadline`.
+    pub(crate) async fn stop_extensions(&self, deadline: Instant) {
+        for (index, extension) in self.registered.extensions.iter().enumerate().rev() {
+            let shared = self.extension_state(index);
+            if tokio::time::timeout_at(deadline, extension.stop(&shared, deadline))
+                .await
+                .is_err()
+            {
+                tracing::warn!(extension = extension.name(), "stop cut off at the deadline");
+            }
+        }
+    }
+
     /// Brings `current` to what `wanted` asks for. On success the new instances are installed
     /// (routes swapped, generations activated) and what they replace is retiring; on failure
     /// nothing changed and every problem is returned.
@@ -303,6 +326,7 @@ impl Host {
             config_center: self.center.clone(),
             plugins: self.shared.directory.clone(),
             services: self.services.clone(),
+            extensions: self.extensions.clone(),
         }
     }
 

@@ -163,6 +163,8 @@ pub struct PluginCtx {
     /// Services shared by every plugin and, through Redis when configured, every node: unique
     /// counts, exactly-once keys, rate limits, the event bus, the clock.
     pub services: bourse_services::Services,
+    /// The extensions the binary registered (e.g. the paying sites' store, mail and payments).
+    pub extensions: crate::Extensions,
 }
 
 impl std::fmt::Debug for PluginCtx {

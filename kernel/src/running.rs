@@ -17,23 +17,25 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::AuditLog;
 use crate::center::{ApplyRequest, Refusal};
-use crate::config::{self, LoadedConfig, ServerConfig};
+use crate::config::{self, LoadedConfig, Registered, ServerConfig};
+use crate::extension::{AnyExtensionConfig, ErasedExtension, Extension};
 use crate::host::{ApplyReport, Host, Instance};
 use crate::plugin::{Erased, ErasedPlugin, Plugin};
 use crate::serve::{Shared, accept_loop};
 use crate::time::unix_now;
 use crate::{ConfigErrors, Metrics, etcd};
 
-/// The kernel before it serves: the registered plugin kinds.
+/// The kernel before it serves: the registered plugin kinds and extensions.
 pub struct Kernel {
-    pub(crate) kinds: Vec<Arc<dyn ErasedPlugin>>,
+    pub(crate) registered: Registered,
     pub(crate) metrics: Metrics,
 }
 
-/// Registers plugin kinds; see [`Kernel::builder`].
+/// Registers plugin kinds and extensions; see [`Kernel::builder`].
 #[derive(Default)]
 pub struct KernelBuilder {
     kinds: Vec<Arc<dyn ErasedPlugin>>,
+    extensions: Vec<Arc<dyn ErasedExtension>>,
     metrics: Option<Metrics>,
 }
 
@@ -54,6 +56,23 @@ impl KernelBuilder {
         self
     }
 
+    /// Registers an extension: its top-level table `[E::NAME]` configures one shared component
+    /// that every plugin reaches through `PluginCtx::extensions`.
+    ///
+    /// # Panics
+    /// When the name is the kernel's own (`server`, `log`, `services`, `plugins`) or taken.
+    pub fn extension<E: Extension>(mut self) -> Self {
+        assert!(
+            !["server", "log", "services", "plugins"].contains(&E::NAME)
+                && !self.extensions.iter().any(|e| e.name() == E::NAME),
+            "the extension name {} is taken",
+            E::NAME
+        );
+        self.extensions
+            .push(Arc::new(crate::extension::Erased::<E>::new()));
+        self
+    }
+
     /// Uses this registry instead of a fresh one (to share it with code outside the kernel).
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
@@ -62,7 +81,10 @@ impl KernelBuilder {
 
     pub fn build(self) -> Kernel {
         Kernel {
-            kinds: self.kinds,
+            registered: Registered {
+                kinds: self.kinds,
+                extensions: self.extensions,
+            },
             metrics: self.metrics.unwrap_or_default(),
         }
     }
@@ -81,12 +103,12 @@ impl Kernel {
     /// Parses and validates a config file: TOML syntax, the type of every table, mounts, and
     /// [`Plugin::prepare`]. Errors name `file:line:column` and the dotted path.
     pub fn load_config_file(&self, path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-        config::load_file(&self.kinds, path)
+        config::load_file(&self.registered, path)
     }
 
     /// As [`Kernel::load_config_file`], for config text; `origin` names it in errors.
     pub fn load_config_str(&self, text: &str, origin: &str) -> Result<LoadedConfig, ConfigErrors> {
-        config::load_str(&self.kinds, text, origin, current_dir())
+        config::load_str(&self.registered, text, origin, current_dir())
     }
 
     /// Binds `server.listen`, starts serving (`/readyz` says 503 until plugins are up), starts
@@ -128,8 +150,33 @@ impl Kernel {
                     bail!("services: {error}");
                 }
             };
+        let mut running_extensions = std::collections::HashMap::new();
+        let mut started: Vec<(
+            Arc<dyn ErasedExtension>,
+            Arc<dyn std::any::Any + Send + Sync>,
+        )> = Vec::new();
+        for (extension, (name, table)) in self.registered.extensions.iter().zip(&config.extensions)
+        {
+            match extension.start(table, &self.metrics).await {
+                Ok(shared) => {
+                    running_extensions.insert(extension.type_id(), shared.clone());
+                    started.push((extension.clone(), shared));
+                }
+                Err(error) => {
+                    let deadline = tokio::time::Instant::now() + config.server.shutdown_grace();
+                    for (extension, shared) in started.iter().rev() {
+                        extension.stop(shared, deadline).await;
+                    }
+                    services.shutdown(config.server.shutdown_grace()).await;
+                    stop_accepting.cancel();
+                    let _ = accept_task.await;
+                    bail!("[{name}]: {error}");
+                }
+            }
+        }
         let host = Host {
-            kinds: self.kinds,
+            registered: self.registered,
+            extensions: crate::Extensions::new(running_extensions),
             services,
             center,
             shared: shared.clone(),
@@ -140,6 +187,7 @@ impl Kernel {
         let LoadedConfig {
             server,
             services,
+            extensions,
             plugins,
             source,
             config_dir,
@@ -155,6 +203,8 @@ impl Kernel {
             let _ = accept_task.await;
             host.retiring.close();
             host.retiring.wait().await;
+            host.stop_extensions(tokio::time::Instant::now() + server.shutdown_grace())
+                .await;
             host.services.shutdown(server.shutdown_grace()).await;
             host.root.cancel();
             bail!("{}", failures.join("; "));
@@ -194,6 +244,7 @@ impl Kernel {
                 current,
                 server,
                 services,
+                extensions,
                 source,
                 audit,
             }),
@@ -241,6 +292,8 @@ pub(crate) struct State {
     pub(crate) server: ServerConfig,
     /// `[services]` in force.
     pub(crate) services: bourse_services::ServicesConfig,
+    /// Every extension's table in force.
+    pub(crate) extensions: Vec<(&'static str, AnyExtensionConfig)>,
     pub(crate) source: Option<PathBuf>,
     pub(crate) audit: AuditLog,
 }
@@ -262,16 +315,16 @@ impl Running {
 
     /// As [`Kernel::load_config_file`], for a config to [`Running::apply`].
     pub fn load_config_file(&self, path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-        config::load_file(self.kinds(), path)
+        config::load_file(self.registered(), path)
     }
 
     /// As [`Kernel::load_config_str`], for a config to [`Running::apply`].
     pub fn load_config_str(&self, text: &str, origin: &str) -> Result<LoadedConfig, ConfigErrors> {
-        config::load_str(self.kinds(), text, origin, current_dir())
+        config::load_str(self.registered(), text, origin, current_dir())
     }
 
-    fn kinds(&self) -> &[Arc<dyn ErasedPlugin>] {
-        &self.host.kinds
+    fn registered(&self) -> &Registered {
+        &self.host.registered
     }
 
     /// Applies a new config live. Instances whose table changed get a new generation, new
@@ -323,6 +376,7 @@ impl Running {
         let LoadedConfig {
             server,
             services,
+            extensions,
             plugins,
             source,
             config_dir,
@@ -340,6 +394,24 @@ impl Running {
                 .await
                 .map_err(|error| Refusal::Start(format!("services: {error}")))?;
         }
+        // Then the extensions whose table changed, each refusing the apply if it cannot take it.
+        let mut reconfigured: Vec<usize> = Vec::new();
+        for (index, (name, wanted)) in extensions.iter().enumerate() {
+            let extension = &self.host.registered.extensions[index];
+            let (_, in_force) = &state.extensions[index];
+            if extension.same(in_force, wanted) {
+                continue;
+            }
+            let shared = self.host.extension_state(index);
+            if let Err(error) = extension.reconfigure(&shared, wanted).await {
+                self.undo_extensions(&state, &reconfigured).await;
+                if services_changed {
+                    let _ = self.host.services.reconfigure(&state.services).await;
+                }
+                return Err(Refusal::Start(format!("[{name}]: {error}")));
+            }
+            reconfigured.push(index);
+        }
         let report = self
             .host
             .transition(
@@ -352,6 +424,7 @@ impl Running {
         let report = match report {
             Ok(report) => report,
             Err(failures) => {
+                self.undo_extensions(&state, &reconfigured).await;
                 if services_changed
                     && let Err(error) = self.host.services.reconfigure(&state.services).await
                 {
@@ -361,6 +434,7 @@ impl Running {
             }
         };
         state.services = services;
+        state.extensions = extensions;
 
         if server.etcd != state.server.etcd {
             tracing::warn!("server.etcd changed; it takes effect on restart");
@@ -397,6 +471,18 @@ impl Running {
             "config applied"
         );
         Ok(report)
+    }
+
+    /// Puts the extensions at `indexes` back to the tables in force (an apply was refused).
+    async fn undo_extensions(&self, state: &State, indexes: &[usize]) {
+        for &index in indexes {
+            let extension = &self.host.registered.extensions[index];
+            let (name, in_force) = &state.extensions[index];
+            let shared = self.host.extension_state(index);
+            if let Err(error) = extension.reconfigure(&shared, in_force).await {
+                tracing::error!(extension = name, %error, "could not be put back after a refused apply");
+            }
+        }
     }
 
     /// Re-reads the file the running config came from and applies it (SIGHUP).
@@ -472,7 +558,7 @@ impl Running {
             None => ("config center".to_owned(), current_dir()),
         };
         let mut loaded =
-            config::load_str(self.kinds(), text, &origin, dir).map_err(Refusal::Invalid)?;
+            config::load_str(self.registered(), text, &origin, dir).map_err(Refusal::Invalid)?;
         loaded.source = source.clone();
         #[cfg(feature = "etcd")]
         let mut link = match &self.etcd {
@@ -570,7 +656,8 @@ impl Running {
         {
             tracing::warn!("shutdown grace passed with plugins still stopping; leaving them");
         }
-        // Plugins flushed into the services as they stopped; the services flush last.
+        // Plugins flushed into the extensions and services as they stopped; those flush last.
+        self.host.stop_extensions(deadline).await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now()) + margin;
         self.host.services.shutdown(left).await;
         self.host.root.cancel();

@@ -2,13 +2,11 @@
 //! and applying each change the watch sees, with this node's local settings laid over it.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::{EtcdLink, EtcdMetrics};
 use crate::config::{self, ConfigError, LoadedConfig};
-use crate::plugin::ErasedPlugin;
 use crate::running::write_config_file;
 use crate::{Kernel, Running, etcd};
 
@@ -65,7 +63,7 @@ impl Kernel {
         let link = &mut start.link;
         link.seen = revision;
         let loaded = document.and_then(|text| {
-            load_etcd_document(&self.kinds, link, &text, config.source.clone())
+            load_etcd_document(&self.registered, link, &text, config.source.clone())
                 .map(|loaded| (text, loaded))
                 .map_err(|errors| errors.to_string())
         });
@@ -123,7 +121,7 @@ pub(crate) struct EtcdStart {
 /// Validates `text` from etcd on its own (errors name `etcd:KEY:LINE:COL`), then loads it with
 /// the node's local settings laid over it.
 fn load_etcd_document(
-    plugins: &[Arc<dyn ErasedPlugin>],
+    plugins: &crate::config::Registered,
     link: &EtcdLink,
     text: &str,
     source: Option<PathBuf>,
@@ -177,7 +175,7 @@ impl Running {
         }
         let source = self.state.lock().await.source.clone();
         let loaded = text.and_then(|text| {
-            load_etcd_document(&self.host.kinds, &link, &text, source.clone())
+            load_etcd_document(&self.host.registered, &link, &text, source.clone())
                 .map(|loaded| (text, loaded))
                 .map_err(|errors| errors.to_string())
         });

@@ -302,3 +302,53 @@ async fn changing_an_instance_kind_replaces_it() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_extension_takes_its_table_live_and_can_refuse_an_apply() {
+    let probe = Probe::new();
+    let running = start(&probe, &format!("{BASE}\n[greeting]\ntext = \"hi\"\n")).await;
+    let (addr, client) = (running.local_addr(), client());
+    assert_eq!(get(&client, addr, "/x/greeting").await.1, "Some(\"hi\")");
+
+    let report = running
+        .apply(
+            running
+                .load_config_str(&format!("{BASE}\n[greeting]\ntext = \"hello\"\n"), "g.toml")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    // The shared component changed in place: no plugin restarted for it.
+    assert_eq!(report.unchanged, ["alpha", "beta"]);
+    assert_eq!(get(&client, addr, "/x/greeting").await.1, "Some(\"hello\")");
+
+    // Refused by the extension: nothing changes, plugins included.
+    let refused = format!(
+        "{}\n[greeting]\ntext = \"refuse\"\n",
+        BASE.replace("reply = \"A\"", "reply = \"A2\"")
+    );
+    let error = running
+        .apply(running.load_config_str(&refused, "r.toml").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("[greeting]: told to refuse"),
+        "{error}"
+    );
+    assert_eq!(get(&client, addr, "/x/greeting").await.1, "Some(\"hello\")");
+    assert_eq!(get(&client, addr, "/x/a").await.1, "alpha gen1 A /x/a");
+
+    // Checked where it is written; an absent table is the default.
+    let errors = running
+        .load_config_str(
+            "[greeting]\ntext = \"far too long for a greeting\"\n",
+            "c.toml",
+        )
+        .unwrap_err();
+    assert_eq!(errors.0[0].path, "greeting.text");
+    let unknown = running
+        .load_config_str("[greetings]\n", "u.toml")
+        .unwrap_err();
+    assert!(unknown.0[0].message.contains("`greeting`"), "{unknown}");
+    running.shutdown().await;
+}

@@ -221,6 +221,7 @@ impl Plugin for TestPlugin {
             center: ctx.config_center.clone(),
             name,
             hang_on_stop: config.hang_on_stop,
+            extensions: ctx.extensions.clone(),
         }))
     }
 
@@ -242,6 +243,7 @@ struct TestHandler {
     center: bourse_kernel::ConfigCenter,
     name: String,
     hang_on_stop: bool,
+    extensions: bourse_kernel::Extensions,
 }
 
 impl TestHandler {
@@ -288,6 +290,13 @@ impl Handler for TestHandler {
                             .join(";"),
                     ),
                 };
+            }
+            if path.ends_with("/greeting") {
+                let text = self
+                    .extensions
+                    .get::<Greeting>()
+                    .map(|shared| shared.lock().clone());
+                return self.text(http::StatusCode::OK, format!("{text:?}"));
             }
             if path.ends_with("/client") {
                 let client = req.extensions().get::<bourse_kernel::ClientAddr>().copied();
@@ -347,9 +356,52 @@ impl Handler for TestHandler {
     }
 }
 
-/// `alpha` on `/x/`, `beta` on `/x/y/`.
+/// A test extension: `[greeting] text = "…"`, shared by every plugin.
+pub struct Greeting;
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreetingConfig {
+    #[serde(default)]
+    pub text: String,
+}
+
+impl bourse_kernel::Extension for Greeting {
+    const NAME: &'static str = "greeting";
+    type Config = GreetingConfig;
+    type Shared = Mutex<String>;
+
+    fn check(config: &GreetingConfig) -> Vec<ConfigIssue> {
+        if config.text.len() > 20 {
+            vec![ConfigIssue::new("text", "at most 20 characters")]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn start(
+        config: &GreetingConfig,
+        _metrics: &bourse_kernel::Metrics,
+    ) -> Result<Mutex<String>, PluginError> {
+        Ok(Mutex::new(config.text.clone()))
+    }
+
+    async fn reconfigure(
+        shared: &Mutex<String>,
+        config: &GreetingConfig,
+    ) -> Result<(), PluginError> {
+        if config.text == "refuse" {
+            return Err(PluginError("told to refuse".into()));
+        }
+        *shared.lock() = config.text.clone();
+        Ok(())
+    }
+}
+
+/// `alpha` on `/x/`, `beta` on `/x/y/`, and the `greeting` extension.
 pub fn kernel(probe: &Arc<Probe>) -> Kernel {
     Kernel::builder()
+        .extension::<Greeting>()
         .plugin(TestPlugin {
             name: "alpha",
             mounts: vec!["/x/"],
