@@ -1,9 +1,10 @@
 //! Signing in and out: the double-submit CSRF cookie on the sign-in form, the per-IP attempt
 //! limiter, sessions with their own expiry and CSRF token, and the check every POST passes.
 
-use crate::web::{Form, cookie, page, plain, random_token, redirect, same};
+use crate::web::{cookie, page, plain, random_token, redirect, same};
 use crate::{Admin, Session, Users};
 use askama::Template;
+use bourse_kernel::admin::Form;
 use bourse_kernel::{PeerAddr, Request, Response, read_body};
 use http::{HeaderValue, StatusCode, header};
 use std::net::IpAddr;
@@ -48,9 +49,9 @@ impl Admin {
     /// The signed-in operator's session token and session, if the cookie names a live one.
     pub(crate) fn session(&self, req: &Request) -> Option<(String, Session)> {
         let token = cookie(req, SESSION_COOKIE)?;
-        let session = self.shared.sessions.get(token)?;
+        let session = self.state.sessions.get(token)?;
         if session.expires <= Instant::now() {
-            self.shared.sessions.invalidate(token);
+            self.state.sessions.invalidate(token);
             return None;
         }
         Some((token.to_owned(), session))
@@ -158,7 +159,7 @@ impl Admin {
         }
         let token = random_token();
         let ttl = self.config.session_ttl_secs;
-        self.shared.sessions.insert(
+        self.state.sessions.insert(
             token.clone(),
             Session {
                 user: user.clone(),
@@ -178,7 +179,7 @@ impl Admin {
             Ok(signed) => signed,
             Err(refusal) => return *refusal,
         };
-        self.shared.sessions.invalidate(&token);
+        self.state.sessions.invalidate(&token);
         let mut response = redirect("/admin/login");
         self.set_cookie(&mut response, SESSION_COOKIE, "", 0);
         response

@@ -1,22 +1,22 @@
-//! The embedded admin, mounted at `/admin` as a kernel plugin: sign-in with Argon2id-hashed
-//! passwords, sessions in `HttpOnly`/`SameSite=Strict` cookies, CSRF tokens on every form,
-//! rate-limited sign-in attempts, and server-rendered askama pages: a live overview,
-//! publishers, placements, bidders, floors and the config history, every change applied live
-//! through the kernel's config center.
+//! The embedded admin, a shell mounted at `/admin` as a kernel plugin: sign-in with
+//! Argon2id-hashed passwords, sessions in `HttpOnly`/`SameSite=Strict` cookies, CSRF tokens on
+//! every form, rate-limited sign-in attempts, the common layout and navigation, the overview,
+//! the plugin list and the config history with rollback. Every other plugin's pages are its own
+//! [`AdminSection`](bourse_kernel::admin::AdminSection), served under `/admin/<instance>/`: this
+//! crate depends on the kernel alone.
 
 mod auth;
-mod edit;
-mod live;
 mod pages;
 mod profile;
+mod shell;
 mod users;
 mod web;
 
 pub use users::{MIN_PASSWORD_LEN, User, Users, UsersError, hash_password};
 
 use bourse_kernel::{
-    Asset, ConfigIssue, EmbeddedAssets, Handler, Manifest, Plugin, PluginCtx, PluginError, Request,
-    Response,
+    Asset, ConfigCenter, ConfigIssue, EmbeddedAssets, Handler, Manifest, Mount, Plugin, PluginCtx,
+    PluginDirectory, PluginError, Request, Response,
 };
 use futures_util::future::BoxFuture;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -25,7 +25,7 @@ use serde::Deserialize;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use web::{plain, redirect};
 
@@ -56,24 +56,14 @@ impl Default for AdminConfig {
 
 static ASSETS: LazyLock<EmbeddedAssets> = LazyLock::new(|| {
     EmbeddedAssets::new(
-        &[
-            Asset {
-                name: "admin.css",
-                bytes: include_bytes!("../assets/admin.css"),
-                content_type: "text/css; charset=utf-8",
-            },
-            Asset {
-                name: "live.js",
-                bytes: include_bytes!("../assets/live.js"),
-                content_type: "text/javascript; charset=utf-8",
-            },
-        ],
+        &[Asset {
+            name: "admin.css",
+            bytes: include_bytes!("../assets/admin.css"),
+            content_type: "text/css; charset=utf-8",
+        }],
         "public, max-age=300",
     )
 });
-
-/// How often the live overview samples the metrics registry.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// A signed-in operator.
 #[derive(Debug, Clone)]
@@ -83,43 +73,31 @@ struct Session {
     expires: Instant,
 }
 
-/// What outlives a configuration generation: sessions and the live overview's points.
-struct Shared {
+/// What outlives a configuration generation: the sessions, so a config change signs no one out.
+pub struct AdminState {
     sessions: moka::sync::Cache<String, Session>,
-    live: Arc<live::Live>,
 }
 
-/// The admin plugin.
-pub struct AdminPlugin {
-    shared: OnceLock<Arc<Shared>>,
-}
-
-impl std::fmt::Debug for AdminPlugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminPlugin")
-    }
-}
-
-impl Default for AdminPlugin {
-    fn default() -> Self {
-        AdminPlugin {
-            shared: OnceLock::new(),
-        }
-    }
-}
+/// The admin plugin kind.
+#[derive(Debug, Default)]
+pub struct AdminPlugin;
 
 impl Plugin for AdminPlugin {
     type Config = AdminConfig;
+    type Prepared = AdminConfig;
+    type State = AdminState;
 
     fn manifest(&self) -> Manifest {
         Manifest {
-            name: "admin",
-            version: env!("CARGO_PKG_VERSION"),
-            mounts: vec!["/admin", "/debug/pprof"],
+            kind: "admin".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            description: "The operators' admin: sign-in, every plugin's pages, config history"
+                .to_owned(),
+            mount: Mount::paths(["/admin", "/debug/pprof"]),
         }
     }
 
-    fn validate(&self, config: &AdminConfig) -> Vec<ConfigIssue> {
+    fn prepare(&self, config: AdminConfig) -> Result<AdminConfig, Vec<ConfigIssue>> {
         let mut issues = Vec::new();
         if config.session_ttl_secs == 0 || config.session_ttl_secs > 30 * 86_400 {
             issues.push(ConfigIssue::new(
@@ -133,50 +111,42 @@ impl Plugin for AdminPlugin {
                 "must be at least 1",
             ));
         }
-        issues
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(issues)
+        }
+    }
+
+    async fn init(
+        &self,
+        _ctx: &PluginCtx,
+        _config: &AdminConfig,
+    ) -> Result<AdminState, PluginError> {
+        Ok(AdminState {
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(30 * 86_400))
+                .build(),
+        })
     }
 
     async fn start(
         &self,
         ctx: PluginCtx,
+        state: Arc<AdminState>,
         config: AdminConfig,
     ) -> Result<Arc<dyn Handler>, PluginError> {
-        let shared = self
-            .shared
-            .get_or_init(|| {
-                Arc::new(Shared {
-                    sessions: moka::sync::Cache::builder()
-                        .max_capacity(10_000)
-                        .time_to_live(Duration::from_secs(30 * 86_400))
-                        .build(),
-                    live: Arc::default(),
-                })
-            })
-            .clone();
         let users_file = ctx.config_dir.join(&config.users_file);
         let attempts = NonZeroU32::new(config.login_attempts_per_minute)
             .ok_or_else(|| PluginError("login_attempts_per_minute must be at least 1".into()))?;
-        let registry = ctx.metrics.registry().clone();
-        // Each generation samples until it is retired; the points live on in `Shared`.
-        let (live, sampled, shutdown) =
-            (shared.live.clone(), registry.clone(), ctx.shutdown.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SAMPLE_EVERY);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = every.tick() => live.sample(&sampled),
-                }
-            }
-        });
         Ok(Arc::new(Admin {
             center: ctx.config_center.clone(),
+            plugins: ctx.plugins.clone(),
+            registry: ctx.metrics.registry().clone(),
             limiter: RateLimiter::keyed(Quota::per_minute(attempts)),
-            live: shared.live.clone(),
-            registry,
             users_file,
-            shared,
+            state,
             config,
         }))
     }
@@ -185,12 +155,13 @@ impl Plugin for AdminPlugin {
 /// One configuration generation of the admin.
 struct Admin {
     config: AdminConfig,
-    center: bourse_kernel::ConfigCenter,
-    users_file: PathBuf,
-    shared: Arc<Shared>,
-    live: Arc<live::Live>,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    center: ConfigCenter,
+    /// Every running instance: the sections and the plugin list.
+    plugins: PluginDirectory,
     registry: prometheus::Registry,
+    users_file: PathBuf,
+    state: Arc<AdminState>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Handler for Admin {
@@ -210,45 +181,33 @@ impl Handler for Admin {
                 }
                 (&Method::POST, "/admin/login") => return self.login(req).await,
                 (&Method::POST, "/admin/logout") => return self.logout(req).await,
-                (&Method::POST, route) => {
-                    type Action =
-                        for<'h> fn(&'h Admin, Session, web::Form) -> BoxFuture<'h, Response>;
-                    let action: Action = match route {
-                        "/admin/config/rollback" => |a, s, f| Box::pin(a.rollback(s, f)),
-                        "/admin/publishers" => |a, s, f| Box::pin(a.create_publisher(s, f)),
-                        "/admin/publishers/edit" => |a, s, f| Box::pin(a.edit_publisher(s, f)),
-                        "/admin/placements" => |a, s, f| Box::pin(a.create_placement(s, f)),
-                        "/admin/placements/edit" => |a, s, f| Box::pin(a.edit_placement(s, f)),
-                        "/admin/bidders" => |a, s, f| Box::pin(a.add_bidder(s, f)),
-                        "/admin/bidders/edit" => |a, s, f| Box::pin(a.edit_bidder(s, f)),
-                        "/admin/floors" => |a, s, f| Box::pin(a.set_floor(s, f)),
-                        "/admin/floors/rules" => |a, s, f| Box::pin(a.set_floor_rules(s, f)),
-                        _ => return plain(StatusCode::NOT_FOUND, "not found"),
-                    };
-                    // Every change needs a signed-in operator and the session's CSRF token.
+                // Every change needs a signed-in operator and the session's CSRF token.
+                (&Method::POST, "/admin/config/rollback") => {
                     return match self.signed_form(req).await {
-                        Ok((_, session, form)) => action(self, session, form).await,
+                        Ok((_, session, form)) => self.rollback(session, form).await,
                         Err(refusal) => *refusal,
                     };
                 }
-                (&Method::GET, _) => {}
-                _ => return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                _ => {}
+            }
+            if let Some((entry, rest)) = self.section_of(&path) {
+                return self.section(req, entry, rest).await;
+            }
+            if method == Method::POST {
+                return plain(StatusCode::NOT_FOUND, "not found");
+            }
+            if method != Method::GET {
+                return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
             // Every other page needs a signed-in operator.
             let Some((_, session)) = self.session(&req) else {
                 return redirect("/admin/login");
             };
+            let query = web::query(&req);
             match path.as_str() {
                 "/admin" | "/admin/" => self.overview(&session),
-                "/admin/live.json" => self.live_json(&req),
-                "/admin/publishers" => self.publishers_get(&req, &session),
-                "/admin/publishers/edit" => self.publisher_edit_get(&req, &session),
-                "/admin/placements" => self.placements_get(&req, &session),
-                "/admin/placements/edit" => self.placement_edit_get(&req, &session),
-                "/admin/bidders" => self.bidders_get(&req, &session),
-                "/admin/bidders/edit" => self.bidder_edit_get(&req, &session),
-                "/admin/floors" => self.floors_get(&req, &session),
-                "/admin/config" => self.history_get(&req, &session),
+                "/admin/plugins" => self.plugins_page(&session),
+                "/admin/config" => self.history_get(&session, query.page()),
                 _ => plain(StatusCode::NOT_FOUND, "not found"),
             }
         })

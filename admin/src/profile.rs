@@ -128,7 +128,7 @@ impl Admin {
         let what = path.rsplit('/').next().unwrap_or_default();
         match what {
             "profile" => {
-                let seconds = crate::web::Form::query(&req)
+                let seconds = crate::web::query(&req)
                     .get("seconds")
                     .map_or(Some(DEFAULT_SECONDS), |s| s.parse().ok())
                     .filter(|s| (1..=MAX_SECONDS).contains(s));

@@ -228,4 +228,121 @@ async fn static_files_are_served_and_traversal_is_not() {
             "{path}"
         );
     }
+
+    // A section's own files are for signed-in operators, and refuse traversal the same way.
+    let (status, headers, _) = get(&ex, "/admin/exchange/static/live.js", "").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/admin/login");
+    let session = sign_in(&ex).await;
+    let (status, headers, script) = get(&ex, "/admin/exchange/static/live.js", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script.contains("live.json") || script.contains("data-live-source"));
+    for path in [
+        "/admin/exchange/static/..%2f..%2f..%2fCargo.toml",
+        "/admin/exchange/static/%2e%2e/%2e%2e/%2e%2e/Cargo.toml",
+        "/admin/exchange/static/.%252e/.%252e/Cargo.toml",
+        "/admin/exchange/static//etc/passwd",
+    ] {
+        let (status, _, body) = get(&ex, path, &session).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(
+            !body.contains("[package]") && !body.contains("root:"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_navigation_lists_each_running_section_and_marks_the_current_page() {
+    let ex = admin("").await;
+    let session = sign_in(&ex).await;
+    let (status, _, page) = get(&ex, "/admin/exchange/bidders", &session).await;
+    assert_eq!(status, 200);
+    // Overview first, then the exchange's group, then the shell's own pages.
+    let order: Vec<usize> = [
+        "href=\"/admin\"",
+        "aria-label=\"Exchange\"",
+        "href=\"/admin/exchange/publishers\"",
+        "href=\"/admin/exchange/bidders\" aria-current=\"page\"",
+        "href=\"/admin/plugins\"",
+        "href=\"/admin/config\"",
+    ]
+    .iter()
+    .map(|needle| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {page}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}: {page}");
+    assert!(
+        page.contains("<title>Bidders · Exchange · bourse admin</title>"),
+        "{page}"
+    );
+    assert!(page.contains("<h1>Bidders</h1>") && page.contains("class=\"signout\""));
+    // An unknown instance, or a path the section does not have, is not found.
+    assert_eq!(get(&ex, "/admin/nothing", &session).await.0, 404);
+    assert_eq!(get(&ex, "/admin/exchange/nothing", &session).await.0, 404);
+    // The plugin list: every instance with its kind, version, mounts and state.
+    let (status, _, page) = get(&ex, "/admin/plugins", &session).await;
+    assert_eq!(status, 200);
+    let exchange = bourse_kernel::Plugin::manifest(&bourse_engine::ExchangePlugin::new(
+        bourse_bidders::registry(),
+    ));
+    let version = format!("<td>{}</td>", exchange.version);
+    for needle in [
+        "<td>exchange</td>",
+        "<td>admin</td>",
+        "/openrtb2/",
+        "/debug/pprof",
+        "<td>active</td>",
+        &version,
+        &exchange.description,
+    ] {
+        assert!(page.contains(needle), "{needle}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn a_section_post_needs_the_session_and_its_csrf_token() {
+    // The real binary: it serves the config center, through which the section applies.
+    let node = Node::start(&config(&admin_section(), &[]));
+    let form = [("id", "blog"), ("name", "Blog")];
+    let publishers = "/admin/exchange/publishers";
+    // Without a session: sent to sign in, nothing applied.
+    let (status, headers, _) = node_request(&node, http::Method::POST, publishers, "", &form).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/admin/login");
+    // With a session but no token, or another token: refused.
+    let session = crate::support::sign_in(&node).await;
+    let post = |form: Vec<(&'static str, String)>| {
+        let (node, session) = (&node, session.clone());
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            node_request(node, http::Method::POST, publishers, &session, &form).await
+        }
+    };
+    let typed = || vec![("id", "blog".to_owned()), ("name", "Blog".to_owned())];
+    assert_eq!(post(typed()).await.0, 403);
+    let mut forged = typed();
+    forged.push(("csrf", "0000".to_owned()));
+    assert_eq!(post(forged).await.0, 403);
+    let (_, _, page) = node_request(&node, http::Method::GET, publishers, &session, &[]).await;
+    assert!(
+        !page.contains("<td>blog</td>"),
+        "nothing was applied: {page}"
+    );
+    // With the session's token the section gets the form and applies it.
+    let mut signed = typed();
+    signed.push(("csrf", csrf_in(&page)));
+    let (status, headers, body) = post(signed).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(headers["location"], publishers);
+    let (_, _, page) = node_request(&node, http::Method::GET, publishers, &session, &[]).await;
+    assert!(page.contains("<td>blog</td>"), "{page}");
 }

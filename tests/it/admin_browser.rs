@@ -224,19 +224,25 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
     );
 
     // A publisher, then a placement of it; a bad size is refused beside the field first.
-    browser.goto(&admin("/admin/publishers")).await.unwrap();
+    browser
+        .goto(&admin("/admin/exchange/publishers"))
+        .await
+        .unwrap();
     fill(&browser, "input[name=id]", "blog").await;
     fill(&browser, "input[name=name]", "Blog").await;
     fill(&browser, "input[name=domain]", "127.0.0.1").await;
     submit(
         &browser,
-        "form[action='/admin/publishers']",
-        "/admin/publishers",
+        "form[action='/admin/exchange/publishers']",
+        "/admin/exchange/publishers",
     )
     .await;
     assert!(body_text(&browser).await.contains("Blog"));
 
-    browser.goto(&admin("/admin/placements")).await.unwrap();
+    browser
+        .goto(&admin("/admin/exchange/placements"))
+        .await
+        .unwrap();
     fill(&browser, "input[name=id]", "blog-top").await;
     browser
         .wait_for("select[name=publisher]", browser::DEFAULT_WAIT)
@@ -249,8 +255,8 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
     fill(&browser, "input[name=floor]", "0.4").await;
     submit(
         &browser,
-        "form[action='/admin/placements']",
-        "/admin/placements",
+        "form[action='/admin/exchange/placements']",
+        "/admin/exchange/placements",
     )
     .await;
     let error = browser
@@ -267,8 +273,8 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
     fill(&browser, "input[name=sizes]", "300x250").await;
     submit(
         &browser,
-        "form[action='/admin/placements']",
-        "/admin/placements",
+        "form[action='/admin/exchange/placements']",
+        "/admin/exchange/placements",
     )
     .await;
     let sent = blog_ad(&node, &tag_requests).await;
@@ -296,20 +302,31 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
         .unwrap();
 
     // A bidder added in the admin is asked in the next auction.
-    browser.goto(&admin("/admin/bidders")).await.unwrap();
+    browser
+        .goto(&admin("/admin/exchange/bidders"))
+        .await
+        .unwrap();
     fill(&browser, "input[name=name]", "second").await;
     fill(&browser, "input[name=endpoint]", &second.endpoint()).await;
     assert_eq!(second.request_count(), 0);
-    submit(&browser, "form[action='/admin/bidders']", "/admin/bidders").await;
+    submit(
+        &browser,
+        "form[action='/admin/exchange/bidders']",
+        "/admin/exchange/bidders",
+    )
+    .await;
     blog_ad(&node, &tag_requests).await;
     assert!(second.request_count() >= 1, "the new bidder is asked");
     assert!(body_text(&browser).await.contains("second"));
 
     // A floor changed on the floors page holds in the next auction.
-    browser.goto(&admin("/admin/floors")).await.unwrap();
+    browser
+        .goto(&admin("/admin/exchange/floors"))
+        .await
+        .unwrap();
     let row = "tr:has(input[name=id][value=blog-top]) form.row-form";
     fill(&browser, &format!("{row} input[name=floor]"), "1.25").await;
-    submit(&browser, row, "/admin/floors").await;
+    submit(&browser, row, "/admin/exchange/floors").await;
     assert_eq!(
         blog_ad(&node, &tag_requests).await["imp"][0]["bidfloor"],
         1.25
@@ -320,11 +337,13 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
     browser.client.set_window_size(390, 844).await.unwrap();
     for path in [
         "/admin",
-        "/admin/publishers",
-        "/admin/placements",
-        "/admin/placements/edit?id=blog-top",
-        "/admin/bidders",
-        "/admin/floors",
+        "/admin/exchange",
+        "/admin/exchange/publishers",
+        "/admin/exchange/placements",
+        "/admin/exchange/placements/edit?id=blog-top",
+        "/admin/exchange/bidders",
+        "/admin/exchange/floors",
+        "/admin/plugins",
         "/admin/config",
     ] {
         browser.goto(&admin(path)).await.unwrap();

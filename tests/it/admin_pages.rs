@@ -61,7 +61,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
     let node = Node::start(&exchange_config(&partner, ""));
     let session = sign_in(&node).await;
-    let (status, page) = get(&node, "/admin/publishers", &session).await;
+    let (status, page) = get(&node, "/admin/exchange/publishers", &session).await;
     assert_eq!(status, 200);
     assert!(page.contains("<td>news</td>"), "{page}");
     let csrf = csrf_in(&page);
@@ -69,7 +69,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     // A bad id is refused beside the id field, and what was typed stays in the form.
     let (status, _, page) = post(
         &node,
-        "/admin/publishers",
+        "/admin/exchange/publishers",
         &session,
         &[
             ("csrf", &csrf),
@@ -89,7 +89,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
 
     for (path, form) in [
         (
-            "/admin/publishers",
+            "/admin/exchange/publishers",
             vec![
                 ("id", "blog"),
                 ("name", "Blog"),
@@ -98,7 +98,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
             ],
         ),
         (
-            "/admin/placements",
+            "/admin/exchange/placements",
             vec![
                 ("id", "blog-top"),
                 ("publisher", "blog"),
@@ -121,7 +121,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     assert_eq!(sent["imp"][0]["bidfloor"], 0.3);
 
     // Edit: the form comes filled in, the id cannot change; unchecking "enabled" disables it.
-    let (status, page) = get(&node, "/admin/publishers/edit?id=blog", &session).await;
+    let (status, page) = get(&node, "/admin/exchange/publishers/edit?id=blog", &session).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("value=\"Blog\"") && page.contains("readonly"),
@@ -129,7 +129,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     );
     let (status, _, page) = post(
         &node,
-        "/admin/publishers/edit",
+        "/admin/exchange/publishers/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -146,7 +146,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
             .is_none(),
         "a disabled publisher's placements are not auctioned"
     );
-    let (_, page) = get(&node, "/admin/publishers", &session).await;
+    let (_, page) = get(&node, "/admin/exchange/publishers", &session).await;
     assert!(
         page.contains("Blog Two") && page.contains("<em>disabled</em>"),
         "{page}"
@@ -154,7 +154,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     // An edit the config refuses keeps the old config and says why beside the field.
     let (status, _, page) = post(
         &node,
-        "/admin/publishers/edit",
+        "/admin/exchange/publishers/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -177,7 +177,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     // Enabled again, it serves at once.
     let (status, _, _) = post(
         &node,
-        "/admin/publishers/edit",
+        "/admin/exchange/publishers/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -206,7 +206,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
             .await
             .is_some()
     );
-    let (status, page) = get(&node, "/admin/bidders/edit?name=adv", &session).await;
+    let (status, page) = get(&node, "/admin/exchange/bidders/edit?name=adv", &session).await;
     assert_eq!(status, 200);
     let csrf = csrf_in(&page);
     let endpoint = partner.endpoint();
@@ -218,7 +218,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
     // Fields that are not numbers never reach the config; each says what it wants.
     let (status, _, page) = post(
         &node,
-        "/admin/bidders/edit",
+        "/admin/exchange/bidders/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -245,7 +245,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
     // A value the config refuses is named beside its field.
     let (status, _, page) = post(
         &node,
-        "/admin/bidders/edit",
+        "/admin/exchange/bidders/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -268,7 +268,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
     // A new adjustment prices the next auction; disabling keeps the bidder out of it.
     let (status, _, page) = post(
         &node,
-        "/admin/bidders/edit",
+        "/admin/exchange/bidders/edit",
         &session,
         &[
             ("csrf", &csrf),
@@ -288,7 +288,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
             .is_none(),
         "a disabled bidder is not asked"
     );
-    let (_, page) = get(&node, "/admin/bidders", &session).await;
+    let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
     assert!(
         page.contains("200 ms") && page.contains("<em>disabled</em>"),
         "{page}"
@@ -316,7 +316,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
                    recompute_interval_ms = 50\nrecompute_every_observations = 100\n";
     let node = Node::start(&exchange_config(&partner, learned));
     let session = sign_in(&node).await;
-    let (status, page) = get(&node, "/admin/floors", &session).await;
+    let (status, page) = get(&node, "/admin/exchange/floors", &session).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("<td>learning</td>"),
@@ -338,7 +338,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
         }
         assert!(Instant::now() < deadline, "the learner published no floor");
     };
-    let (_, page) = get(&node, "/admin/floors", &session).await;
+    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
     assert!(!page.contains("<td>learning</td>"), "{page}");
     let shown = format!("{learned_floor:.4}");
     assert!(
@@ -350,7 +350,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     // set it above anything learned); a negative one is refused beside its row.
     let (status, _, page) = post(
         &node,
-        "/admin/floors",
+        "/admin/exchange/floors",
         &session,
         &[("csrf", &csrf), ("id", "news-top"), ("floor", "-1")],
     )
@@ -362,7 +362,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     );
     let (status, _, _) = post(
         &node,
-        "/admin/floors",
+        "/admin/exchange/floors",
         &session,
         &[("csrf", &csrf), ("id", "news-top"), ("floor", "9.5")],
     )
@@ -376,7 +376,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     // The rules: learning off shows "off", the exchange minimum applies to OpenRTB auctions.
     let (status, _, page) = post(
         &node,
-        "/admin/floors/rules",
+        "/admin/exchange/floors/rules",
         &session,
         &[
             ("csrf", &csrf),
@@ -392,7 +392,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     );
     let (status, _, _) = post(
         &node,
-        "/admin/floors/rules",
+        "/admin/exchange/floors/rules",
         &session,
         &[
             ("csrf", &csrf),
@@ -402,7 +402,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     )
     .await;
     assert_eq!(status, 303);
-    let (_, page) = get(&node, "/admin/floors", &session).await;
+    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
     assert!(
         page.contains("<td>off</td>") && page.contains("value=\"0.7\""),
         "{page}"
@@ -429,22 +429,25 @@ async fn tables_paginate_twenty_rows_a_page() {
         .collect();
     let node = Node::start(&format!("{}\n{placements}", exchange_config(&partner, "")));
     let session = sign_in(&node).await;
-    let rows = |page: &str| page.matches("href=\"/admin/placements/edit?id=").count();
-    let (_, first) = get(&node, "/admin/placements", &session).await;
+    let rows = |page: &str| {
+        page.matches("href=\"/admin/exchange/placements/edit?id=")
+            .count()
+    };
+    let (_, first) = get(&node, "/admin/exchange/placements", &session).await;
     assert_eq!(rows(&first), 20);
     assert!(
         first.contains("Page 1 of 3 (45 in all)") && first.contains("?page=2"),
         "{first}"
     );
-    let (_, last) = get(&node, "/admin/placements?page=3", &session).await;
+    let (_, last) = get(&node, "/admin/exchange/placements?page=3", &session).await;
     assert_eq!(rows(&last), 5);
     assert!(
         last.contains("extra-43") && !last.contains("extra-00"),
         "{last}"
     );
-    let (_, beyond) = get(&node, "/admin/placements?page=99", &session).await;
+    let (_, beyond) = get(&node, "/admin/exchange/placements?page=99", &session).await;
     assert_eq!(rows(&beyond), 5, "a page past the end shows the last");
-    let (_, floors) = get(&node, "/admin/floors?page=2", &session).await;
+    let (_, floors) = get(&node, "/admin/exchange/floors?page=2", &session).await;
     assert!(floors.contains("Page 2 of 3"), "{floors}");
 }
 
@@ -457,8 +460,14 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
         "[plugins.exchange.tags]\nauction_type = 1\n",
     ));
     let session = sign_in(&node).await;
-    let (status, _, body) =
-        node_request(&node, http::Method::GET, "/admin/live.json", "", &[]).await;
+    let (status, _, body) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/exchange/live.json",
+        "",
+        &[],
+    )
+    .await;
     assert_eq!(status, 303, "anonymous callers are sent to sign in: {body}");
     // Three seconds of auctions, every one filled.
     let until = Instant::now() + Duration::from_secs(3);
@@ -469,8 +478,14 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (status, _, body) =
-        node_request(&node, http::Method::GET, "/admin/live.json", &session, &[]).await;
+    let (status, _, body) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/exchange/live.json",
+        &session,
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
     let view: Value = serde_json::from_str(&body).unwrap();
     let points = view["points"].as_array().unwrap();
@@ -501,7 +516,7 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
     let (_, _, body) = node_request(
         &node,
         http::Method::GET,
-        &format!("/admin/live.json?after={newest}"),
+        &format!("/admin/exchange/live.json?after={newest}"),
         &session,
         &[],
     )
@@ -514,10 +529,22 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
             .iter()
             .all(|p| p["t"].as_u64().unwrap() > newest)
     );
-    // The page carries the cards, the charts and the plugins.
+    // The overview carries the cards, the charts and the plugins; the exchange's first page
+    // the same cards and charts, fed from its own live.json, whose script it serves.
     let (_, page) = get(&node, "/admin", &session).await;
     assert!(
         page.contains("data-series=\"p50_ms,p99_ms\"") && page.contains("<td>exchange</td>"),
         "{page}"
     );
+    let (status, page) = get(&node, "/admin/exchange", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("data-series=\"p50_ms,p99_ms\"")
+            && page.contains("data-live-source=\"/admin/exchange/live.json\"")
+            && page.contains("src=\"/admin/exchange/static/live.js\""),
+        "{page}"
+    );
+    let (status, script) = get(&node, "/admin/exchange/static/live.js", &session).await;
+    assert_eq!(status, 200);
+    assert!(script.contains("data-live-source"), "{script}");
 }

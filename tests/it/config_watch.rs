@@ -228,8 +228,14 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
     let text = format!("{}{}", config_with_floor(&partner, "0.5"), admin_section());
     let node = Node::start(&text);
     let session = sign_in(&node).await;
-    let (status, _, page) =
-        node_request(&node, http::Method::GET, "/admin/placements", &session, &[]).await;
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/exchange/placements",
+        &session,
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(
         page.contains("data-placement=&#34;news-top&#34;"),
@@ -246,7 +252,7 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
         let (status, _, page) = node_request(
             &node,
             http::Method::POST,
-            "/admin/placements",
+            "/admin/exchange/placements",
             &session,
             &[
                 ("csrf", &csrf),
@@ -277,7 +283,7 @@ async fn a_placement_created_in_the_admin_serves_the_next_auction() {
     let (status, _, _) = node_request(
         &node,
         http::Method::POST,
-        "/admin/placements",
+        "/admin/exchange/placements",
         &session,
         &[
             ("csrf", &csrf),
@@ -314,8 +320,14 @@ async fn a_bidder_added_in_the_admin_bids_in_the_next_auction() {
     let node = Node::start(&text);
     floor_seen(&node, &partner).await;
     let session = sign_in(&node).await;
-    let (status, _, page) =
-        node_request(&node, http::Method::GET, "/admin/bidders", &session, &[]).await;
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/exchange/bidders",
+        &session,
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(
         page.contains("<td>adv</td>") || page.contains("<td>adv"),
@@ -326,7 +338,7 @@ async fn a_bidder_added_in_the_admin_bids_in_the_next_auction() {
     let (status, _, page) = node_request(
         &node,
         http::Method::POST,
-        "/admin/bidders",
+        "/admin/exchange/bidders",
         &session,
         &[
             ("csrf", &csrf),
@@ -346,7 +358,7 @@ async fn a_bidder_added_in_the_admin_bids_in_the_next_auction() {
     let (status, _, _) = node_request(
         &node,
         http::Method::POST,
-        "/admin/bidders",
+        "/admin/exchange/bidders",
         &session,
         &[
             ("csrf", &csrf),

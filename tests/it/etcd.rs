@@ -529,13 +529,20 @@ async fn an_admin_change_on_one_node_reaches_the_other_through_etcd() {
 
     // An operator signed in on A changes a floor; B serves it within a second, through etcd.
     let session = sign_in(&a).await;
-    let (_, _, page) = node_request(&a, http::Method::GET, "/admin/floors", &session, &[]).await;
+    let (_, _, page) = node_request(
+        &a,
+        http::Method::GET,
+        "/admin/exchange/floors",
+        &session,
+        &[],
+    )
+    .await;
     let csrf = csrf_in(&page);
     let changed = Instant::now();
     let (status, _, body) = node_request(
         &a,
         http::Method::POST,
-        "/admin/floors",
+        "/admin/exchange/floors",
         &session,
         &[("csrf", &csrf), ("id", "news-top"), ("floor", "1.75")],
     )

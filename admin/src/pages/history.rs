@@ -1,11 +1,12 @@
 //! Config history: every applied config with who, when and its diff, newest first, paginated,
 //! and a rollback to any of them through the config center.
 
-use super::Chrome;
-use crate::web::{Form, Pager, page, redirect};
+use crate::shell::Chrome;
+use crate::web::{page, redirect};
 use crate::{Admin, Session};
 use askama::Template;
-use bourse_kernel::{Request, Response};
+use bourse_kernel::Response;
+use bourse_kernel::admin::{Form, Pager};
 use http::StatusCode;
 
 #[derive(Template)]
@@ -50,7 +51,7 @@ impl Admin {
         page(
             status,
             &ConfigPage {
-                chrome: Chrome::new(session, "config"),
+                chrome: self.chrome(session, "config", None),
                 entries,
                 pager,
                 error,
@@ -84,7 +85,7 @@ impl Admin {
         }
     }
 
-    pub(crate) fn history_get(&self, req: &Request, session: &Session) -> Response {
-        self.config_page(StatusCode::OK, session, Form::query(req).page(), None)
+    pub(crate) fn history_get(&self, session: &Session, page_number: usize) -> Response {
+        self.config_page(StatusCode::OK, session, page_number, None)
     }
 }

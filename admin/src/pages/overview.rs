@@ -1,134 +1,153 @@
-//! The live overview: right-now numbers and ten-minute charts from [`crate::live`], the top
-//! bidders of the last minute, and the kernel's plugins with their states.
+//! The overview: what each section shows of its plugin (the exchange's live numbers, for
+//! one), then every running plugin instance with its kind, version, mounts, generation,
+//! requests in flight and state; the Plugins page is that list alone.
 
-use super::{Chrome, maybe, number};
-use crate::live::{Families, LiveView};
-use crate::web::{Form, json, page};
+use crate::shell::{Chrome, RESERVED, base};
+use crate::web::page;
 use crate::{Admin, Session};
 use askama::Template;
-use bourse_kernel::{Request, Response};
+use bourse_kernel::Response;
 use http::StatusCode;
+use prometheus::proto::MetricFamily;
 
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage<'a> {
     chrome: Chrome<'a>,
-    currency: String,
-    now: Now,
-    auctions_total: u64,
-    billed_total: String,
-    top_bidders: Vec<TopBidderRow>,
+    summaries: Vec<Summary>,
+    /// Instances whose pages cannot be shown, and why.
+    hidden: Vec<String>,
     plugins: Vec<PluginRow>,
 }
 
-/// The last point, formatted for the cards (the script keeps them current).
-struct Now {
-    auctions_per_sec: String,
-    p50: String,
-    p99: String,
-    fill: String,
-    revenue: String,
-    ecpm: String,
+#[derive(Template)]
+#[template(path = "plugins.html")]
+struct PluginsPage<'a> {
+    chrome: Chrome<'a>,
+    plugins: Vec<PluginRow>,
 }
 
-struct TopBidderRow {
-    name: String,
-    wins: u64,
-    requests: u64,
-    bid_rate: String,
-    timeouts: String,
-    errors: u64,
-    avg_win: String,
+/// One section's part of the overview.
+struct Summary {
+    title: String,
+    base: String,
+    /// Trusted HTML, rendered by the plugin's own templates.
+    html: String,
 }
 
 struct PluginRow {
     name: String,
+    kind: String,
+    version: String,
+    description: String,
+    mounts: String,
+    generation: u64,
+    inflight: usize,
     state: String,
-    generation: i64,
-    inflight: i64,
 }
 
-fn plugin_rows(families: &Families) -> Vec<PluginRow> {
-    let generations = families.by("bourse_kernel_plugin_generation", "plugin");
-    let inflight = families.by("bourse_kernel_plugin_inflight", "plugin");
-    generations
-        .into_iter()
-        .map(|(name, generation)| {
-            // A plugin is in each state whose gauge is above zero (a swap briefly shows two).
-            let states = ["starting", "active", "draining"]
-                .into_iter()
-                .filter(|state| {
-                    families.sum(
-                        "bourse_kernel_plugin_state",
-                        &[("plugin", &name), ("state", state)],
-                    ) > 0.0
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            PluginRow {
-                inflight: inflight.get(&name).copied().unwrap_or(0.0) as i64,
-                generation: generation as i64,
-                state: if states.is_empty() {
-                    "stopped".into()
-                } else {
-                    states
-                },
-                name,
-            }
+/// The lifecycle states a plugin's generations are in now, from the kernel's state gauge:
+/// "active" in steady state, "active, draining" for a moment after a swap.
+fn states(families: &[MetricFamily], plugin: &str) -> String {
+    let mut states: Vec<&str> = families
+        .iter()
+        .filter(|f| f.name() == "bourse_kernel_plugin_state")
+        .flat_map(|f| f.get_metric())
+        .filter(|m| m.get_gauge().get_value() > 0.0)
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "plugin" && l.value() == plugin)
         })
-        .collect()
+        .filter_map(|m| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == "state")
+                .map(|l| l.value())
+        })
+        .collect();
+    let order = |s: &&str| {
+        ["starting", "active", "draining"]
+            .iter()
+            .position(|o| o == s)
+    };
+    states.sort_by_key(order);
+    if states.is_empty() {
+        "active".to_owned()
+    } else {
+        states.join(", ")
+    }
 }
 
 impl Admin {
+    fn plugin_rows(&self) -> Vec<PluginRow> {
+        let families = self.registry.gather();
+        self.plugins
+            .list()
+            .into_iter()
+            .map(|entry| PluginRow {
+                state: states(&families, &entry.name),
+                name: entry.name.to_string(),
+                kind: entry.kind.clone(),
+                version: entry.version.clone(),
+                description: entry.description.clone(),
+                mounts: if entry.mounts.is_empty() {
+                    "none".to_owned()
+                } else {
+                    entry.mounts.join(" ")
+                },
+                generation: entry.generation(),
+                inflight: entry.inflight(),
+            })
+            .collect()
+    }
+
     pub(crate) fn overview(&self, session: &Session) -> Response {
-        let view = self.live.view(0);
-        let last = view.points.last();
-        let now = Now {
-            auctions_per_sec: maybe(last.map(|p| p.auctions_per_sec), 1, ""),
-            p50: maybe(last.and_then(|p| p.p50_ms), 2, " ms"),
-            p99: maybe(last.and_then(|p| p.p99_ms), 2, " ms"),
-            fill: maybe(last.and_then(|p| p.fill_pct), 1, "%"),
-            revenue: maybe(last.map(|p| p.revenue_per_min), 2, ""),
-            ecpm: maybe(last.and_then(|p| p.ecpm), 2, ""),
-        };
-        let top_bidders = view
-            .top_bidders
+        let summaries = self
+            .sections()
             .iter()
-            .map(|b| TopBidderRow {
-                name: b.name.clone(),
-                wins: b.wins,
-                requests: b.requests,
-                bid_rate: maybe(b.bid_rate_pct, 1, "%"),
-                timeouts: maybe(b.timeout_pct, 1, "%"),
-                errors: b.errors,
-                avg_win: maybe(b.avg_win_cpm, 2, ""),
+            .filter_map(|entry| {
+                let admin = entry.handler().admin()?;
+                let base = base(&entry.name);
+                let html = admin.summary(&base)?;
+                Some(Summary {
+                    title: admin.title(),
+                    base,
+                    html,
+                })
             })
             .collect();
-        let LiveView {
-            auctions_total,
-            billed_total,
-            ..
-        } = view;
+        let hidden = self
+            .plugins
+            .list()
+            .into_iter()
+            .filter(|entry| RESERVED.contains(&&*entry.name) && entry.handler().admin().is_some())
+            .map(|entry| {
+                format!(
+                    "The pages of plugin `{0}` are not shown: /admin/{0} is one of the admin's \
+                     own pages. Give the instance another name.",
+                    entry.name
+                )
+            })
+            .collect();
         page(
             StatusCode::OK,
             &OverviewPage {
-                chrome: Chrome::new(session, "overview"),
-                currency: self.exchange_config().currency,
-                now,
-                auctions_total,
-                billed_total: number(billed_total, 2),
-                top_bidders,
-                plugins: plugin_rows(&Families::gather(&self.registry)),
+                chrome: self.chrome(session, "overview", None),
+                summaries,
+                hidden,
+                plugins: self.plugin_rows(),
             },
         )
     }
 
-    /// `/admin/live.json?after=T`: the points after Unix ms `T` and the top bidders.
-    pub(crate) fn live_json(&self, req: &Request) -> Response {
-        let after = Form::query(req)
-            .get("after")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        json(serde_json::to_string(&self.live.view(after)).unwrap_or_else(|_| "{}".into()))
+    pub(crate) fn plugins_page(&self, session: &Session) -> Response {
+        page(
+            StatusCode::OK,
+            &PluginsPage {
+                chrome: self.chrome(session, "plugins", None),
+                plugins: self.plugin_rows(),
+            },
+        )
     }
 }

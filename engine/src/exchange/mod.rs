@@ -1,6 +1,8 @@
 //! The exchange as a kernel plugin: `/openrtb2/auction`, the `/notice/*` endpoints, and the
-//! publisher side: `/tag.js`, `/ad`, `/beacon/*`, `/click`, `/reach` and `/ledger`.
+//! publisher side: `/tag.js`, `/ad`, `/beacon/*`, `/click`, `/reach` and `/ledger`; and its
+//! pages in the admin.
 
+mod admin;
 mod adserve;
 mod config;
 mod notices;
@@ -46,8 +48,8 @@ impl std::fmt::Debug for ExchangePlugin {
 
 /// What outlives a configuration generation: metrics, the notice de-duplication window, the
 /// per-process signing key used when none is configured, billing de-duplication, reach counting,
-/// the revenue ledger, learned floors, and every partner's connection pool and QPS limiter.
-/// A generation's config reaches it in [`Handler::activate`].
+/// the revenue ledger, learned floors, every partner's connection pool and QPS limiter, and the
+/// admin pages' live numbers. A generation's config reaches it in [`Handler::activate`].
 pub struct ExchangeState {
     pub(crate) metrics: ExchangeMetrics,
     pub(crate) seen_notices: moka::sync::Cache<String, ()>,
@@ -73,6 +75,8 @@ pub struct ExchangeState {
     /// Where this instance's learned-floor metrics are registered (none when another instance
     /// exports them), to take them out at stop.
     registry: Option<prometheus::Registry>,
+    /// What the admin pages show besides the config; its sampler runs until the instance stops.
+    pub(crate) admin: admin::AdminState,
 }
 
 /// A partner's connection pool, kept while its settings do not change.
@@ -184,6 +188,8 @@ pub(crate) struct Exchange {
     pub publisher_index: HashMap<String, usize>,
     /// `bourse_adserve_billed_impressions_total` of each placement, in `config.placements` order.
     pub billed_impressions: Vec<prometheus::IntCounter>,
+    /// The instance's name and config center, for its admin pages.
+    pub admin: admin::Section,
     /// Placement ids as shared strings, in `config.placements` order, for floor keys.
     pub placement_keys: Vec<Arc<str>>,
     /// Every configured publisher, placement and bidder id as a shared string, so billing
@@ -296,12 +302,13 @@ impl Plugin for ExchangePlugin {
             partners: parking_lot::Mutex::new(HashMap::new()),
             limits: ctx.services.limits.clone(),
             instance: ctx.name.clone(),
+            admin: admin::AdminState::start(ctx, self.registry.names().collect()),
         })
     }
 
     async fn start(
         &self,
-        _ctx: PluginCtx,
+        ctx: PluginCtx,
         state: Arc<ExchangeState>,
         prepared: PreparedExchange,
     ) -> Result<Arc<dyn Handler>, PluginError> {
@@ -317,7 +324,11 @@ impl Plugin for ExchangePlugin {
                 ))
             })?;
         }
-        Ok(Arc::new(Exchange::build(state, prepared)?))
+        Ok(Arc::new(Exchange::build(
+            state,
+            prepared,
+            admin::Section::of(&ctx),
+        )?))
     }
 
     async fn stop(&self, state: Arc<ExchangeState>, deadline: tokio::time::Instant) {
@@ -333,6 +344,7 @@ impl Exchange {
     fn build(
         shared: Arc<ExchangeState>,
         prepared: PreparedExchange,
+        admin: admin::Section,
     ) -> Result<Exchange, PluginError> {
         let PreparedExchange { config, adapters } = prepared;
         let links = shared.partners.lock().clone();
@@ -396,6 +408,7 @@ impl Exchange {
             },
             signer: TokenSigner::new(&secret),
             shared,
+            admin,
             notice_base,
             bidders,
             placement_index: config
@@ -508,5 +521,9 @@ impl Handler for Exchange {
                 .iter()
                 .map(|p| (p.id.as_str(), p.floor)),
         );
+    }
+
+    fn admin(&self) -> Option<&dyn bourse_kernel::admin::AdminSection> {
+        Some(self)
     }
 }

@@ -1,11 +1,10 @@
 //! Publishers and placements: paginated lists, the tag snippet ready to copy, and forms that
 //! create, edit and disable them, applied live; a refusal shows beside the field it names.
 
-use super::{Chrome, number};
-use crate::web::{FieldErrors, Form, Pager, page, redirect};
-use crate::{Admin, Session};
+use super::{entry, list, number, render};
+use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::{Request, Response};
+use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, Form, Pager};
 use http::StatusCode;
 
 const PUBLISHER_FIELDS: &[&str] = &["id", "name", "domain"];
@@ -14,7 +13,8 @@ const PLACEMENT_FIELDS: &[&str] = &["id", "publisher", "sizes", "floor"];
 #[derive(Template)]
 #[template(path = "publishers.html")]
 struct PublishersPage<'a> {
-    chrome: Chrome<'a>,
+    base: &'a str,
+    csrf: &'a str,
     publishers: Vec<PublisherRow>,
     pager: Pager,
     form: PublisherForm,
@@ -25,7 +25,8 @@ struct PublishersPage<'a> {
 #[derive(Template)]
 #[template(path = "publisher_edit.html")]
 struct PublisherEditPage<'a> {
-    chrome: Chrome<'a>,
+    base: &'a str,
+    csrf: &'a str,
     form: PublisherForm,
     errors: FieldErrors,
     editing: bool,
@@ -82,7 +83,8 @@ impl PublisherForm {
 #[derive(Template)]
 #[template(path = "placements.html")]
 struct PlacementsPage<'a> {
-    chrome: Chrome<'a>,
+    base: &'a str,
+    csrf: &'a str,
     placements: Vec<PlacementRow>,
     pager: Pager,
     publishers: Vec<String>,
@@ -94,7 +96,8 @@ struct PlacementsPage<'a> {
 #[derive(Template)]
 #[template(path = "placement_edit.html")]
 struct PlacementEditPage<'a> {
-    chrome: Chrome<'a>,
+    base: &'a str,
+    csrf: &'a str,
     publishers: Vec<String>,
     form: PlacementForm,
     errors: FieldErrors,
@@ -131,6 +134,12 @@ impl Default for PlacementForm {
     }
 }
 
+/// A placement form read into config values.
+struct PlacementValues {
+    sizes: Vec<[i64; 2]>,
+    floor: f64,
+}
+
 impl PlacementForm {
     fn from(form: &Form) -> PlacementForm {
         PlacementForm {
@@ -142,8 +151,8 @@ impl PlacementForm {
         }
     }
 
-    /// Writes the form into `table`, or says which fields cannot be read.
-    fn write(&self, table: &mut toml_edit::Table) -> Result<(), FieldErrors> {
+    /// The form's values, or which fields cannot be read.
+    fn values(&self) -> Result<PlacementValues, FieldErrors> {
         let mut errors = FieldErrors::default();
         let sizes = parse_sizes(&self.sizes);
         if sizes.is_none() {
@@ -153,22 +162,25 @@ impl PlacementForm {
         if floor.is_none() {
             errors.set("floor", "The floor is a number, e.g. 0.50.");
         }
-        let (Some(sizes), Some(floor)) = (sizes, floor) else {
-            return Err(errors);
-        };
+        match (sizes, floor) {
+            (Some(sizes), Some(floor)) => Ok(PlacementValues { sizes, floor }),
+            _ => Err(errors),
+        }
+    }
+
+    fn write(&self, values: &PlacementValues, table: &mut toml_edit::Table) {
         table["id"] = toml_edit::value(self.id.as_str());
         table["publisher"] = toml_edit::value(self.publisher.as_str());
         let mut size_list = toml_edit::Array::new();
-        for [w, h] in sizes {
+        for [w, h] in &values.sizes {
             let mut pair = toml_edit::Array::new();
-            pair.push(w);
-            pair.push(h);
+            pair.push(*w);
+            pair.push(*h);
             size_list.push(pair);
         }
         table["sizes"] = toml_edit::value(size_list);
-        table["floor"] = toml_edit::value(floor);
+        table["floor"] = toml_edit::value(values.floor);
         table["enabled"] = toml_edit::value(self.enabled);
-        Ok(())
     }
 }
 
@@ -186,7 +198,7 @@ fn parse_sizes(text: &str) -> Option<Vec<[i64; 2]>> {
 }
 
 /// A CPM amount typed by an operator; empty means 0. Range checks are the config's.
-pub(crate) fn parse_amount(text: &str) -> Option<f64> {
+pub(super) fn parse_amount(text: &str) -> Option<f64> {
     if text.is_empty() {
         return Some(0.0);
     }
@@ -201,24 +213,23 @@ fn sizes_text(sizes: &[[u16; 2]]) -> String {
         .join(",")
 }
 
-impl Admin {
-    fn tag_snippet(public_url: &str, id: &str, sizes: &str) -> String {
-        format!(
-            "<div class=\"bourse-ad\" data-placement=\"{id}\" data-sizes=\"{sizes}\"></div>\n\
-             <script async src=\"{}/tag.js\"></script>",
-            public_url.trim_end_matches('/')
-        )
-    }
+fn tag_snippet(public_url: &str, id: &str, sizes: &str) -> String {
+    format!(
+        "<div class=\"bourse-ad\" data-placement=\"{id}\" data-sizes=\"{sizes}\"></div>\n\
+         <script async src=\"{}/tag.js\"></script>",
+        public_url.trim_end_matches('/')
+    )
+}
 
+impl Exchange {
     fn publishers_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         page_number: usize,
         form: PublisherForm,
         errors: FieldErrors,
-    ) -> Response {
-        let config = self.exchange_config();
+    ) -> AdminReply {
+        let config = &self.config;
         let rows = config
             .publishers
             .iter()
@@ -234,11 +245,14 @@ impl Admin {
                 enabled: p.enabled,
             })
             .collect();
-        let (publishers, pager) = Pager::slice(rows, page_number, "/admin/publishers");
-        page(
-            status,
+        let (publishers, pager) =
+            Pager::slice(rows, page_number, format!("{}/publishers", req.base));
+        render(
+            "Publishers",
+            "publishers",
             &PublishersPage {
-                chrome: Chrome::new(session, "publishers"),
+                base: &req.base,
+                csrf: &req.csrf,
                 publishers,
                 pager,
                 form,
@@ -248,48 +262,55 @@ impl Admin {
         )
     }
 
-    pub(crate) fn publishers_get(&self, req: &Request, session: &Session) -> Response {
-        let page = Form::query(req).page();
+    pub(super) fn publishers_get(&self, req: &AdminRequest) -> AdminReply {
         self.publishers_page(
-            StatusCode::OK,
-            session,
-            page,
+            req,
+            req.query.page(),
             PublisherForm::default(),
             FieldErrors::default(),
         )
     }
 
-    pub(crate) async fn create_publisher(&self, session: Session, form: Form) -> Response {
+    pub(super) async fn create_publisher(&self, req: &AdminRequest) -> AdminReply {
         // New publishers start enabled; the edit form turns them off.
         let form = PublisherForm {
             enabled: true,
-            ..PublisherForm::from(&form)
+            ..PublisherForm::from(&req.form)
         };
         let mut table = toml_edit::Table::new();
         form.write(&mut table);
-        match self.append_and_apply(&session, "publishers", table).await {
-            Ok(()) => redirect("/admin/publishers"),
-            Err(refusal) => self.publishers_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &session,
-                1,
-                form,
-                FieldErrors::from_refusal(&refusal, "publishers", PUBLISHER_FIELDS),
-            ),
+        let result = self
+            .change(req, |exchange| {
+                list(exchange, "publishers")?.push(table);
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => AdminReply::Redirect(format!("{}/publishers", req.base)),
+            Err(refusal) => {
+                let errors = FieldErrors::from_refusal(
+                    &refusal,
+                    &self.scope("publishers"),
+                    PUBLISHER_FIELDS,
+                );
+                self.publishers_page(req, 1, form, errors)
+                    .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+            }
         }
     }
 
     fn publisher_edit_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         form: PublisherForm,
         errors: FieldErrors,
-    ) -> Response {
-        page(
-            status,
+    ) -> AdminReply {
+        render(
+            format!("Publisher {}", form.id),
+            "publishers",
             &PublisherEditPage {
-                chrome: Chrome::new(session, "publishers"),
+                base: &req.base,
+                csrf: &req.csrf,
                 form,
                 errors,
                 editing: true,
@@ -297,17 +318,17 @@ impl Admin {
         )
     }
 
-    pub(crate) fn publisher_edit_get(&self, req: &Request, session: &Session) -> Response {
-        let id = Form::query(req).text("id");
-        let config = self.exchange_config();
-        let Some(publisher) = config.publishers.iter().find(|p| p.id == id) else {
-            return self.publishers_page(
-                StatusCode::NOT_FOUND,
-                session,
-                1,
-                PublisherForm::default(),
-                FieldErrors::general(format!("No publisher `{id}` in the running config.")),
-            );
+    pub(super) fn publisher_edit_get(&self, req: &AdminRequest) -> AdminReply {
+        let id = req.query.text("id");
+        let Some(publisher) = self.config.publishers.iter().find(|p| p.id == id) else {
+            return self
+                .publishers_page(
+                    req,
+                    1,
+                    PublisherForm::default(),
+                    FieldErrors::general(format!("No publisher `{id}` in the running config.")),
+                )
+                .with_status(StatusCode::NOT_FOUND);
         };
         let form = PublisherForm {
             id: publisher.id.clone(),
@@ -315,46 +336,46 @@ impl Admin {
             domain: publisher.domain.clone().unwrap_or_default(),
             enabled: publisher.enabled,
         };
-        self.publisher_edit_page(StatusCode::OK, session, form, FieldErrors::default())
+        self.publisher_edit_page(req, form, FieldErrors::default())
     }
 
-    pub(crate) async fn edit_publisher(&self, session: Session, form: Form) -> Response {
-        let form = PublisherForm::from(&form);
-        let result = async {
-            let mut edit = self.edit()?;
-            form.write(edit.entry("publishers", "id", &form.id)?);
-            self.apply(&session, edit).await
-        }
-        .await;
+    pub(super) async fn edit_publisher(&self, req: &AdminRequest) -> AdminReply {
+        let form = PublisherForm::from(&req.form);
+        let result = self
+            .change(req, |exchange| {
+                form.write(entry(exchange, "publishers", "id", &form.id)?);
+                Ok(())
+            })
+            .await;
         match result {
-            Ok(()) => redirect("/admin/publishers"),
-            Err(refusal) => self.publisher_edit_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &session,
-                form,
-                FieldErrors::from_refusal(&refusal, "publishers", PUBLISHER_FIELDS),
-            ),
+            Ok(()) => AdminReply::Redirect(format!("{}/publishers", req.base)),
+            Err(refusal) => {
+                let errors = FieldErrors::from_refusal(
+                    &refusal,
+                    &self.scope("publishers"),
+                    PUBLISHER_FIELDS,
+                );
+                self.publisher_edit_page(req, form, errors)
+                    .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+            }
         }
     }
-}
 
-impl Admin {
     fn placements_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         page_number: usize,
         form: PlacementForm,
         errors: FieldErrors,
-    ) -> Response {
-        let config = self.exchange_config();
+    ) -> AdminReply {
+        let config = &self.config;
         let rows = config
             .placements
             .iter()
             .map(|p| {
                 let sizes = sizes_text(&p.sizes);
                 PlacementRow {
-                    snippet: Self::tag_snippet(&config.public_url, &p.id, &sizes),
+                    snippet: tag_snippet(&config.public_url, &p.id, &sizes),
                     id: p.id.clone(),
                     publisher: p.publisher.clone(),
                     floor: number(p.floor, 4),
@@ -363,14 +384,17 @@ impl Admin {
                 }
             })
             .collect();
-        let (placements, pager) = Pager::slice(rows, page_number, "/admin/placements");
-        page(
-            status,
+        let (placements, pager) =
+            Pager::slice(rows, page_number, format!("{}/placements", req.base));
+        render(
+            "Placements",
+            "placements",
             &PlacementsPage {
-                chrome: Chrome::new(session, "placements"),
+                base: &req.base,
+                csrf: &req.csrf,
                 placements,
                 pager,
-                publishers: config.publishers.into_iter().map(|p| p.id).collect(),
+                publishers: config.publishers.iter().map(|p| p.id.clone()).collect(),
                 form,
                 errors,
                 editing: false,
@@ -378,60 +402,64 @@ impl Admin {
         )
     }
 
-    pub(crate) fn placements_get(&self, req: &Request, session: &Session) -> Response {
-        let page = Form::query(req).page();
+    pub(super) fn placements_get(&self, req: &AdminRequest) -> AdminReply {
         self.placements_page(
-            StatusCode::OK,
-            session,
-            page,
+            req,
+            req.query.page(),
             PlacementForm::default(),
             FieldErrors::default(),
         )
     }
 
-    pub(crate) async fn create_placement(&self, session: Session, form: Form) -> Response {
+    pub(super) async fn create_placement(&self, req: &AdminRequest) -> AdminReply {
         // New placements start enabled; the edit form turns them off.
         let form = PlacementForm {
             enabled: true,
-            ..PlacementForm::from(&form)
+            ..PlacementForm::from(&req.form)
         };
-        let mut table = toml_edit::Table::new();
-        let result = match form.write(&mut table) {
-            Ok(()) => self
-                .append_and_apply(&session, "placements", table)
+        let result = match form.values() {
+            Ok(values) => {
+                let mut table = toml_edit::Table::new();
+                form.write(&values, &mut table);
+                self.change(req, |exchange| {
+                    list(exchange, "placements")?.push(table);
+                    Ok(())
+                })
                 .await
                 .map_err(|refusal| {
-                    FieldErrors::from_refusal(&refusal, "placements", PLACEMENT_FIELDS)
-                }),
+                    FieldErrors::from_refusal(&refusal, &self.scope("placements"), PLACEMENT_FIELDS)
+                })
+            }
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => redirect("/admin/placements"),
-            Err(errors) => {
-                self.placements_page(StatusCode::UNPROCESSABLE_ENTITY, &session, 1, form, errors)
-            }
+            Ok(()) => AdminReply::Redirect(format!("{}/placements", req.base)),
+            Err(errors) => self
+                .placements_page(req, 1, form, errors)
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
 
     fn placement_edit_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         form: PlacementForm,
         errors: FieldErrors,
-    ) -> Response {
-        let config = self.exchange_config();
+    ) -> AdminReply {
+        let config = &self.config;
         let snippet = config
             .placements
             .iter()
             .find(|p| p.id == form.id)
-            .map(|p| Self::tag_snippet(&config.public_url, &p.id, &sizes_text(&p.sizes)))
+            .map(|p| tag_snippet(&config.public_url, &p.id, &sizes_text(&p.sizes)))
             .unwrap_or_default();
-        page(
-            status,
+        render(
+            format!("Placement {}", form.id),
+            "placements",
             &PlacementEditPage {
-                chrome: Chrome::new(session, "placements"),
-                publishers: config.publishers.into_iter().map(|p| p.id).collect(),
+                base: &req.base,
+                csrf: &req.csrf,
+                publishers: config.publishers.iter().map(|p| p.id.clone()).collect(),
                 form,
                 errors,
                 editing: true,
@@ -440,17 +468,17 @@ impl Admin {
         )
     }
 
-    pub(crate) fn placement_edit_get(&self, req: &Request, session: &Session) -> Response {
-        let id = Form::query(req).text("id");
-        let config = self.exchange_config();
-        let Some(placement) = config.placements.iter().find(|p| p.id == id) else {
-            return self.placements_page(
-                StatusCode::NOT_FOUND,
-                session,
-                1,
-                PlacementForm::default(),
-                FieldErrors::general(format!("No placement `{id}` in the running config.")),
-            );
+    pub(super) fn placement_edit_get(&self, req: &AdminRequest) -> AdminReply {
+        let id = req.query.text("id");
+        let Some(placement) = self.config.placements.iter().find(|p| p.id == id) else {
+            return self
+                .placements_page(
+                    req,
+                    1,
+                    PlacementForm::default(),
+                    FieldErrors::general(format!("No placement `{id}` in the running config.")),
+                )
+                .with_status(StatusCode::NOT_FOUND);
         };
         let form = PlacementForm {
             id: placement.id.clone(),
@@ -459,27 +487,28 @@ impl Admin {
             floor: number(placement.floor, 4),
             enabled: placement.enabled,
         };
-        self.placement_edit_page(StatusCode::OK, session, form, FieldErrors::default())
+        self.placement_edit_page(req, form, FieldErrors::default())
     }
 
-    pub(crate) async fn edit_placement(&self, session: Session, form: Form) -> Response {
-        let form = PlacementForm::from(&form);
-        let result = async {
-            let mut edit = self.edit().map_err(FieldErrors::general)?;
-            let table = edit
-                .entry("placements", "id", &form.id)
-                .map_err(FieldErrors::general)?;
-            form.write(table)?;
-            self.apply(&session, edit).await.map_err(|refusal| {
-                FieldErrors::from_refusal(&refusal, "placements", PLACEMENT_FIELDS)
-            })
-        }
-        .await;
+    pub(super) async fn edit_placement(&self, req: &AdminRequest) -> AdminReply {
+        let form = PlacementForm::from(&req.form);
+        let result = match form.values() {
+            Ok(values) => self
+                .change(req, |exchange| {
+                    form.write(&values, entry(exchange, "placements", "id", &form.id)?);
+                    Ok(())
+                })
+                .await
+                .map_err(|refusal| {
+                    FieldErrors::from_refusal(&refusal, &self.scope("placements"), PLACEMENT_FIELDS)
+                }),
+            Err(errors) => Err(errors),
+        };
         match result {
-            Ok(()) => redirect("/admin/placements"),
-            Err(errors) => {
-                self.placement_edit_page(StatusCode::UNPROCESSABLE_ENTITY, &session, form, errors)
-            }
+            Ok(()) => AdminReply::Redirect(format!("{}/placements", req.base)),
+            Err(errors) => self
+                .placement_edit_page(req, form, errors)
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
 }

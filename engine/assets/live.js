@@ -1,9 +1,11 @@
-// bourse admin, live overview: polls /admin/live.json every second and redraws the cards, the
-// four ten-minute charts and the top-bidders table. No framework; the page works without it.
+// bourse exchange, live numbers in the admin: each element with `data-live-source` (the
+// exchange's summary on the overview and its first page) polls that URL every second and
+// redraws its own cards, four ten-minute charts and top-bidders table. No framework; the page
+// works without it. Loaded once however many exchanges the page shows.
 (function () {
   "use strict";
-  var points = [];
-  var last = 0;
+  if (window.bourseLiveLoaded) return;
+  window.bourseLiveLoaded = true;
   var COLORS = ["#2a5bd7", "#d7402a"];
   var SVG = "http://www.w3.org/2000/svg";
 
@@ -23,7 +25,7 @@
     billed_total: function (v) { return fmt(v, 2); }
   };
 
-  function draw(svg) {
+  function draw(svg, points) {
     var names = svg.getAttribute("data-series").split(",");
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     var max = 0;
@@ -76,18 +78,27 @@
     return td;
   }
 
-  function update(view) {
-    points = points.concat(view.points).slice(-600);
-    if (points.length) last = points[points.length - 1].t;
+  // One live box: its points so far and the time of the newest.
+  function Live(box) {
+    this.box = box;
+    this.source = box.getAttribute("data-live-source");
+    this.points = [];
+    this.last = 0;
+  }
+
+  Live.prototype.update = function (view) {
+    var box = this.box;
+    var points = this.points = this.points.concat(view.points).slice(-600);
+    if (points.length) this.last = points[points.length - 1].t;
     var now = points.length ? points[points.length - 1] : {};
     now.auctions_total = view.auctions_total;
     now.billed_total = view.billed_total;
-    document.querySelectorAll("[data-live]").forEach(function (el) {
+    box.querySelectorAll("[data-live]").forEach(function (el) {
       var name = el.getAttribute("data-live");
       if (name in now) el.textContent = FORMATS[name](now[name]);
     });
-    document.querySelectorAll("svg[data-series]").forEach(draw);
-    var body = document.querySelector("#top-bidders tbody");
+    box.querySelectorAll("svg[data-series]").forEach(function (svg) { draw(svg, points); });
+    var body = box.querySelector(".top-bidders tbody");
     if (body) {
       while (body.firstChild) body.removeChild(body.firstChild);
       view.top_bidders.forEach(function (b) {
@@ -102,23 +113,39 @@
       });
     }
     document.body.setAttribute("data-live-points", String(points.length));
-  }
+  };
 
-  function poll() {
-    fetch("/admin/live.json?after=" + last, { credentials: "same-origin" })
+  Live.prototype.status = function (text) {
+    var status = this.box.querySelector(".live-status");
+    if (status) status.textContent = text;
+  };
+
+  Live.prototype.poll = function () {
+    var live = this;
+    fetch(live.source + "?after=" + live.last, { credentials: "same-origin" })
       .then(function (r) {
         if (r.redirected || !r.ok) throw new Error("signed out or unavailable");
         return r.json();
       })
       .then(function (view) {
-        update(view);
-        document.getElementById("live-status").textContent = "Live: updated every second from this node's metrics.";
+        live.update(view);
+        live.status("Live: updated every second from this node's metrics.");
       })
       .catch(function () {
-        document.getElementById("live-status").textContent = "Live updates paused: reload the page.";
+        live.status("Live updates paused: reload the page.");
       })
-      .then(function () { setTimeout(poll, 1000); });
+      .then(function () { setTimeout(function () { live.poll(); }, 1000); });
+  };
+
+  function start() {
+    document.querySelectorAll("[data-live-source]").forEach(function (box) {
+      new Live(box).poll();
+    });
   }
 
-  document.addEventListener("DOMContentLoaded", poll);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
 })();

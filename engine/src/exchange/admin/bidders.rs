@@ -1,13 +1,12 @@
 //! Bidders: endpoint, adapter, timeout, QPS cap, bid adjustment and enabled state, with live
 //! health from the metrics registry; added, edited and disabled live.
 
-use super::{Chrome, number};
-use crate::live::Families;
-use crate::web::{FieldErrors, Form, Pager, page, redirect};
-use crate::{Admin, Session};
+use super::live::Families;
+use super::{entry, list, number, render};
+use crate::bidder::BidderSpec;
+use crate::exchange::Exchange;
 use askama::Template;
-use bourse_engine::bidder::BidderSpec;
-use bourse_kernel::{Request, Response};
+use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, Form, Pager};
 use http::StatusCode;
 
 const BIDDER_FIELDS: &[&str] = &[
@@ -23,10 +22,11 @@ const BIDDER_FIELDS: &[&str] = &[
 #[derive(Template)]
 #[template(path = "bidders.html")]
 struct BiddersPage<'a> {
-    chrome: Chrome<'a>,
+    base: &'a str,
+    csrf: &'a str,
     bidders: Vec<BidderRow>,
     pager: Pager,
-    adapters: Vec<&'static str>,
+    adapters: &'a [&'static str],
     form: BidderForm,
     errors: FieldErrors,
     editing: bool,
@@ -35,8 +35,9 @@ struct BiddersPage<'a> {
 #[derive(Template)]
 #[template(path = "bidder_edit.html")]
 struct BidderEditPage<'a> {
-    chrome: Chrome<'a>,
-    adapters: Vec<&'static str>,
+    base: &'a str,
+    csrf: &'a str,
+    adapters: &'a [&'static str],
     form: BidderForm,
     errors: FieldErrors,
     editing: bool,
@@ -134,9 +135,8 @@ impl BidderForm {
         }
     }
 
-    /// Writes the form into `table` (other settings, such as headers, are kept), or says
-    /// which fields cannot be read. Range checks are the config's.
-    fn write(&self, table: &mut toml_edit::Table) -> Result<(), FieldErrors> {
+    /// The form's numbers, or which fields cannot be read. Range checks are the config's.
+    fn values(&self) -> Result<BidderValues, FieldErrors> {
         let mut errors = FieldErrors::default();
         let whole = |text: &str, default: i64| -> Option<i64> {
             if text.is_empty() {
@@ -170,9 +170,18 @@ impl BidderForm {
         if adjustment.is_none() {
             errors.set("adjustment", "The adjustment is a number, e.g. 0.95.");
         }
-        let (Some(timeout_ms), Some(qps), Some(adjustment)) = (timeout_ms, qps, adjustment) else {
-            return Err(errors);
-        };
+        match (timeout_ms, qps, adjustment) {
+            (Some(timeout_ms), Some(qps), Some(adjustment)) => Ok(BidderValues {
+                timeout_ms,
+                qps,
+                adjustment,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// Writes the form into `table`; other settings, such as headers, are kept.
+    fn write(&self, values: &BidderValues, table: &mut toml_edit::Table) {
         let media = if self.media.is_empty() {
             "banner"
         } else {
@@ -185,35 +194,34 @@ impl BidderForm {
         table["name"] = toml_edit::value(self.name.as_str());
         table["adapter"] = toml_edit::value(self.adapter.as_str());
         table["endpoint"] = toml_edit::value(self.endpoint.as_str());
-        table["timeout_ms"] = toml_edit::value(timeout_ms);
-        table["qps"] = toml_edit::value(qps);
-        table["adjustment"] = toml_edit::value(adjustment);
+        table["timeout_ms"] = toml_edit::value(values.timeout_ms);
+        table["qps"] = toml_edit::value(values.qps);
+        table["adjustment"] = toml_edit::value(values.adjustment);
         table["media"] = toml_edit::value(media_list);
         table["enabled"] = toml_edit::value(self.enabled);
-        Ok(())
     }
 }
 
-fn adapters() -> Vec<&'static str> {
-    bourse_bidders::ADAPTERS
-        .iter()
-        .map(|(name, _)| *name)
-        .collect()
+/// A bidder form's numbers, read.
+struct BidderValues {
+    timeout_ms: i64,
+    qps: i64,
+    adjustment: f64,
 }
 
-impl Admin {
+impl Exchange {
     fn bidders_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         page_number: usize,
         form: BidderForm,
         errors: FieldErrors,
-    ) -> Response {
-        let families = Families::gather(&self.registry);
+    ) -> AdminReply {
+        let admin = &self.shared.admin;
+        let families = Families::gather(&admin.registry);
         let count = |name: &str, bidder: &str| families.sum(name, &[("bidder", bidder)]) as u64;
         let rows = self
-            .exchange_config()
+            .config
             .bidders
             .iter()
             .map(|b| {
@@ -236,14 +244,16 @@ impl Admin {
                 }
             })
             .collect();
-        let (bidders, pager) = Pager::slice(rows, page_number, "/admin/bidders");
-        page(
-            status,
+        let (bidders, pager) = Pager::slice(rows, page_number, format!("{}/bidders", req.base));
+        render(
+            "Bidders",
+            "bidders",
             &BiddersPage {
-                chrome: Chrome::new(session, "bidders"),
+                base: &req.base,
+                csrf: &req.csrf,
                 bidders,
                 pager,
-                adapters: adapters(),
+                adapters: &admin.adapters,
                 form,
                 errors,
                 editing: false,
@@ -251,54 +261,60 @@ impl Admin {
         )
     }
 
-    pub(crate) fn bidders_get(&self, req: &Request, session: &Session) -> Response {
-        let page = Form::query(req).page();
+    pub(super) fn bidders_get(&self, req: &AdminRequest) -> AdminReply {
         self.bidders_page(
-            StatusCode::OK,
-            session,
-            page,
+            req,
+            req.query.page(),
             BidderForm::default(),
             FieldErrors::default(),
         )
     }
 
-    pub(crate) async fn add_bidder(&self, session: Session, form: Form) -> Response {
+    pub(super) async fn add_bidder(&self, req: &AdminRequest) -> AdminReply {
         // New bidders start enabled; the edit form turns them off.
         let mut form = BidderForm {
             enabled: true,
-            ..BidderForm::from(&form)
+            ..BidderForm::from(&req.form)
         };
         if form.adapter.is_empty() {
             form.adapter = "openrtb".into();
         }
-        let mut table = toml_edit::Table::new();
-        let result = match form.write(&mut table) {
-            Ok(()) => self
-                .append_and_apply(&session, "bidders", table)
+        let result = match form.values() {
+            Ok(values) => {
+                let mut table = toml_edit::Table::new();
+                form.write(&values, &mut table);
+                self.change(req, |exchange| {
+                    list(exchange, "bidders")?.push(table);
+                    Ok(())
+                })
                 .await
-                .map_err(|refusal| FieldErrors::from_refusal(&refusal, "bidders", BIDDER_FIELDS)),
+                .map_err(|refusal| {
+                    FieldErrors::from_refusal(&refusal, &self.scope("bidders"), BIDDER_FIELDS)
+                })
+            }
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => redirect("/admin/bidders"),
-            Err(errors) => {
-                self.bidders_page(StatusCode::UNPROCESSABLE_ENTITY, &session, 1, form, errors)
-            }
+            Ok(()) => AdminReply::Redirect(format!("{}/bidders", req.base)),
+            Err(errors) => self
+                .bidders_page(req, 1, form, errors)
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
 
     fn bidder_edit_page(
         &self,
-        status: StatusCode,
-        session: &Session,
+        req: &AdminRequest,
         form: BidderForm,
         errors: FieldErrors,
-    ) -> Response {
-        page(
-            status,
+    ) -> AdminReply {
+        render(
+            format!("Bidder {}", form.name),
+            "bidders",
             &BidderEditPage {
-                chrome: Chrome::new(session, "bidders"),
-                adapters: adapters(),
+                base: &req.base,
+                csrf: &req.csrf,
+                adapters: &self.shared.admin.adapters,
                 form,
                 errors,
                 editing: true,
@@ -306,48 +322,40 @@ impl Admin {
         )
     }
 
-    pub(crate) fn bidder_edit_get(&self, req: &Request, session: &Session) -> Response {
-        let name = Form::query(req).text("name");
-        match self
-            .exchange_config()
-            .bidders
-            .iter()
-            .find(|b| b.name == name)
-        {
-            Some(spec) => self.bidder_edit_page(
-                StatusCode::OK,
-                session,
-                BidderForm::of(spec),
-                FieldErrors::default(),
-            ),
-            None => self.bidders_page(
-                StatusCode::NOT_FOUND,
-                session,
-                1,
-                BidderForm::default(),
-                FieldErrors::general(format!("No bidder `{name}` in the running config.")),
-            ),
+    pub(super) fn bidder_edit_get(&self, req: &AdminRequest) -> AdminReply {
+        let name = req.query.text("name");
+        match self.config.bidders.iter().find(|b| b.name == name) {
+            Some(spec) => self.bidder_edit_page(req, BidderForm::of(spec), FieldErrors::default()),
+            None => self
+                .bidders_page(
+                    req,
+                    1,
+                    BidderForm::default(),
+                    FieldErrors::general(format!("No bidder `{name}` in the running config.")),
+                )
+                .with_status(StatusCode::NOT_FOUND),
         }
     }
 
-    pub(crate) async fn edit_bidder(&self, session: Session, form: Form) -> Response {
-        let form = BidderForm::from(&form);
-        let result = async {
-            let mut edit = self.edit().map_err(FieldErrors::general)?;
-            let table = edit
-                .entry("bidders", "name", &form.name)
-                .map_err(FieldErrors::general)?;
-            form.write(table)?;
-            self.apply(&session, edit)
+    pub(super) async fn edit_bidder(&self, req: &AdminRequest) -> AdminReply {
+        let form = BidderForm::from(&req.form);
+        let result = match form.values() {
+            Ok(values) => self
+                .change(req, |exchange| {
+                    form.write(&values, entry(exchange, "bidders", "name", &form.name)?);
+                    Ok(())
+                })
                 .await
-                .map_err(|refusal| FieldErrors::from_refusal(&refusal, "bidders", BIDDER_FIELDS))
-        }
-        .await;
+                .map_err(|refusal| {
+                    FieldErrors::from_refusal(&refusal, &self.scope("bidders"), BIDDER_FIELDS)
+                }),
+            Err(errors) => Err(errors),
+        };
         match result {
-            Ok(()) => redirect("/admin/bidders"),
-            Err(errors) => {
-                self.bidder_edit_page(StatusCode::UNPROCESSABLE_ENTITY, &session, form, errors)
-            }
+            Ok(()) => AdminReply::Redirect(format!("{}/bidders", req.base)),
+            Err(errors) => self
+                .bidder_edit_page(req, form, errors)
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The live overview's numbers: a sampler reads the kernel's metrics registry once a second
-//! and keeps ten minutes of per-second points (auctions/s, p50/p99 latency, fill rate, revenue,
-//! eCPM) and the per-bidder totals behind the top-bidders table. Reading the registry costs
-//! nothing on the auction path; the page polls `/admin/live.json` and draws the charts.
+//! The live numbers of the exchange's admin section: a sampler, running for the instance's
+//! whole life, reads the metrics registry once a second and keeps ten minutes of per-second
+//! points (auctions/s, p50/p99 latency, fill rate, revenue, eCPM) and the per-bidder totals
+//! behind the top-bidders table. Reading the registry costs nothing on the auction path; the
+//! page polls `/admin/<instance>/live.json` and `live.js` draws the charts.
 
 use parking_lot::Mutex;
 use prometheus::proto::MetricFamily;
@@ -177,7 +178,7 @@ pub(crate) struct TopBidder {
     pub(crate) avg_win_cpm: Option<f64>,
 }
 
-/// What `/admin/live.json` answers.
+/// What `live.json` answers.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LiveView {
     pub(crate) points: Vec<Point>,
@@ -222,7 +223,7 @@ fn ratio(part: f64, whole: f64) -> Option<f64> {
     (whole > 0.0).then(|| part / whole)
 }
 
-/// Keeps the points; shared by every generation of the admin.
+/// Keeps the points; part of the instance's state, so every generation shows the same ones.
 #[derive(Default)]
 pub(crate) struct Live {
     state: Mutex<LiveState>,
@@ -236,8 +237,8 @@ struct LiveState {
 }
 
 impl Live {
-    /// Reads the registry and adds a point; a second sampler (two generations overlapping
-    /// while one drains) finds the last sample too recent and does nothing.
+    /// Reads the registry and adds a point; a tick that comes right behind a late one finds the
+    /// last sample too recent and does nothing, so no point covers a few milliseconds.
     pub(crate) fn sample(&self, registry: &prometheus::Registry) {
         let now = Instant::now();
         let mut state = self.state.lock();
