@@ -78,9 +78,11 @@ pub struct AdminState {
     sessions: moka::sync::Cache<String, Session>,
 }
 
-/// The admin plugin kind.
+/// The admin plugin kind: `AdminPlugin::default()`.
 #[derive(Debug, Default)]
-pub struct AdminPlugin;
+pub struct AdminPlugin {
+    _private: (),
+}
 
 impl Plugin for AdminPlugin {
     type Config = AdminConfig;

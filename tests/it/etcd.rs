@@ -329,18 +329,37 @@ struct CenterProbeHandler {
 
 impl bourse_kernel::Plugin for CenterProbe {
     type Config = CenterProbeConfig;
+    type Prepared = CenterProbeConfig;
+    type State = ();
 
     fn manifest(&self) -> bourse_kernel::Manifest {
         bourse_kernel::Manifest {
-            name: "probe",
-            version: "0.0.0",
-            mounts: vec!["/probe"],
+            kind: "probe".to_owned(),
+            version: "0.0.0".to_owned(),
+            description: "shows its value, applies a POSTed config".to_owned(),
+            mount: bourse_kernel::Mount::paths(["/probe"]),
         }
+    }
+
+    fn prepare(
+        &self,
+        config: CenterProbeConfig,
+    ) -> Result<CenterProbeConfig, Vec<bourse_kernel::ConfigIssue>> {
+        Ok(config)
+    }
+
+    async fn init(
+        &self,
+        _ctx: &bourse_kernel::PluginCtx,
+        _config: &CenterProbeConfig,
+    ) -> Result<(), bourse_kernel::PluginError> {
+        Ok(())
     }
 
     async fn start(
         &self,
         ctx: bourse_kernel::PluginCtx,
+        _state: std::sync::Arc<()>,
         config: CenterProbeConfig,
     ) -> Result<std::sync::Arc<dyn bourse_kernel::Handler>, bourse_kernel::PluginError> {
         Ok(std::sync::Arc::new(CenterProbeHandler {
@@ -364,7 +383,7 @@ impl bourse_kernel::Handler for CenterProbeHandler {
             let text = String::from_utf8_lossy(&body).into_owned();
             let (status, answer) = match self.center.apply(text, "probe".to_owned()).await {
                 Ok(()) => (200, String::new()),
-                Err(error) => (422, error),
+                Err(refusal) => (422, refusal.to_string()),
             };
             let mut response = http::Response::new(bourse_kernel::full(answer));
             *response.status_mut() = http::StatusCode::from_u16(status).unwrap();

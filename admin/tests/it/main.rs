@@ -39,7 +39,7 @@ impl Admin {
             users.display().to_string()
         );
         let kernel = bourse_kernel::Kernel::builder()
-            .plugin(bourse_admin::AdminPlugin)
+            .plugin(bourse_admin::AdminPlugin::default())
             .plugin(notes::NotesPlugin)
             .build();
         let loaded = kernel.load_config_str(&text, "test.toml").unwrap();
