@@ -10,7 +10,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-fn apply(ex: &Exchange, text: &str) -> impl Future<Output = bourse_kernel::ApplyReport> + '_ {
+fn apply<'a>(
+    ex: &'a Exchange,
+    text: &str,
+) -> impl Future<Output = bourse_kernel::ApplyReport> + use<'a> {
     let running = ex.running.as_ref().unwrap();
     let loaded = running
         .load_config_str(text, "test.toml")
