@@ -1,13 +1,12 @@
 //! Signing in and out: the double-submit CSRF cookie on the sign-in form, the per-IP attempt
 //! limiter, sessions with their own expiry and CSRF token, and the check every POST passes.
 
-use crate::web::{cookie, page, plain, random_token, redirect, same};
+use crate::web::{client_ip, cookie, page, plain, random_token, redirect, same};
 use crate::{Admin, Session, Users};
 use askama::Template;
 use bourse_kernel::admin::Form;
-use bourse_kernel::{PeerAddr, Request, Response, read_body};
+use bourse_kernel::{Request, Response, read_body};
 use http::{HeaderValue, StatusCode, header};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub(crate) const SESSION_COOKIE: &str = "bourse_admin_session";
@@ -105,10 +104,7 @@ impl Admin {
     }
 
     pub(crate) async fn login(&self, req: Request) -> Response {
-        let ip = req
-            .extensions()
-            .get::<PeerAddr>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+        let ip = client_ip(&req);
         // The limiter keeps one entry per client; forget the idle ones before they pile up.
         if self.limiter.len() > 10_000 {
             self.limiter.retain_recent();

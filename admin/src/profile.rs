@@ -3,12 +3,11 @@
 //! SVG; `/debug/pprof/heap` answers the process's memory figures. Both need an admin session
 //! or HTTP Basic credentials of an admin user, so `curl -u` works from a shell.
 
-use crate::web::plain;
+use crate::web::{client_ip, plain};
 use crate::{Admin, Users};
 use base64::Engine as _;
-use bourse_kernel::{PeerAddr, Request, Response};
+use bourse_kernel::{Request, Response};
 use http::{HeaderValue, StatusCode, header};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -93,10 +92,7 @@ impl Admin {
         else {
             return false;
         };
-        let ip = req
-            .extensions()
-            .get::<PeerAddr>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+        let ip = client_ip(req);
         if self.limiter.check_key(&ip).is_err() {
             tracing::warn!(%ip, "profiling credentials over the sign-in limit");
             return false;

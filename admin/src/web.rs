@@ -1,10 +1,12 @@
 //! HTTP plumbing of the shell's own pages: rendered pages with the admin's safe headers,
-//! cookies, the query string, random tokens and their constant-time comparison.
+//! cookies, the query string, the client's address, random tokens and their constant-time
+//! comparison.
 
 use askama::Template;
 use bourse_kernel::admin::{Form, safe_response};
-use bourse_kernel::{Request, Response};
+use bourse_kernel::{ClientAddr, Request, Response};
 use http::{HeaderValue, StatusCode, header};
+use std::net::IpAddr;
 use subtle::ConstantTimeEq as _;
 
 pub(crate) fn random_token() -> String {
@@ -21,6 +23,14 @@ pub(crate) fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// The client a request is from, as the kernel resolved it (behind a trusted proxy, the
+/// address it forwarded): the key of the sign-in limiter.
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ClientAddr>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0)
 }
 
 /// Constant-time comparison, for tokens.

@@ -201,6 +201,46 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_sign_in_limit() {
+    let users = users_file();
+    let text = format!(
+        "{}\n[server.access]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        config(
+            &format!(
+                "\n[plugins.admin]\nusers_file = {:?}\nlogin_attempts_per_minute = 2\n",
+                users.display().to_string()
+            ),
+            &[]
+        )
+    );
+    let ex = Exchange::start(&text).await;
+    let (cookie, csrf) = login_form(&ex).await;
+    let attempt = |client: &'static str| {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("csrf", csrf.as_str()),
+                ("user", "ops"),
+                ("password", "guess guess guess"),
+            ])
+            .finish();
+        let req = http::Request::post(ex.url("/admin/login"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-forwarded-for", client)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        async { ex.send(req).await.0.as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(attempt("198.51.100.7").await);
+    }
+    assert_eq!(statuses, vec![401, 401, 429]);
+    // Another client behind the same proxy is not locked out by the first.
+    assert_eq!(attempt("203.0.113.20").await, 401);
+}
+
+#[tokio::test]
 async fn static_files_are_served_and_traversal_is_not() {
     let ex = admin("").await;
     let (status, headers, css) = get(&ex, "/admin/static/admin.css", "").await;
