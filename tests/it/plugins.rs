@@ -31,8 +31,12 @@ async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_se
     );
     assert_eq!(partner.connections.load(SeqCst), 1);
 
-    // The fee has nothing to do with the partner's connections: the pool is kept.
-    let report = apply(&ex, &config("fee = 0.2", &[bidder("p", &partner, "")])).await;
+    // The default tmax has nothing to do with the partner's connections: the pool is kept.
+    let report = apply(
+        &ex,
+        &config("default_tmax_ms = 400", &[bidder("p", &partner, "")]),
+    )
+    .await;
     assert_eq!(report.restarted, ["exchange"]);
     assert_eq!(
         ex.auction(&banner_request("pool-2", &[("1", 0.1)])).await.0,
@@ -46,7 +50,7 @@ async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_se
 
     // A pool setting changes: a new pool, a new connection.
     let resized = bidder("p", &partner, "max_idle_connections = 7");
-    apply(&ex, &config("fee = 0.2", &[resized])).await;
+    apply(&ex, &config("default_tmax_ms = 400", &[resized])).await;
     assert_eq!(
         ex.auction(&banner_request("pool-3", &[("1", 0.1)])).await.0,
         200
@@ -57,7 +61,7 @@ async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_se
 #[tokio::test]
 async fn a_partners_qps_tokens_survive_an_unrelated_edit() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
-    let limited = |fee: &str| config(fee, &[bidder("p", &partner, "qps = 1")]);
+    let limited = |extra: &str| config(extra, &[bidder("p", &partner, "qps = 1")]);
     let ex = Exchange::start(&limited("")).await;
     let throttled = "bourse_bidder_throttled_total{bidder=\"p\"}";
     // The limiter allows one request a second. A fresh limiter would let the first auction
@@ -77,7 +81,11 @@ async fn a_partners_qps_tokens_survive_an_unrelated_edit() {
             "a full bucket lets one through"
         );
         let before = ex.metric(throttled).await;
-        apply(&ex, &limited(&format!("fee = 0.{rounds}"))).await;
+        apply(
+            &ex,
+            &limited(&format!("default_tmax_ms = {}", 400 + rounds)),
+        )
+        .await;
         ex.auction(&banner_request("qps-b", &[("1", 0.1)])).await;
         if started.elapsed() >= Duration::from_millis(800) {
             continue;
@@ -118,8 +126,8 @@ async fn an_instance_added_and_removed_under_simulator_load_fails_no_request() {
     scenario.traffic.warmup_secs = 0.0;
     scenario.traffic.connections = 16;
     let bidders = scenario.start_bidders().await.unwrap();
+    // Listens on a free loopback port and logs warnings only.
     let base = bourse::sim::exchange_config(&scenario, &bidders).unwrap();
-    let base = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n{base}");
     let ex = Exchange::start(&base).await;
     let second = Partner::start(|r| Reply::Json(bids(r, "second-seat", &[("1", 3.0)]))).await;
 

@@ -279,11 +279,26 @@ pub struct Exchange {
 
 /// The exchange table with the test's settings, for bidders given as TOML snippets.
 pub fn config(exchange_extra: &str, bidders: &[String]) -> String {
+    // The spool goes into the test's own `[plugins.exchange.notices]` when it has one: a dotted
+    // key would define that table a second time.
+    let spool = format!("spool_path = {:?}\n", test_spool());
+    let notices = "[plugins.exchange.notices]\n";
+    let (dotted, exchange_extra) = match exchange_extra.find(notices) {
+        Some(at) => {
+            let after = at + notices.len();
+            let extra = format!(
+                "{}{spool}{}",
+                &exchange_extra[..after],
+                &exchange_extra[after..]
+            );
+            (String::new(), extra)
+        }
+        None => (format!("notices.{spool}"), exchange_extra.to_owned()),
+    };
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 2000\n\n[log]\nformat = \"text\"\nlevel = \"warn\"\n\n\
          [plugins.exchange]\nnotice_secret = \"test-secret\"\nfee = 0.1\nincrement = 0.01\n\
-         public_url = \"http://bourse.test\"\nnotices.spool_path = {spool:?}\n{exchange_extra}\n",
-        spool = test_spool()
+         public_url = \"http://bourse.test\"\n{dotted}{exchange_extra}\n"
     );
     for bidder in bidders {
         text.push_str("\n[[plugins.exchange.bidders]]\n");
