@@ -18,12 +18,11 @@ use bourse_kernel::{
     Asset, ConfigCenter, ConfigIssue, EmbeddedAssets, Handler, Manifest, Mount, Plugin, PluginCtx,
     PluginDirectory, PluginError, Request, Response,
 };
+use bourse_services::{KeyedLimiter, Rate};
 use futures_util::future::BoxFuture;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{Method, StatusCode, header};
 use serde::Deserialize;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -140,13 +139,20 @@ impl Plugin for AdminPlugin {
         config: AdminConfig,
     ) -> Result<Arc<dyn Handler>, PluginError> {
         let users_file = ctx.config_dir.join(&config.users_file);
-        let attempts = NonZeroU32::new(config.login_attempts_per_minute)
-            .ok_or_else(|| PluginError("login_attempts_per_minute must be at least 1".into()))?;
+        // The kernel's limiter: the same rate keeps its buckets across generations, and its
+        // refusals are counted in bourse_kernel_rate_limited_total{limiter="<name>.sign_in"}.
+        let limiter = Rate::per_minute(config.login_attempts_per_minute)
+            .and_then(|rate| {
+                ctx.services
+                    .limits
+                    .keyed(&format!("{}.sign_in", ctx.name), rate)
+            })
+            .map_err(|error| PluginError(format!("the sign-in limiter: {error}")))?;
         Ok(Arc::new(Admin {
             center: ctx.config_center.clone(),
             plugins: ctx.plugins.clone(),
             registry: ctx.metrics.registry().clone(),
-            limiter: RateLimiter::keyed(Quota::per_minute(attempts)),
+            limiter,
             users_file,
             state,
             config,
@@ -163,7 +169,8 @@ struct Admin {
     registry: prometheus::Registry,
     users_file: PathBuf,
     state: Arc<AdminState>,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sign-in attempts (and Basic credentials for profiling) per client address.
+    limiter: KeyedLimiter<IpAddr>,
 }
 
 impl Handler for Admin {

@@ -93,7 +93,7 @@ impl Admin {
             return false;
         };
         let ip = client_ip(req);
-        if self.limiter.check_key(&ip).is_err() {
+        if self.limiter.check(&ip).is_err() {
             tracing::warn!(%ip, "profiling credentials over the sign-in limit");
             return false;
         }

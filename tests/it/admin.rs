@@ -201,6 +201,44 @@ async fn sign_in_attempts_are_rate_limited_per_client() {
 }
 
 #[tokio::test]
+async fn the_sign_in_limit_holds_across_a_change_of_the_admins_settings() {
+    let users = users_file();
+    let with_ttl = |ttl: u32| {
+        config(
+            &format!(
+                "\n[plugins.admin]\nusers_file = {:?}\nlogin_attempts_per_minute = 2\n\
+                 session_ttl_secs = {ttl}\n",
+                users.display().to_string()
+            ),
+            &[],
+        )
+    };
+    let ex = Exchange::start(&with_ttl(3600)).await;
+    let (cookie, csrf) = login_form(&ex).await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("user", "ops"),
+        ("password", "guess guess guess"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(post(&ex, "/admin/login", &cookie, &form).await.0, 401);
+    }
+    // A new generation of the admin: the attempts made under the old one still count.
+    let running = ex.running.as_ref().unwrap();
+    let loaded = running
+        .load_config_str(&with_ttl(7200), "test.toml")
+        .unwrap();
+    let report = running.apply(loaded).await.unwrap();
+    assert!(report.restarted.contains(&"admin".to_owned()), "{report:?}");
+    assert_eq!(post(&ex, "/admin/login", &cookie, &form).await.0, 429);
+    assert_eq!(
+        ex.metric("bourse_kernel_rate_limited_total{limiter=\"admin.sign_in\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_sign_in_limit() {
     let users = users_file();
     let text = format!(
