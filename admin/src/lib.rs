@@ -14,11 +14,11 @@ mod web;
 
 pub use users::{MIN_PASSWORD_LEN, User, Users, UsersError, hash_password};
 
+use bourse_kernel::services::{KeyedLimiter, Rate};
 use bourse_kernel::{
     Asset, ConfigCenter, ConfigIssue, EmbeddedAssets, Handler, Manifest, Mount, Plugin, PluginCtx,
     PluginDirectory, PluginError, Request, Response,
 };
-use bourse_services::{KeyedLimiter, Rate};
 use futures_util::future::BoxFuture;
 use http::{Method, StatusCode, header};
 use serde::Deserialize;

@@ -30,6 +30,9 @@ pub use access::{AccessConfig, ClientAddr, PeerAddr};
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};
+/// The shared services every plugin gets in `PluginCtx::services`, re-exported so a plugin
+/// names their types through the kernel alone.
+pub use bourse_services as services;
 pub use center::{ConfigCenter, Refusal, plugin_table};
 pub use config::{ConfigError, ConfigErrors, LoadedConfig, LogConfig, LogFormat, ServerConfig};
 pub use etcd::EtcdConfig;

@@ -418,6 +418,66 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
 }
 
 #[tokio::test]
+async fn turning_learned_floors_off_in_the_admin_stops_applying_them_at_the_next_auction() {
+    let partner = Partner::start(|r| {
+        let price = 1.0 + (rand::random::<u32>() % 200) as f64 / 100.0;
+        Reply::Json(bids(r, "adv", &[("1", price)]))
+    })
+    .await;
+    let learned = "[plugins.exchange.floors]\nenabled = true\nmin_observations = 100\nwindow = 400\n\
+                   recompute_interval_ms = 50\nrecompute_every_observations = 100\n";
+    let node = Node::start(&exchange_config(&partner, learned));
+    let session = sign_in(&node).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node
+        .metric("bourse_floors_learned_cpm{placement=\"news-top\"}")
+        .await
+        <= 0.5
+    {
+        for _ in 0..50 {
+            ad(&node, &partner, "news.example", "news-top").await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the learner published no floor above 0.5"
+        );
+    }
+    // Learned floors apply (all but the few auctions drawn for exploration).
+    let mut floors = Vec::new();
+    for _ in 0..20 {
+        let sent = ad(&node, &partner, "news.example", "news-top")
+            .await
+            .unwrap();
+        floors.push(sent["imp"][0]["bidfloor"].as_f64().unwrap());
+    }
+    assert!(floors.iter().any(|&f| f > 0.5), "{floors:?}");
+
+    // Off in the admin: the learn box left unticked.
+    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
+    let (status, _, _) = post(
+        &node,
+        "/admin/exchange/floors/rules",
+        &session,
+        &[
+            ("csrf", &csrf_in(&page)),
+            ("min_floor", "0"),
+            ("exploration_share", "0.05"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    for _ in 0..20 {
+        let sent = ad(&node, &partner, "news.example", "news-top")
+            .await
+            .unwrap();
+        assert_eq!(
+            sent["imp"][0]["bidfloor"], 0.5,
+            "the static floor, from the very next auction"
+        );
+    }
+}
+
+#[tokio::test]
 async fn tables_paginate_twenty_rows_a_page() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
     let placements: String = (0..44)

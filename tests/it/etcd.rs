@@ -289,21 +289,14 @@ async fn an_invalid_document_in_etcd_is_refused_with_its_line_and_the_old_config
     let bad_line = bad.lines().position(|l| l.starts_with("floor = ")).unwrap() + 1;
     etcd.put(&bad).await;
     wait_refusals(1.0).await;
-    let logged = a.stderr();
-    assert!(
-        logged.contains(&format!("etcd:{KEY}:{bad_line}:")),
-        "the refusal names line {bad_line}: {logged}"
-    );
+    // The refusal names the line.
+    a.wait_logged(&format!("etcd:{KEY}:{bad_line}:")).await;
     assert_eq!(floor_seen(&a, &partner).await, 0.5, "the old config serves");
 
     // Broken TOML, likewise.
     etcd.put("[plugins.exchange\nfee = 1\n").await;
     wait_refusals(2.0).await;
-    assert!(
-        a.stderr().contains(&format!("etcd:{KEY}:1:")),
-        "{}",
-        a.stderr()
-    );
+    a.wait_logged(&format!("etcd:{KEY}:1:")).await;
     assert_eq!(floor_seen(&a, &partner).await, 0.5);
 
     // A valid document after them applies.
@@ -530,11 +523,8 @@ async fn a_node_whose_missed_revisions_were_compacted_reads_the_current_config()
         a.metric("bourse_kernel_etcd_revision").await,
         revision as f64
     );
-    assert!(
-        a.stderr().contains("compacted"),
-        "the compaction was met: {}",
-        a.stderr()
-    );
+    // The compaction was met.
+    a.wait_logged("compacted").await;
 }
 
 #[tokio::test]

@@ -570,6 +570,20 @@ impl Node {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to 10 s) until the process has logged `text`: its stderr is read by a thread,
+    /// so a line logged a moment ago may not be here yet.
+    pub async fn wait_logged(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.stderr().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never logged {text:?}: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

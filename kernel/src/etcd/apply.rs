@@ -182,13 +182,13 @@ impl Running {
         let (document, loaded) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
-                link.metrics.outcome("refused");
-                self.count_refused_apply();
                 tracing::error!(
                     revision,
                     error,
                     "config in etcd refused; the running config keeps serving"
                 );
+                link.metrics.outcome("refused");
+                self.count_refused_apply();
                 return;
             }
         };
