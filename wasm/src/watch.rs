@@ -1,0 +1,3 @@
+//! placeholder
+pub enum DirEvent {}
+pub struct PluginDirWatcher;
