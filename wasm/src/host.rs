@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use wasmtime::component::ResourceTable;
@@ -214,6 +214,7 @@ pub(crate) struct StoreState {
     pub(crate) host: Arc<dyn HostServices>,
     pub(crate) limiter: Limiter,
     pub(crate) log_lines: u32,
+    pub(crate) clock: CallClock,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -225,6 +226,7 @@ impl StoreState {
             host,
             limiter: Limiter::new(memory_bytes),
             log_lines: 0,
+            clock: CallClock::start(Duration::ZERO),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
         }
@@ -297,6 +299,43 @@ impl counters::Host for StoreState {
     fn get(&mut self, name: String) -> wasmtime::Result<i64> {
         Ok(self.host.counter_get(&self.plugin, &name))
     }
+}
+
+/// A call's time budget. The limit is on the CPU time the calling thread spends in the call, so
+/// that a thread the OS preempted on a busy machine is not cut off for time it never ran (on an
+/// oversubscribed machine a 50 µs call can take 90 ms of wall time). Wall time is capped only
+/// as a backstop, at ten times the limit and never under [`CallClock::MIN_WALL_CAP`].
+pub(crate) struct CallClock {
+    limit: Duration,
+    started: Instant,
+    cpu_started: Duration,
+}
+
+impl CallClock {
+    pub(crate) const WALL_FACTOR: u32 = 10;
+    pub(crate) const MIN_WALL_CAP: Duration = Duration::from_secs(1);
+
+    pub(crate) fn start(limit: Duration) -> Self {
+        CallClock {
+            limit,
+            started: Instant::now(),
+            cpu_started: thread_cpu_time(),
+        }
+    }
+
+    /// Whether the call has used up its time.
+    pub(crate) fn expired(&self) -> bool {
+        thread_cpu_time().saturating_sub(self.cpu_started) >= self.limit
+            || self.started.elapsed() >= (self.limit * Self::WALL_FACTOR).max(Self::MIN_WALL_CAP)
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 fn truncate_utf8(text: &str, max: usize) -> &str {

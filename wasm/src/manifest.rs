@@ -54,7 +54,9 @@ pub struct Manifest {
 pub struct Limits {
     /// Linear memory of one instance, in bytes.
     pub memory_bytes: u64,
-    /// Wall-clock time of one call, in milliseconds (cut at the next epoch tick past it).
+    /// Time of one call, in milliseconds: CPU time on the calling thread (preemption does not
+    /// count), with wall time capped at ten times this (at least 1 s). Checked at each epoch
+    /// tick past it.
     pub time_per_call_ms: u32,
     /// WebAssembly fuel (roughly, instructions) of one call.
     pub fuel_per_call: u64,

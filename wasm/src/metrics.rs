@@ -4,7 +4,7 @@
 
 use prometheus::core::Metric as _;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::plugin::{CallKind, HookErrorKind};
@@ -123,15 +123,7 @@ impl WasmMetrics {
             swaps: self.swaps.with_label_values(&[plugin]),
             quarantines: self.quarantines.with_label_values(&[plugin]),
             instances: self.instances.with_label_values(&[plugin]),
-        }
-    }
-
-    pub(crate) fn set_state(&self, plugin: &str, state: Option<PluginState>) {
-        for each in PluginState::ALL {
-            let value = i64::from(Some(each) == state);
-            self.state
-                .with_label_values(&[plugin, each.as_str()])
-                .set(value);
+            states: PluginState::ALL.map(|s| self.state.with_label_values(&[plugin, s.as_str()])),
         }
     }
 
@@ -167,9 +159,17 @@ pub(crate) struct PluginMetrics {
     pub(crate) swaps: IntCounter,
     pub(crate) quarantines: IntCounter,
     pub(crate) instances: IntCounter,
+    states: [IntGauge; 10],
 }
 
 impl PluginMetrics {
+    /// Sets 1 on `state` and 0 on every other state.
+    pub(crate) fn set_state(&self, state: PluginState) {
+        for (each, gauge) in PluginState::ALL.iter().zip(&self.states) {
+            gauge.set(i64::from(*each == state));
+        }
+    }
+
     pub(crate) fn error(&self, kind: HookErrorKind) {
         if let Some(i) = HookErrorKind::COUNTED.iter().position(|k| *k == kind) {
             self.errors[i].inc();

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use parking_lot::Mutex;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 use crate::bindings::hooks::bourse::exchange_hooks::types::{
     BidDecision, BidView, FloorContext, RequestDecision, RequestView, Verdict,
@@ -18,10 +18,13 @@ use crate::bindings::hooks::exports::bourse::exchange_hooks::{
 };
 use crate::bindings::site::bourse::site::http::{Request as SiteRequest, Response as SiteResponse};
 use crate::bindings::site::exports::bourse::site::handler;
-use crate::host::StoreState;
+use crate::host::{CallClock, StoreState};
 use crate::manifest::{Hook, Manifest};
 use crate::metrics::PluginMetrics;
 use crate::runtime::{Compiled, ExportIndices, RuntimeInner};
+
+/// Time instantiation may take at least (start-up code runs then, off the request path).
+const INSTANTIATE_TIME: Duration = Duration::from_millis(250);
 
 /// Most enrichment pairs a request filter may return.
 pub const MAX_ENRICHMENTS: usize = 32;
@@ -240,8 +243,17 @@ impl Generation {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // Start-up code runs under the same limits as a call.
-        self.arm(&mut store);
+        // Past the epoch deadline, look at the call's CPU time each tick: preemption does not
+        // count against a plugin.
+        store.epoch_deadline_callback(|store| {
+            Ok(if store.data().clock.expired() {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        let call_time = Duration::from_millis(u64::from(limits.time_per_call_ms));
+        self.arm(&mut store, call_time.max(INSTANTIATE_TIME));
         let failed = |e: wasmtime::Error, store: &Store<StoreState>| {
             let kind = classify(&e, store);
             let kind = if kind == HookErrorKind::Trap {
@@ -288,16 +300,16 @@ impl Generation {
         Ok(Instance { store, exports })
     }
 
-    /// Sets the fuel and the epoch deadline of one call and clears the per-call flags.
-    fn arm(&self, store: &mut Store<StoreState>) {
-        let limits = self.compiled.manifest.limits;
+    /// Sets the fuel, the time budget and the first epoch deadline of one call and clears the
+    /// per-call flags.
+    fn arm(&self, store: &mut Store<StoreState>, time: Duration) {
         // `set_fuel` fails only when fuel is off; the engine always has it on.
-        let _ = store.set_fuel(limits.fuel_per_call);
+        let _ = store.set_fuel(self.compiled.manifest.limits.fuel_per_call);
         let tick = self.runtime.config.epoch_tick.as_micros().max(1);
-        let ticks = (u128::from(limits.time_per_call_ms) * 1000).div_ceil(tick);
+        let ticks = time.as_micros().div_ceil(tick);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).max(1));
-        store.epoch_deadline_trap();
         let state = store.data_mut();
+        state.clock = CallClock::start(time);
         state.limiter.refused_growth = false;
         state.log_lines = 0;
     }
@@ -328,7 +340,9 @@ impl Generation {
             Some(instance) => instance,
             None => self.instantiate().inspect_err(|e| self.failed(e))?,
         };
-        self.arm(&mut instance.store);
+        let call_time =
+            Duration::from_millis(u64::from(self.compiled.manifest.limits.time_per_call_ms));
+        self.arm(&mut instance.store, call_time);
         let result = f(&mut instance.store, &instance.exports);
         let metrics = &self.metrics.calls[kind.index()];
         metrics.calls.inc();
@@ -377,6 +391,8 @@ impl Generation {
             window.reason = Some(reason);
             self.health.quarantined.store(true, Ordering::Release);
             self.metrics.quarantines.inc();
+            self.metrics
+                .set_state(crate::registry::PluginState::Quarantined);
         }
     }
 

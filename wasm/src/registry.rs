@@ -310,7 +310,7 @@ impl Registry {
         slot.source = options.source.or(slot.source.take());
         let replaced = slot.live.active.swap(Some(generation.clone()));
         generation.metrics.swaps.inc();
-        self.metrics.set_state(&name, Some(PluginState::Active));
+        generation.metrics.set_state(PluginState::Active);
         self.event(
             &name,
             Some(&version),
@@ -361,7 +361,7 @@ impl Registry {
         let version = standby.manifest().version.clone();
         let previous = slot.live.active.swap(Some(standby.clone()));
         standby.metrics.swaps.inc();
-        self.metrics.set_state(name, Some(PluginState::Active));
+        standby.metrics.set_state(PluginState::Active);
         self.event(
             name,
             Some(&version),
@@ -397,7 +397,7 @@ impl Registry {
         active
             .warm()
             .map_err(|e| LifecycleError::Warmup(name.to_owned(), e.to_string()))?;
-        self.metrics.set_state(name, Some(PluginState::Active));
+        active.metrics.set_state(PluginState::Active);
         self.event(
             name,
             Some(&active.manifest().version),
@@ -459,7 +459,6 @@ impl Registry {
                 } else {
                     PluginState::Active
                 };
-                self.metrics.set_state(name, Some(state));
                 Some(PluginStatus {
                     name: name.clone(),
                     state,

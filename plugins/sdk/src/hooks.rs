@@ -25,7 +25,10 @@ pub trait ExchangeHooks {
     /// Keep or drop a request before any bidder is called, and add enrichment pairs.
     fn filter_request(request: RequestView) -> RequestDecision {
         let _ = request;
-        RequestDecision { verdict: Verdict::Keep, enrich: Vec::new() }
+        RequestDecision {
+            verdict: Verdict::Keep,
+            enrich: Vec::new(),
+        }
     }
 
     /// One decision per bid, in the order of `bids`: keep, drop with a reason, or a new price.

@@ -26,7 +26,10 @@ pub trait Site {
 impl Request {
     /// The first header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|h| h.name == name).map(|h| h.value.as_str())
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.value.as_str())
     }
 
     /// The value of the first `name=` pair of the query string, undecoded.
@@ -43,7 +46,10 @@ impl Response {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Response {
             status,
-            headers: vec![Header { name: "content-type".into(), value: content_type.into() }],
+            headers: vec![Header {
+                name: "content-type".into(),
+                value: content_type.into(),
+            }],
             body: body.into(),
         }
     }
@@ -57,14 +63,20 @@ impl Response {
     pub fn redirect(status: u16, location: &str) -> Self {
         Response {
             status,
-            headers: vec![Header { name: "location".into(), value: location.into() }],
+            headers: vec![Header {
+                name: "location".into(),
+                value: location.into(),
+            }],
             body: Vec::new(),
         }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push(Header { name: name.into(), value: value.into() });
+        self.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
         self
     }
 }

@@ -12,14 +12,18 @@ fn domain_blocked(domain: &str) -> Option<&'static str> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     BLOCKED_DOMAINS.iter().copied().find(|blocked| {
         domain == *blocked
-            || domain.strip_suffix(blocked).is_some_and(|rest| rest.ends_with('.'))
+            || domain
+                .strip_suffix(blocked)
+                .is_some_and(|rest| rest.ends_with('.'))
     })
 }
 
 fn category_blocked(category: &str) -> Option<&'static str> {
     BLOCKED_CATEGORIES.iter().copied().find(|blocked| {
         category == *blocked
-            || category.strip_prefix(blocked).is_some_and(|rest| rest.starts_with('-'))
+            || category
+                .strip_prefix(blocked)
+                .is_some_and(|rest| rest.starts_with('-'))
     })
 }
 

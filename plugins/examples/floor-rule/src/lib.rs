@@ -12,20 +12,52 @@ struct Row {
 
 #[cfg(not(feature = "v2-table"))]
 const TABLE: &[Row] = &[
-    Row { country: "USA", hours: 0..8, floor: 0.80 },
-    Row { country: "USA", hours: 8..24, floor: 1.50 },
-    Row { country: "GBR", hours: 0..24, floor: 1.10 },
-    Row { country: "FRA", hours: 18..23, floor: 0.90 },
+    Row {
+        country: "USA",
+        hours: 0..8,
+        floor: 0.80,
+    },
+    Row {
+        country: "USA",
+        hours: 8..24,
+        floor: 1.50,
+    },
+    Row {
+        country: "GBR",
+        hours: 0..24,
+        floor: 1.10,
+    },
+    Row {
+        country: "FRA",
+        hours: 18..23,
+        floor: 0.90,
+    },
 ];
 #[cfg(not(feature = "v2-table"))]
 const DEFAULT_FLOOR: f64 = 0.25;
 
 #[cfg(feature = "v2-table")]
 const TABLE: &[Row] = &[
-    Row { country: "USA", hours: 0..8, floor: 1.00 },
-    Row { country: "USA", hours: 8..24, floor: 2.50 },
-    Row { country: "GBR", hours: 0..24, floor: 1.40 },
-    Row { country: "DEU", hours: 0..24, floor: 1.20 },
+    Row {
+        country: "USA",
+        hours: 0..8,
+        floor: 1.00,
+    },
+    Row {
+        country: "USA",
+        hours: 8..24,
+        floor: 2.50,
+    },
+    Row {
+        country: "GBR",
+        hours: 0..24,
+        floor: 1.40,
+    },
+    Row {
+        country: "DEU",
+        hours: 0..24,
+        floor: 1.20,
+    },
 ];
 #[cfg(feature = "v2-table")]
 const DEFAULT_FLOOR: f64 = 0.35;

@@ -28,7 +28,9 @@ fn status_page() -> Response {
 fn valid_slug(slug: &str) -> bool {
     !slug.is_empty()
         && slug.len() <= 64
-        && slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn store_link(slug: &str, body: &[u8]) -> Response {
@@ -38,9 +40,11 @@ fn store_link(slug: &str, body: &[u8]) -> Response {
     let Ok(url) = std::str::from_utf8(body).map(str::trim) else {
         return Response::text(400, "the body must be a UTF-8 URL\n");
     };
-    if url.len() > MAX_URL_BYTES || !(url.starts_with("https://") || url.starts_with("http://"))
-    {
-        return Response::text(400, "the body must be an http(s) URL of at most 2048 bytes\n");
+    if url.len() > MAX_URL_BYTES || !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Response::text(
+            400,
+            "the body must be an http(s) URL of at most 2048 bytes\n",
+        );
     }
     let key = format!("link:{slug}");
     let created = kv::get(&key).is_none();

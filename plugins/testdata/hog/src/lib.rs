@@ -1,4 +1,5 @@
-//! A floor rule that allocates until it is refused: the host must stop it at its memory cap.
+//! A floor rule that allocates until refused for placement `hog` (and answers the current floor
+//! for any other): the host must stop it at its memory cap.
 
 use bourse_plugin_sdk::hooks::{ExchangeHooks, FloorContext};
 
@@ -6,6 +7,9 @@ struct Hog;
 
 impl ExchangeHooks for Hog {
     fn floor(context: FloorContext) -> f64 {
+        if context.placement_id != "hog" {
+            return context.current_floor;
+        }
         let mut held: Vec<Vec<u8>> = Vec::new();
         loop {
             held.push(vec![1u8; 1 << 20]);

@@ -1,4 +1,5 @@
-//! A floor rule that never returns: the host must cut it off at its deadline.
+//! A floor rule that never returns for placement `spin` (and answers the current floor for any
+//! other): the host must cut it off at its deadline or when its fuel runs out.
 
 use bourse_plugin_sdk::hooks::{ExchangeHooks, FloorContext};
 
@@ -6,6 +7,9 @@ struct Spin;
 
 impl ExchangeHooks for Spin {
     fn floor(context: FloorContext) -> f64 {
+        if context.placement_id != "spin" {
+            return context.current_floor;
+        }
         let mut n = context.current_floor;
         loop {
             n = std::hint::black_box(n + 1.0);

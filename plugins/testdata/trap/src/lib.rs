@@ -1,17 +1,33 @@
-//! Misbehaving hooks: a floor rule that traps on every call, and a bid filter that answers with
-//! the wrong number of decisions (bad output).
+//! Misbehaving hooks: a floor rule that traps for placement `trap`, a bid filter that answers
+//! with one decision too many when given bids (bad output), and a request filter that always
+//! traps (so a version advertising it fails its warm-up).
 
-use bourse_plugin_sdk::hooks::{BidDecision, BidView, ExchangeHooks, FloorContext, RequestView};
+use bourse_plugin_sdk::hooks::{
+    BidDecision, BidView, ExchangeHooks, FloorContext, RequestDecision, RequestView,
+};
 
 struct Trap;
 
 impl ExchangeHooks for Trap {
     fn floor(context: FloorContext) -> f64 {
-        panic!("no floor for placement {}", context.placement_id)
+        if context.placement_id == "trap" {
+            panic!("no floor for placement {}", context.placement_id);
+        }
+        context.current_floor
     }
 
     fn filter_bids(_request: RequestView, bids: Vec<BidView>) -> Vec<BidDecision> {
-        bids.iter().chain(bids.iter()).map(|_| BidDecision::Keep).collect()
+        if bids.is_empty() {
+            return Vec::new();
+        }
+        bids.iter()
+            .chain(bids.first())
+            .map(|_| BidDecision::Keep)
+            .collect()
+    }
+
+    fn filter_request(request: RequestView) -> RequestDecision {
+        panic!("request {} refused by panicking", request.id)
     }
 }
 
