@@ -278,13 +278,13 @@ impl Manifest {
                 ),
             ));
         }
-        if let Some(hash) = &self.module_sha256 {
-            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(field_error(
-                    "module-sha256",
-                    "must be 64 hexadecimal digits",
-                ));
-            }
+        if let Some(hash) = &self.module_sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(field_error(
+                "module-sha256",
+                "must be 64 hexadecimal digits",
+            ));
         }
         let limits = &self.limits;
         if !(64 * 1024..=MAX_MEMORY_BYTES).contains(&limits.memory_bytes) {

@@ -344,10 +344,13 @@ impl Generation {
             Duration::from_millis(u64::from(self.compiled.manifest.limits.time_per_call_ms));
         self.arm(&mut instance.store, call_time);
         let result = f(&mut instance.store, &instance.exports);
-        let metrics = &self.metrics.calls[kind.index()];
-        metrics.calls.inc();
-        metrics.duration.observe(started.elapsed().as_secs_f64());
+        if result.is_some() {
+            let metrics = &self.metrics.calls[kind.index()];
+            metrics.calls.inc();
+            metrics.duration.observe(started.elapsed().as_secs_f64());
+        }
         match result {
+            // The export was not loaded: the manifest does not advertise this hook.
             None => {
                 let _ = self.pool.push(instance);
                 Err(self.error(

@@ -3,8 +3,8 @@
 //!
 //! The request path only loads pointers: a map of plugins behind an `ArcSwap` (changed when a
 //! plugin is added or removed) and, per plugin, its active version behind another (changed by a
-//! swap). Everything slow happens in the caller of `install`, off the request path, under one
-//! control lock that serialises changes.
+//! swap). Everything slow happens in the caller of `install`, off the request path; one lock
+//! serialises changes, another (held briefly) guards the table the status is read from.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -146,6 +146,10 @@ pub struct Registry {
     trusted: ArcSwap<TrustedKeys>,
     metrics: WasmMetrics,
     live: ArcSwap<HashMap<Arc<str>, Arc<Live>>>,
+    /// Held through a whole change (install, rollback, activate, remove): changes never
+    /// interleave. Compiling and draining happen under it, never under `control`.
+    changes: Mutex<()>,
+    /// Held only briefly, so status and look-ups never wait for a compile or a drain.
     control: Mutex<BTreeMap<String, Slot>>,
     events: Mutex<VecDeque<LifecycleEvent>>,
 }
@@ -157,6 +161,7 @@ impl Registry {
             trusted: ArcSwap::from_pointee(trusted),
             metrics,
             live: ArcSwap::from_pointee(HashMap::new()),
+            changes: Mutex::new(()),
             control: Mutex::new(BTreeMap::new()),
             events: Mutex::new(VecDeque::new()),
         }
@@ -238,45 +243,48 @@ impl Registry {
             format!("{} bytes", bytes.len()),
         );
         self.event(&subject, None, PluginState::Verifying, String::new());
-        let verified = verify(bytes, &self.trusted.load()).map_err(|r| {
-            self.refused(&subject, None, &r);
-            r
-        })?;
+        let verified =
+            verify(bytes, &self.trusted.load()).inspect_err(|r| self.refused(&subject, None, r))?;
         let name = verified.manifest.name.clone();
         let version = verified.manifest.version.clone();
-        let mut control = self.control.lock();
-        if let Some(slot) = control.get(&name) {
-            let current = slot.live.active.load_full();
-            if let Some(current) = &current {
-                let installed = &current.manifest().version;
-                if verified.manifest.version <= *installed && !options.force {
-                    let refusal = Refusal::new(
-                        RefusalReason::NotNewer,
-                        format!(
-                            "version {version} is not newer than the installed {installed}; force to downgrade"
-                        ),
-                    );
-                    self.refused(&name, Some(&version), &refusal);
-                    return Err(refusal);
-                }
+        let _changing = self.changes.lock();
+        let installed = self.control.lock().get(&name).map(|slot| {
+            let version = slot
+                .live
+                .active
+                .load()
+                .as_ref()
+                .map(|g| g.manifest().version.clone());
+            (slot.live.kind, version)
+        });
+        if let Some((kind, installed)) = &installed {
+            if let Some(installed) = installed
+                && version <= *installed
+                && !options.force
+            {
+                let refusal = Refusal::new(
+                    RefusalReason::NotNewer,
+                    format!(
+                        "version {version} is not newer than the installed {installed}; force to downgrade"
+                    ),
+                );
+                self.refused(&name, Some(&version), &refusal);
+                return Err(refusal);
             }
-            if slot.live.kind != verified.manifest.interface.kind {
+            if *kind != verified.manifest.interface.kind {
                 let refusal = Refusal::new(
                     RefusalReason::WrongInterface,
-                    format!(
-                        "`{name}` is installed as a {} plugin",
-                        slot.live.kind.package()
-                    ),
+                    format!("`{name}` is installed as a {} plugin", kind.package()),
                 );
                 self.refused(&name, Some(&version), &refusal);
                 return Err(refusal);
             }
         }
         self.event(&name, Some(&version), PluginState::Compiling, String::new());
-        let compiled = self.runtime.compile(&verified).map_err(|r| {
-            self.refused(&name, Some(&version), &r);
-            r
-        })?;
+        let compiled = self
+            .runtime
+            .compile(&verified)
+            .inspect_err(|r| self.refused(&name, Some(&version), r))?;
         self.event(&name, Some(&version), PluginState::Warming, String::new());
         let plugin_metrics = self.metrics.plugin(&name);
         let generation = Arc::new(Generation::new(
@@ -288,27 +296,30 @@ impl Registry {
         if let Err(e) = warmed {
             let refusal = Refusal::new(RefusalReason::WarmupFailed, e.to_string());
             self.refused(&name, Some(&version), &refusal);
-            if !control.contains_key(&name) {
+            if installed.is_none() {
                 self.metrics.forget(&name);
             }
             return Err(refusal);
         }
-        let slot = control.entry(name.clone()).or_insert_with(|| {
-            let live = Arc::new(Live {
-                kind: verified.manifest.interface.kind,
-                active: ArcSwapOption::empty(),
+        let replaced = {
+            let mut control = self.control.lock();
+            let slot = control.entry(name.clone()).or_insert_with(|| {
+                let live = Arc::new(Live {
+                    kind: verified.manifest.interface.kind,
+                    active: ArcSwapOption::empty(),
+                });
+                let mut map = HashMap::clone(&self.live.load());
+                map.insert(name.as_str().into(), live.clone());
+                self.live.store(Arc::new(map));
+                Slot {
+                    live,
+                    standby: None,
+                    source: None,
+                }
             });
-            let mut map = HashMap::clone(&self.live.load());
-            map.insert(name.as_str().into(), live.clone());
-            self.live.store(Arc::new(map));
-            Slot {
-                live,
-                standby: None,
-                source: None,
-            }
-        });
-        slot.source = options.source.or(slot.source.take());
-        let replaced = slot.live.active.swap(Some(generation.clone()));
+            slot.source = options.source.or(slot.source.take());
+            slot.live.active.swap(Some(generation.clone()))
+        };
         generation.metrics.swaps.inc();
         generation.metrics.set_state(PluginState::Active);
         self.event(
@@ -319,22 +330,7 @@ impl Registry {
         );
         let replaced_version = replaced.as_ref().map(|g| g.manifest().version.clone());
         if let Some(old) = replaced {
-            self.drain(&name, &old);
-            old.release_instances();
-            self.event(
-                &name,
-                Some(&old.manifest().version),
-                PluginState::Standby,
-                String::new(),
-            );
-            if let Some(retired) = slot.standby.replace(old) {
-                self.event(
-                    &name,
-                    Some(&retired.manifest().version),
-                    PluginState::Retired,
-                    String::new(),
-                );
-            }
+            self.to_standby(&name, old);
         }
         Ok(Installed {
             name,
@@ -343,23 +339,59 @@ impl Registry {
         })
     }
 
+    /// Drains a replaced version, frees its instances and keeps it as the standby, retiring
+    /// the standby before it.
+    fn to_standby(&self, name: &str, old: Arc<Generation>) {
+        self.drain(name, &old);
+        old.release_instances();
+        self.event(
+            name,
+            Some(&old.manifest().version),
+            PluginState::Standby,
+            String::new(),
+        );
+        let retired = self
+            .control
+            .lock()
+            .get_mut(name)
+            .and_then(|slot| slot.standby.replace(old));
+        if let Some(retired) = retired {
+            self.event(
+                name,
+                Some(&retired.manifest().version),
+                PluginState::Retired,
+                String::new(),
+            );
+        }
+    }
+
     /// Makes the standby version active again and puts the active one on standby.
     pub fn rollback(&self, name: &str) -> Result<Version, LifecycleError> {
-        let mut control = self.control.lock();
-        let slot = control
-            .get_mut(name)
-            .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
-        let standby = slot
-            .standby
-            .take()
-            .ok_or_else(|| LifecycleError::NoStandby(name.to_owned()))?;
+        let _changing = self.changes.lock();
+        let standby = {
+            let mut control = self.control.lock();
+            let slot = control
+                .get_mut(name)
+                .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
+            slot.standby
+                .take()
+                .ok_or_else(|| LifecycleError::NoStandby(name.to_owned()))?
+        };
         standby.lift_quarantine();
         if let Err(e) = standby.warm() {
-            slot.standby = Some(standby);
+            if let Some(slot) = self.control.lock().get_mut(name) {
+                slot.standby = Some(standby);
+            }
             return Err(LifecycleError::Warmup(name.to_owned(), e.to_string()));
         }
         let version = standby.manifest().version.clone();
-        let previous = slot.live.active.swap(Some(standby.clone()));
+        let previous = {
+            let control = self.control.lock();
+            let slot = control
+                .get(name)
+                .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
+            slot.live.active.swap(Some(standby.clone()))
+        };
         standby.metrics.swaps.inc();
         standby.metrics.set_state(PluginState::Active);
         self.event(
@@ -369,29 +401,19 @@ impl Registry {
             "rolled back".into(),
         );
         if let Some(previous) = previous {
-            self.drain(name, &previous);
-            previous.release_instances();
-            self.event(
-                name,
-                Some(&previous.manifest().version),
-                PluginState::Standby,
-                String::new(),
-            );
-            slot.standby = Some(previous);
+            self.to_standby(name, previous);
         }
         Ok(version)
     }
 
     /// Lifts a quarantine: the active version is called again, its failure count cleared.
     pub fn activate(&self, name: &str) -> Result<(), LifecycleError> {
-        let control = self.control.lock();
-        let slot = control
+        let _changing = self.changes.lock();
+        let active = self
+            .control
+            .lock()
             .get(name)
-            .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
-        let active = slot
-            .live
-            .active
-            .load_full()
+            .and_then(|slot| slot.live.active.load_full())
             .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
         active.lift_quarantine();
         active
@@ -409,13 +431,17 @@ impl Registry {
 
     /// Removes a plugin: it stops being called at once, drains, and every version is dropped.
     pub fn remove(&self, name: &str) -> Result<(), LifecycleError> {
-        let mut control = self.control.lock();
-        let slot = control
-            .remove(name)
-            .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
-        let mut map = HashMap::clone(&self.live.load());
-        map.remove(name);
-        self.live.store(Arc::new(map));
+        let _changing = self.changes.lock();
+        let slot = {
+            let mut control = self.control.lock();
+            let slot = control
+                .remove(name)
+                .ok_or_else(|| LifecycleError::Unknown(name.to_owned()))?;
+            let mut map = HashMap::clone(&self.live.load());
+            map.remove(name);
+            self.live.store(Arc::new(map));
+            slot
+        };
         if let Some(active) = slot.live.active.swap(None) {
             self.drain(name, &active);
             self.event(

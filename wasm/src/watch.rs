@@ -136,8 +136,14 @@ impl PluginDirWatcher {
     ) -> Result<PluginDirWatcher, notify::Error> {
         Self::start(dir, timing, move |event| match event {
             DirEvent::Install(path) => {
+                let before = registry.name_of_source(&path);
                 // A refusal is counted and logged by the registry; the running version stays.
-                let _ = registry.install_file(&path, false);
+                if let Ok(installed) = registry.install_file(&path, false)
+                    && let Some(before) = before.filter(|b| *b != installed.name)
+                {
+                    // The file now holds another plugin: the one it held is gone.
+                    let _ = registry.remove(&before);
+                }
             }
             DirEvent::Remove(path) => {
                 if let Some(name) = registry.name_of_source(&path) {

@@ -53,6 +53,14 @@ fn floor_rule_uses_its_table_and_never_lowers_the_floor() {
     assert_eq!(error.kind, HookErrorKind::NotAdvertised);
     assert_eq!(f.registry.hooks_for(Hook::FloorRule).len(), 1);
     assert!(f.registry.hooks_for(Hook::BidFilter).is_empty());
+
+    // The status counts calls (7 here and the warm-up probe) and knows their p99.
+    let status = &f.registry.status()[0];
+    assert_eq!((status.calls.calls, status.calls.errors), (8, 0));
+    let p99 = status.calls.p99_seconds.unwrap();
+    assert!(p99 > 0.0 && p99 <= 1.0, "{p99}");
+    assert_eq!(status.signer, "tests");
+    assert_eq!(status.interface, "bourse:exchange-hooks@1.0.0");
 }
 
 #[test]

@@ -76,9 +76,15 @@ fn the_folder_is_followed_from_start_to_removal() {
     });
     assert_eq!(version_of(&f).as_deref(), Some("1.2.0"));
 
+    // The file now holds another plugin: the floor rule it held is removed.
+    std::fs::write(dir.join("floor-rule.plugin"), signed("brand-safety")).unwrap();
+    eventually("the other plugin", || {
+        f.registry.hooks("brand-safety").is_some()
+    });
+    eventually("the floor rule's removal", || version_of(&f).is_none());
+
     std::fs::remove_file(dir.join("floor-rule.plugin")).unwrap();
-    eventually("the removal", || version_of(&f).is_none());
-    assert!(f.registry.status().is_empty());
+    eventually("the removal", || f.registry.status().is_empty());
 }
 
 #[test]
