@@ -140,6 +140,9 @@ struct Slot {
 
 const EVENTS_KEPT: usize = 256;
 
+/// Largest artifact file read: the largest module plus room for the manifest and signature.
+const MAX_ARTIFACT_BYTES: u64 = crate::artifact::MAX_MODULE_BYTES + 1024 * 1024;
+
 /// Owns every installed plugin.
 pub struct Registry {
     runtime: Runtime,
@@ -211,14 +214,23 @@ impl Registry {
 
     /// Installs an artifact read from `path`.
     pub fn install_file(&self, path: &Path, force: bool) -> Result<Installed, Refusal> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            let refusal = Refusal::new(
-                RefusalReason::Malformed,
-                format!("cannot read {}: {e}", path.display()),
-            );
+        let refuse = |detail: String| {
+            let refusal = Refusal::new(RefusalReason::Malformed, detail);
             self.refused(&path.display().to_string(), None, &refusal);
             refusal
-        })?;
+        };
+        // Never read more than an artifact can hold.
+        let len = std::fs::metadata(path)
+            .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        if len > MAX_ARTIFACT_BYTES {
+            return Err(refuse(format!(
+                "{} is {len} bytes, over the {MAX_ARTIFACT_BYTES} an artifact may have",
+                path.display()
+            )));
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
         self.install(
             &bytes,
             InstallOptions {

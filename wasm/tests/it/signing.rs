@@ -258,3 +258,23 @@ fn trusted_keys_can_change_at_run_time() {
         .install(&signed("floor-rule"), InstallOptions::default())
         .unwrap();
 }
+
+#[test]
+fn an_oversized_file_is_refused_without_reading_it() {
+    let f = default_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.plugin");
+    // Sparse: 64 MiB long, nothing written.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let refusal = f.registry.install_file(&path, false).unwrap_err();
+    assert_eq!(refusal.reason, RefusalReason::Malformed);
+    assert!(refusal.detail.contains("over the"), "{refusal}");
+    let missing = f
+        .registry
+        .install_file(&dir.path().join("gone.plugin"), false)
+        .unwrap_err();
+    assert_eq!(missing.reason, RefusalReason::Malformed);
+}
