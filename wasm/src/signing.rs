@@ -395,7 +395,12 @@ impl fmt::Display for Inspection {
                     writeln!(f, "hooks:         {}", hooks.join(", "))?;
                 }
                 let services: Vec<_> = m.host_services.iter().map(|s| s.as_str()).collect();
-                writeln!(f, "host services: {}", services.join(", "))?;
+                let services = if services.is_empty() {
+                    "none".to_owned()
+                } else {
+                    services.join(", ")
+                };
+                writeln!(f, "host services: {services}")?;
                 writeln!(
                     f,
                     "limits:        {} bytes of memory, {} ms and {} fuel per call",
