@@ -105,12 +105,9 @@ impl Admin {
 
     pub(crate) async fn login(&self, req: Request) -> Response {
         let ip = client_ip(&req);
-        if self.limiter.check(&ip).is_err() {
-            tracing::warn!(%ip, "admin sign-in attempts over the limit");
-            return plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many sign-in attempts; wait a minute",
-            );
+        if let Err(refusal) = self.guard.admit_client(ip) {
+            tracing::warn!(%ip, ?refusal, "admin sign-in attempts over the limit");
+            return too_many();
         }
         let expected = cookie(&req, LOGIN_CSRF_COOKIE).map(str::to_owned);
         let form = match Self::read_form(req).await {
@@ -124,10 +121,24 @@ impl Admin {
             return refused_csrf();
         }
         let user = form.text("user");
-        let users = match Users::load(&self.users_file) {
-            Ok(users) => users,
+        if let Err(refusal) = self.guard.admit_account(&user) {
+            tracing::warn!(user, %ip, ?refusal, "admin sign-in attempts over the limit");
+            return too_many();
+        }
+        // The password is not trimmed: spaces are part of it.
+        let password = form
+            .0
+            .iter()
+            .find(|(k, _)| k == "password")
+            .map_or(String::new(), |(_, v)| v.clone());
+        let verified = self
+            .guard
+            .verify(self.users_file.clone(), user.clone(), password)
+            .await;
+        let verified = match verified {
+            Ok(verified) => verified,
             Err(error) => {
-                tracing::error!(%error, "cannot read the admin users file");
+                tracing::error!(%error, "cannot check an admin password");
                 return self.login_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &user,
@@ -135,13 +146,7 @@ impl Admin {
                 );
             }
         };
-        // The password is not trimmed: spaces are part of it.
-        let password = form
-            .0
-            .iter()
-            .find(|(k, _)| k == "password")
-            .map_or("", |(_, v)| v.as_str());
-        if !users.verify(&user, password) {
+        if !verified {
             tracing::info!(user, %ip, "admin sign-in refused");
             return self.login_page(
                 StatusCode::UNAUTHORIZED,
@@ -176,4 +181,17 @@ impl Admin {
         self.set_cookie(&mut response, SESSION_COOKIE, "", 0);
         response
     }
+}
+
+/// 429 for an attempt over a sign-in limit.
+fn too_many() -> Response {
+    let mut response = plain(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many sign-in attempts; wait a minute",
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("60"),
+    );
+    response
 }

@@ -6,6 +6,7 @@
 //! crate depends on the kernel alone.
 
 mod auth;
+mod guard;
 mod pages;
 mod profile;
 mod shell;
@@ -14,7 +15,6 @@ mod web;
 
 pub use users::{MIN_PASSWORD_LEN, User, Users, UsersError, hash_password};
 
-use bourse_kernel::services::{KeyedLimiter, Rate};
 use bourse_kernel::{
     Asset, ConfigCenter, ConfigIssue, EmbeddedAssets, Handler, Manifest, Mount, Plugin, PluginCtx,
     PluginDirectory, PluginError, Request, Response,
@@ -22,7 +22,6 @@ use bourse_kernel::{
 use futures_util::future::BoxFuture;
 use http::{Method, StatusCode, header};
 use serde::Deserialize;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -36,8 +35,14 @@ pub struct AdminConfig {
     pub users_file: PathBuf,
     /// How long a session lasts without signing in again, seconds.
     pub session_ttl_secs: u64,
-    /// Sign-in attempts allowed per client IP per minute.
+    /// Sign-in attempts allowed per client per minute (an IPv6 client counts by its /64).
     pub login_attempts_per_minute: u32,
+    /// Sign-in attempts allowed per account name per minute, from anywhere.
+    pub login_attempts_per_account_per_minute: u32,
+    /// Sign-in attempts allowed per minute in all.
+    pub login_attempts_overall_per_minute: u32,
+    /// Password checks (Argon2id) run at once on the blocking pool; the rest wait their turn.
+    pub password_checks_at_once: usize,
     /// Mark cookies `Secure`: set it when bourse is served over TLS (directly or by a proxy).
     pub secure_cookie: bool,
 }
@@ -48,6 +53,9 @@ impl Default for AdminConfig {
             users_file: PathBuf::from("bourse-admin-users.json"),
             session_ttl_secs: 8 * 3600,
             login_attempts_per_minute: 5,
+            login_attempts_per_account_per_minute: 10,
+            login_attempts_overall_per_minute: 120,
+            password_checks_at_once: 1,
             secure_cookie: false,
         }
     }
@@ -106,11 +114,24 @@ impl Plugin for AdminPlugin {
                 "between 1 second and 30 days",
             ));
         }
-        if config.login_attempts_per_minute == 0 {
-            issues.push(ConfigIssue::new(
+        for (field, value) in [
+            (
                 "login_attempts_per_minute",
-                "must be at least 1",
-            ));
+                config.login_attempts_per_minute as usize,
+            ),
+            (
+                "login_attempts_per_account_per_minute",
+                config.login_attempts_per_account_per_minute as usize,
+            ),
+            (
+                "login_attempts_overall_per_minute",
+                config.login_attempts_overall_per_minute as usize,
+            ),
+            ("password_checks_at_once", config.password_checks_at_once),
+        ] {
+            if value == 0 {
+                issues.push(ConfigIssue::new(field, "must be at least 1"));
+            }
         }
         if issues.is_empty() {
             Ok(config)
@@ -139,20 +160,24 @@ impl Plugin for AdminPlugin {
         config: AdminConfig,
     ) -> Result<Arc<dyn Handler>, PluginError> {
         let users_file = ctx.config_dir.join(&config.users_file);
-        // The kernel's limiter: the same rate keeps its buckets across generations, and its
-        // refusals are counted in bourse_kernel_rate_limited_total{limiter="<name>.sign_in"}.
-        let limiter = Rate::per_minute(config.login_attempts_per_minute)
-            .and_then(|rate| {
-                ctx.services
-                    .limits
-                    .keyed(&format!("{}.sign_in", ctx.name), rate)
-            })
-            .map_err(|error| PluginError(format!("the sign-in limiter: {error}")))?;
+        // The kernel's limiters: the same rates keep their buckets across generations, and their
+        // refusals are counted in bourse_kernel_rate_limited_total{limiter="<name>.sign_in*"}.
+        let guard = guard::SignInGuard::new(
+            &ctx.services.limits,
+            &ctx.name,
+            &guard::Limits {
+                per_network: config.login_attempts_per_minute,
+                per_account: config.login_attempts_per_account_per_minute,
+                overall: config.login_attempts_overall_per_minute,
+                hashing_at_once: config.password_checks_at_once,
+            },
+        )
+        .map_err(|error| PluginError(format!("the sign-in limits: {error}")))?;
         Ok(Arc::new(Admin {
             center: ctx.config_center.clone(),
             plugins: ctx.plugins.clone(),
             registry: ctx.metrics.registry().clone(),
-            limiter,
+            guard,
             users_file,
             state,
             config,
@@ -169,8 +194,8 @@ struct Admin {
     registry: prometheus::Registry,
     users_file: PathBuf,
     state: Arc<AdminState>,
-    /// Sign-in attempts (and Basic credentials for profiling) per client address.
-    limiter: KeyedLimiter<IpAddr>,
+    /// Sign-in attempts (and Basic credentials for profiling): limits and the hashing pool.
+    guard: guard::SignInGuard,
 }
 
 impl Handler for Admin {

@@ -3,8 +3,8 @@
 //! SVG; `/debug/pprof/heap` answers the process's memory figures. Both need an admin session
 //! or HTTP Basic credentials of an admin user, so `curl -u` works from a shell.
 
+use crate::Admin;
 use crate::web::{client_ip, plain};
-use crate::{Admin, Users};
 use base64::Engine as _;
 use bourse_kernel::{Request, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -83,7 +83,7 @@ fn memory_figures() -> String {
 impl Admin {
     /// Whether the request carries an admin user's name and password (Basic). Attempts count
     /// against the sign-in limiter, as Argon2id checks are costly by design.
-    fn basic_credentials_ok(&self, req: &Request) -> bool {
+    async fn basic_credentials_ok(&self, req: &Request) -> bool {
         let Some(encoded) = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -93,8 +93,8 @@ impl Admin {
             return false;
         };
         let ip = client_ip(req);
-        if self.limiter.check(&ip).is_err() {
-            tracing::warn!(%ip, "profiling credentials over the sign-in limit");
+        if let Err(refusal) = self.guard.admit_client(ip) {
+            tracing::warn!(%ip, ?refusal, "profiling credentials over the sign-in limit");
             return false;
         }
         let Some((user, password)) = base64::engine::general_purpose::STANDARD
@@ -108,7 +108,15 @@ impl Admin {
         else {
             return false;
         };
-        let ok = Users::load(&self.users_file).is_ok_and(|users| users.verify(&user, &password));
+        if self.guard.admit_account(&user).is_err() {
+            tracing::warn!(user, %ip, "profiling credentials over the per-account limit");
+            return false;
+        }
+        let ok = self
+            .guard
+            .verify(self.users_file.clone(), user.clone(), password)
+            .await
+            .unwrap_or(false);
         if !ok {
             tracing::info!(user, %ip, "profiling credentials refused");
         }
@@ -117,7 +125,7 @@ impl Admin {
 
     /// `/debug/pprof/*` and `/admin/debug/pprof/*`.
     pub(crate) async fn debug(&self, req: Request) -> Response {
-        if self.session(&req).is_none() && !self.basic_credentials_ok(&req) {
+        if self.session(&req).is_none() && !self.basic_credentials_ok(&req).await {
             return unauthorized();
         }
         let path = req.uri().path();
