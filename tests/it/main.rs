@@ -15,6 +15,7 @@ mod config_watch;
 mod demo;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod hardening;
 mod lifecycle;
 mod misbehaving;
 mod notices;

@@ -496,11 +496,18 @@ impl Node {
 
     /// [`Node::start`] with extra environment variables for the process.
     pub fn start_with_env(config_text: &str, env: &[(&str, &str)]) -> Node {
-        use std::io::BufRead;
         let dir = std::env::temp_dir().join(format!("bourse-node-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bourse.toml");
         std::fs::write(&path, config_text).unwrap();
+        Node::start_at(&path, env)
+    }
+
+    /// Starts the real binary on the config file at `path` (say, again after a stop: relative
+    /// paths in it, such as the notice spool, are the same files).
+    pub fn start_at(path: &std::path::Path, env: &[(&str, &str)]) -> Node {
+        use std::io::BufRead;
+        let path = path.to_path_buf();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bourse"))
             .arg("serve")
             .arg("--config")
