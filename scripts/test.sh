@@ -67,6 +67,14 @@ log "wasm plugins"
 
 # Every feature is built and tested (etcd's client needs the protoc installed above); the
 # default build, which is what `cargo build` and the demo make, is linted too.
+# The default build (the demo's) must need nothing but a Rust toolchain: nothing in it may run
+# protoc, which only etcd support (a feature) needs.
+log "default build needs no protoc"
+if cargo tree --locked -p bourse -e normal,build --prefix none | grep -E '^(etcd-client|prost-build|tonic-build|tonic-prost-build) '; then
+  echo "the default build pulls in a crate that runs protoc" >&2
+  exit 1
+fi
+
 log "lints"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy --workspace --locked -- -D warnings
