@@ -4,7 +4,7 @@
 
 use bourse_engine::exchange::{BeaconKind, BeaconToken};
 use bourse_engine::ledger::LedgerEntry;
-use bourse_engine::notice::TokenSigner;
+use bourse_engine::notice::{NoticeKind, TokenSigner, WinToken};
 use bourse_floors::{
     AuctionType, FloorKey, Floors, LearnedFloorsConfig, Observation, Segment, TopBids,
 };
@@ -24,7 +24,22 @@ fn token(kind: BeaconKind) -> BeaconToken {
         deal: None,
         cpm: 2.35,
         currency: "USD".into(),
-        bill: (kind == BeaconKind::Impression).then(|| "A".repeat(260)),
+        bill: (kind == BeaconKind::Impression).then(|| WinToken {
+            kind: NoticeKind::Bill,
+            auction: "6f1c2a9e4b7d4c1e9f3a2d5e6b7c8d90".into(),
+            reference: "9c3b1f0e7a2d4c5b1".into(),
+            bid: "bid-1".into(),
+            imp: "1".into(),
+            seat: "seat-a".into(),
+            ad: String::new(),
+            bidder: "dsp-a".into(),
+            price: 2.1,
+            bid_price: 2.4,
+            cur: "USD".into(),
+            gross_up: 1.1,
+            partner_url: Some("https://dsp-a.example/bill?p=${AUCTION_PRICE}".into()),
+            exp: 1_900_000_000,
+        }),
         uid: Some("0123456789abcdef0123456789abcdef".into()),
         target: (kind == BeaconKind::Click)
             .then(|| "https://advertiser.example/landing?campaign=42".into()),

@@ -58,6 +58,7 @@ pub const AUCTION_OUTCOMES: &[&str] = &[
     "bad_gzip",
     "unsupported_encoding",
     "body_read",
+    "overloaded",
 ];
 
 /// Beacon kinds and their outcomes (`bourse_adserve_beacons_total{kind,outcome}`).
@@ -101,8 +102,14 @@ pub const SLOT_OUTCOMES: &[&str] = &[
 ];
 
 /// Outcomes of notices the supply side sends (`bourse_exchange_notice_requests_total`).
-pub const NOTICE_REQUEST_OUTCOMES: &[&str] =
-    &["accepted", "duplicate", "forged", "expired", "malformed"];
+pub const NOTICE_REQUEST_OUTCOMES: &[&str] = &[
+    "accepted",
+    "duplicate",
+    "forged",
+    "expired",
+    "malformed",
+    "error",
+];
 
 /// Counters of one family for a fixed enumeration of label values, resolved up front: counting
 /// is a short scan of `&'static str`s and an atomic add, with no hashing, lock or allocation.

@@ -109,6 +109,9 @@ pub struct WinToken {
     pub kind: NoticeKind,
     /// Bid request id.
     pub auction: String,
+    /// Our own id of the auction, unique across nodes: every path that can bill or notify
+    /// de-duplicates under it, whatever id the supply side gave its request.
+    pub reference: String,
     /// The partner's bid id.
     pub bid: String,
     /// Impression id.
@@ -131,6 +134,55 @@ pub struct WinToken {
     pub partner_url: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
+}
+
+impl WinToken {
+    /// The impression's one billing key: the same for its beacon, its bill notice and any other
+    /// path that can bill it, on every node.
+    pub fn billing_key(&self) -> String {
+        bounded_key(format!("{}:{}", self.reference, self.imp))
+    }
+
+    /// The key under which this kind of notice for this bid is honoured once.
+    pub fn notice_key(&self) -> String {
+        bounded_key(format!(
+            "{}:{}:{}:{}:{}",
+            self.kind.as_str(),
+            self.reference,
+            self.imp,
+            self.bidder,
+            self.bid
+        ))
+    }
+}
+
+/// Longest de-duplication key kept verbatim; longer ones (ids are the supply side's and the
+/// partners' to choose) become a digest of the same text.
+const MAX_VERBATIM_KEY: usize = 160;
+
+fn bounded_key(key: String) -> String {
+    use sha2::Digest as _;
+    if key.len() <= MAX_VERBATIM_KEY {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut text = String::with_capacity(2 + 64);
+    text.push_str("h:");
+    for byte in digest {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+/// A value signed into one of our URLs. Its type's domain is part of what is signed, so a token
+/// of one type is never accepted as another (a page-visible beacon as a bill notice, say).
+pub trait Sealed: Serialize + serde::de::DeserializeOwned {
+    /// Mixed into the signature; distinct for every sealed type.
+    const DOMAIN: &'static [u8];
+}
+
+impl Sealed for WinToken {
+    const DOMAIN: &'static [u8] = b"bourse/notice-token/2\0";
 }
 
 /// Why a notice token was refused.
@@ -189,11 +241,12 @@ impl TokenSigner {
         Ok(token)
     }
 
-    /// Signs any serializable value the same way; the caller puts its own expiry inside.
-    pub fn seal<T: Serialize>(&self, value: &T) -> String {
+    /// Signs any sealed type the same way; the caller puts its own expiry inside.
+    pub fn seal<T: Sealed>(&self, value: &T) -> String {
         // postcard, not JSON: no field names and no escaping, so the URL stays short.
         let payload = postcard::to_allocvec(value).expect("token serializes");
         let mut mac = self.mac();
+        mac.update(T::DOMAIN);
         mac.update(&payload);
         let signature = mac.finalize().into_bytes();
         let mut text = String::with_capacity((payload.len() + SIGNATURE_BYTES) * 4 / 3 + 4);
@@ -204,7 +257,7 @@ impl TokenSigner {
     }
 
     /// Checks the signature of a sealed value and decodes it; expiry is the caller's.
-    pub fn open<T: serde::de::DeserializeOwned>(&self, text: &str) -> Result<T, TokenError> {
+    pub fn open<T: Sealed>(&self, text: &str) -> Result<T, TokenError> {
         let (payload, signature) = text.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
@@ -212,6 +265,7 @@ impl TokenSigner {
             return Err(TokenError::Malformed);
         }
         let mut mac = self.mac();
+        mac.update(T::DOMAIN);
         mac.update(&payload);
         mac.verify_truncated_left(&signature)
             .map_err(|_| TokenError::BadSignature)?;
@@ -283,6 +337,7 @@ mod tests {
         WinToken {
             kind: NoticeKind::Win,
             auction: "a".into(),
+            reference: "r1".into(),
             bid: "b".into(),
             imp: "1".into(),
             seat: "s".into(),
@@ -317,5 +372,40 @@ mod tests {
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
         assert_eq!(signer.verify("a.b", 0), Err(TokenError::Malformed));
+    }
+
+    /// Another sealed type whose payload happens to decode as a notice token.
+    #[derive(Serialize, serde::Deserialize)]
+    struct Lookalike(WinToken);
+
+    impl Sealed for Lookalike {
+        const DOMAIN: &'static [u8] = b"test/lookalike\0";
+    }
+
+    #[test]
+    fn a_token_of_another_type_is_refused_even_when_its_payload_decodes() {
+        let signer = TokenSigner::new(b"secret");
+        let text = signer.seal(&Lookalike(token()));
+        assert_eq!(signer.verify(&text, 0), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn every_path_bills_one_impression_under_one_bounded_key() {
+        let mut bill = token();
+        bill.kind = NoticeKind::Bill;
+        let mut win = token();
+        win.bid = "another bid".into();
+        assert_eq!(bill.billing_key(), "r1:1");
+        assert_eq!(bill.billing_key(), win.billing_key());
+        assert_ne!(bill.notice_key(), win.notice_key());
+        let mut long = token();
+        long.imp = "i".repeat(5_000);
+        let key = long.billing_key();
+        assert!(
+            key.len() <= MAX_VERBATIM_KEY && key.starts_with("h:"),
+            "{key}"
+        );
+        long.imp.push('j');
+        assert_ne!(long.billing_key(), key);
     }
 }

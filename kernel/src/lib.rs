@@ -42,7 +42,9 @@ pub use limits::ConnectionsConfig;
 pub use logging::{Telemetry, init_logging};
 pub use metrics::Metrics;
 pub use otlp::{OtlpConfig, TRACE_TARGET};
-pub use plugin::{ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError};
+pub use plugin::{
+    ConfigIssue, Handler, Manifest, Plugin, PluginCtx, PluginError, overloaded_response,
+};
 pub use request::{BodyTimeout, Request, RequestBody};
 pub use routes::{Mount, MountedAt};
 pub use running::{Kernel, KernelBuilder, Running};

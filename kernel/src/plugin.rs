@@ -59,7 +59,7 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// 503 `{"error":"overloaded"}` with `Retry-After: 1`.
-pub(crate) fn overloaded_response() -> Response {
+pub fn overloaded_response() -> Response {
     let mut response = crate::error_response(http::StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     response.headers_mut().insert(
         http::header::RETRY_AFTER,

@@ -1,4 +1,5 @@
-//! The probes that once broke bourse, against the real binary: partners' notice URLs aimed at
+//! The probes that once broke bourse, against the real binary: an impression billed twice across
+//! paths and nodes, partners' notice URLs aimed at
 //! our own network, one partner's hanging notices starving another's, a shutdown that ignored
 //! its grace (and lost what it still owed), a sign-in flood stalling the serving threads,
 //! `/metrics` open to all, and loopback checks fooled by mapped addresses or a local proxy.
@@ -418,4 +419,217 @@ async fn reports_know_a_mapped_loopback_caller_and_not_a_proxied_one() {
     };
     assert_eq!(node.send(forwarded("203.0.113.9")).await.0, 401);
     assert_eq!(node.send(forwarded("127.0.0.1")).await.0, 200);
+}
+
+/// Two nodes sharing Redis, every notice URL of the partner pointing at itself, with one
+/// placement for the ad tag.
+fn shared_node_config(partner: &Partner, prefix: &str) -> String {
+    node_config(
+        &format!(
+            "[[plugins.exchange.publishers]]\nid = \"news\"\n\n\
+             [[plugins.exchange.placements]]\nid = \"news-top\"\npublisher = \"news\"\nsizes = [[300, 250]]\n\n\
+             [services]\nredis_url = \"{redis}\"\nkey_prefix = \"{prefix}\"\n",
+            redis = redis_url(),
+        ),
+        &format!(
+            "[[plugins.exchange.bidders]]\nname = \"adv\"\nendpoint = \"{}\"\n\
+             notice_allowed_hosts = [\"127.0.0.1\"]\n",
+            partner.endpoint()
+        ),
+    )
+}
+
+/// Fires `path` `times` times, alternating between the nodes, all at once.
+async fn fire_everywhere(nodes: [&Node; 2], path: &str, times: usize) -> Vec<u16> {
+    futures_util::future::join_all((0..times).map(|i| async move {
+        let req = http::Request::post(nodes[i % 2].url(path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        nodes[i % 2].send(req).await.0.as_u16()
+    }))
+    .await
+}
+
+/// Notices the partner received, by kind, once nothing more arrives.
+async fn settled_notices(partner: &Partner, kind: &str, at_least: usize) -> usize {
+    partner.wait_notices(kind, at_least).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let prefix = format!("/{kind}?");
+    let notices = partner.notices.lock().unwrap();
+    notices.iter().filter(|n| n.starts_with(&prefix)).count()
+}
+
+async fn ledger_impressions(node: &Node) -> u64 {
+    let req = http::Request::get(node.url("/ledger"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, body) = node.send(req).await;
+    assert_eq!(status, 200);
+    let ledger: Value = serde_json::from_slice(&body).unwrap();
+    ledger["day"]["total"]["impressions"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn every_impression_is_billed_once_whichever_paths_and_nodes_its_notices_take() {
+    let partner = partner_with_notices("adv", 2.0).await;
+    let prefix = format!("bt-billing-{:016x}", rand::random::<u64>());
+    let config = shared_node_config(&partner, &prefix);
+    let (a, b) = (Node::start(&config), Node::start(&config));
+
+    // OpenRTB: the supply side retries every notice through a load balancer, to both nodes.
+    let (status, response) = auction(&a, &banner_request("bill-once-1", &[("1", 0.5)])).await;
+    assert_eq!(status, 200, "{response}");
+    let bid = &response["seatbid"][0]["bid"][0];
+    for field in ["nurl", "burl", "lurl"] {
+        let path = ours(bid[field].as_str().unwrap())
+            .replace("${AUCTION_LOSS}", "102")
+            .replace("${AUCTION_MIN_TO_WIN}", "1.5");
+        let answers = fire_everywhere([&a, &b], &path, 10).await;
+        assert!(answers.iter().all(|s| *s == 204), "{field}: {answers:?}");
+    }
+    assert_eq!(
+        settled_notices(&partner, "win", 1).await,
+        1,
+        "one nurl call"
+    );
+    assert_eq!(
+        settled_notices(&partner, "bill", 1).await,
+        1,
+        "one burl call"
+    );
+    assert_eq!(
+        settled_notices(&partner, "loss", 1).await,
+        1,
+        "one lurl call"
+    );
+
+    // The ad tag: a page-visible beacon is no bill notice on any node, and the beacon itself,
+    // fired at both nodes, bills once: one more burl call, one ledger entry.
+    let body =
+        json!({"page": "https://news.example/", "slots": [{"id": "s", "placement": "news-top"}]});
+    let req = http::Request::post(a.url("/ad"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, answer) = a.send(req).await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    let beacon = ours(answer["slots"][0]["imp"].as_str().expect("a filled slot"));
+    let token = query(&beacon)["t"].clone();
+    for node in [&a, &b] {
+        assert_eq!(get(node, &format!("/notice/bill?t={token}&p=1")).await, 403);
+    }
+    let answers = fire_everywhere([&a, &b], &beacon, 10).await;
+    assert!(answers.iter().all(|s| *s == 204), "{answers:?}");
+    assert_eq!(
+        settled_notices(&partner, "bill", 2).await,
+        2,
+        "one burl call per impression"
+    );
+    let mut entries = 0;
+    for _ in 0..50 {
+        entries = ledger_impressions(&a).await + ledger_impressions(&b).await;
+        if entries > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        ledger_impressions(&a).await + ledger_impressions(&b).await,
+        1,
+        "one ledger entry (seen {entries} first)"
+    );
+}
+
+/// Reads until the server closes the connection or `limit` passes: what was read, and whether
+/// it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&all).into_owned(), true),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&all).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_and_auctions_over_the_ceiling_get_a_fast_no_bid() {
+    use tokio::io::AsyncWriteExt;
+    // A partner that takes its time, so two auctions fill the in-flight ceiling.
+    let partner = Partner::start(|r| {
+        Reply::After(
+            Duration::from_millis(1500),
+            Box::new(Reply::Json(bids(r, "slow", &[("1", 1.0)]))),
+        )
+    })
+    .await;
+    let config = node_config(
+        "",
+        &format!(
+            "[[plugins.exchange.bidders]]\nname = \"slow\"\nendpoint = \"{}\"\ntimeout_ms = 3000\n\
+             notice_allowed_hosts = [\"127.0.0.1\"]\n",
+            partner.endpoint()
+        ),
+    )
+    .replace(
+        "[log]",
+        "[server.connections]\nmax_inflight = 2\nheader_timeout_ms = 5000\nbody_timeout_ms = 400\nidle_timeout_ms = 600\n\n[log]",
+    );
+    let node = Node::start(&config);
+    let addr = node.addr;
+
+    // A body that never finishes: 408 within the body timeout, not a held slot.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /openrtb2/auction HTTP/1.1\r\nhost: t\r\ncontent-length: 500\r\n\r\n{\"id\":",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let (answer, _) = read_until_closed(&mut slow, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A kept-alive connection left idle is closed.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "an idle connection is closed");
+
+    // Two slow auctions fill the ceiling; a third is told "no bid" at once, with the reason.
+    let mut request = banner_request("ceiling", &[("1", 0.1)]);
+    request["tmax"] = json!(2500);
+    let (first, second) = (auction(&node, &request), auction(&node, &request));
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let req = http::Request::post(node.url("/openrtb2/auction"))
+            .body(Full::new(Bytes::from(request.to_string())))
+            .unwrap();
+        let started = Instant::now();
+        let (status, headers, _) = node.client_request(req).await;
+        (status, headers, started.elapsed())
+    };
+    let ((s1, _), (s2, _), (status, headers, took)) = tokio::join!(first, second, third);
+    assert_eq!((s1.as_u16(), s2.as_u16()), (200, 200));
+    assert_eq!(status, 204);
+    assert_eq!(headers.get("x-openrtb-nbr").unwrap(), "1");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(
+        node.metric("bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"overloaded\"}")
+            .await,
+        1.0
+    );
 }

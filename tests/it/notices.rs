@@ -4,26 +4,6 @@ use crate::support::*;
 use bourse_engine::notice::{NoticeKind, TokenSigner};
 use serde_json::{Value, json};
 
-/// Partners whose notice URLs point at themselves.
-async fn partner_with_notices(seat: &'static str, price: f64) -> Partner {
-    // The script needs the partner's own address, known only once it is bound.
-    let slot: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
-    let script_slot = slot.clone();
-    let partner = Partner::start(move |r| {
-        let base = script_slot.get().cloned().unwrap_or_default();
-        Reply::Json(bids_with(r, seat, &[("1", price)], |b| {
-            b["nurl"] = json!(format!("{base}/win?{}", QUERY));
-            b["burl"] = json!(format!("{base}/bill?{}", QUERY));
-            b["lurl"] = json!(format!("{base}/loss?{}", QUERY));
-        }))
-    })
-    .await;
-    slot.set(format!("http://{}", partner.addr)).unwrap();
-    partner
-}
-
-const QUERY: &str = "auction=${AUCTION_ID}&bid=${AUCTION_BID_ID}&imp=${AUCTION_IMP_ID}&seat=${AUCTION_SEAT_ID}&ad=${AUCTION_AD_ID}&price=${AUCTION_PRICE}&cur=${AUCTION_CURRENCY}&loss=${AUCTION_LOSS}&min=${AUCTION_MIN_TO_WIN}";
-
 async fn first_price_auction() -> (Partner, Partner, Exchange, Value) {
     let alpha = partner_with_notices("alpha-seat", 4.0).await;
     let beta = partner_with_notices("beta-seat", 2.0).await;

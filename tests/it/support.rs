@@ -220,6 +220,28 @@ async fn serve(
     }
 }
 
+/// A partner bidding `price` on imp 1 whose nurl, burl and lurl point at itself, carrying
+/// every macro (see [`QUERY`]).
+pub async fn partner_with_notices(seat: &'static str, price: f64) -> Partner {
+    // The script needs the partner's own address, known only once it is bound.
+    let slot: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
+    let script_slot = slot.clone();
+    let partner = Partner::start(move |r| {
+        let base = script_slot.get().cloned().unwrap_or_default();
+        Reply::Json(bids_with(r, seat, &[("1", price)], |b| {
+            b["nurl"] = serde_json::json!(format!("{base}/win?{}", QUERY));
+            b["burl"] = serde_json::json!(format!("{base}/bill?{}", QUERY));
+            b["lurl"] = serde_json::json!(format!("{base}/loss?{}", QUERY));
+        }))
+    })
+    .await;
+    slot.set(format!("http://{}", partner.addr)).unwrap();
+    partner
+}
+
+/// A notice query naming every OpenRTB macro, so tests can read what each one became.
+pub const QUERY: &str = "auction=${AUCTION_ID}&bid=${AUCTION_BID_ID}&imp=${AUCTION_IMP_ID}&seat=${AUCTION_SEAT_ID}&ad=${AUCTION_AD_ID}&price=${AUCTION_PRICE}&cur=${AUCTION_CURRENCY}&loss=${AUCTION_LOSS}&min=${AUCTION_MIN_TO_WIN}";
+
 /// A bid response with one bid per `(impid, price)`.
 pub fn bids(request: &Value, seat: &str, bids: &[(&str, f64)]) -> Value {
     bids_with(request, seat, bids, |_| {})
@@ -649,6 +671,7 @@ pub fn sample_token(
     bourse_engine::notice::WinToken {
         kind,
         auction: "a".into(),
+        reference: "r".into(),
         bid: "b".into(),
         imp: "1".into(),
         seat: "s".into(),

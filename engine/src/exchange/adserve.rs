@@ -5,7 +5,7 @@
 use super::run::now_secs;
 use super::{Exchange, no_content};
 use crate::ledger::LedgerEntry;
-use crate::notice::{NoticeKind, TokenError, WinToken};
+use crate::notice::{NoticeKind, Sealed, TokenError, WinToken};
 use crate::openrtb::{BidRequest, BidResponse};
 use bourse_floors::{AuctionType, Decision, FloorKey, Observation, Segment, TopBids};
 use bourse_kernel::{
@@ -135,14 +135,20 @@ pub struct BeaconToken {
     pub cpm: f64,
     /// Currency of `cpm`.
     pub currency: String,
-    /// The bill notice token for the winning partner (impressions only).
-    pub bill: Option<String>,
+    /// What billing the winning partner needs (impressions only). Held here, inside the
+    /// beacon's own signature, never as a notice token of its own: a page sees this URL, and
+    /// nothing in it can be presented at `/notice/bill`.
+    pub bill: Option<WinToken>,
     /// The first-party user id, when the user consented.
     pub uid: Option<String>,
     /// Where a click goes: a landing page taken from the winning ad's markup.
     pub target: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
+}
+
+impl Sealed for BeaconToken {
+    const DOMAIN: &'static [u8] = b"bourse/beacon-token/2\0";
 }
 
 fn with_cors(mut response: Response) -> Response {
@@ -612,7 +618,7 @@ impl Exchange {
                 deal: bid.dealid.clone(),
                 cpm,
                 currency: self.config.currency.clone(),
-                bill: (kind == BeaconKind::Impression).then(|| bill.unwrap_or_default().to_owned()),
+                bill: (kind == BeaconKind::Impression).then(|| win.clone()),
                 uid: uid.map(str::to_owned),
                 target,
                 exp,
@@ -675,7 +681,11 @@ impl Exchange {
             Ok(token) => token,
             Err(refusal) => return *refusal,
         };
-        let key = format!("{}:{}:{}", kind.as_str(), token.auction, token.imp);
+        // An impression's key is its bill's: the one every path that can bill it shares.
+        let key = match (&token.bill, kind) {
+            (Some(bill), BeaconKind::Impression) => bill.billing_key(),
+            _ => format!("{}:{}:{}", kind.as_str(), token.auction, token.imp),
+        };
         let ttl = std::time::Duration::from_secs(self.config.tags.beacon_ttl_secs + 60);
         match self.shared.billing.first(&key, ttl).await {
             Ok(true) => {}
@@ -707,13 +717,12 @@ impl Exchange {
     /// Bills one impression: the partner's burl, the revenue metrics, the ledger and reach.
     fn bill(&self, token: &BeaconToken) {
         let now = now_secs();
-        // The bill token may have a shorter life than the beacon; its signature is what counts.
-        let win = token
+        // The bill may have a shorter life than the beacon; the beacon's signature covers it.
+        if let Some(win) = token
             .bill
-            .as_deref()
-            .and_then(|text| self.signer.open::<WinToken>(text).ok())
-            .filter(|win| win.kind == NoticeKind::Bill);
-        if let Some(win) = &win {
+            .as_ref()
+            .filter(|win| win.kind == NoticeKind::Bill)
+        {
             self.honour(
                 NoticeKind::Bill,
                 win,

@@ -52,10 +52,12 @@ impl std::fmt::Debug for ExchangePlugin {
 /// admin pages' live numbers. A generation's config reaches it in [`Handler::activate`].
 pub struct ExchangeState {
     pub(crate) metrics: ExchangeMetrics,
-    pub(crate) seen_notices: moka::sync::Cache<String, ()>,
+    /// Win and loss notices honoured, once per bid across every node (the kernel's once keys).
+    pub(crate) notices: bourse_services::OnceNamespace,
     random_secret: [u8; 32],
     pub(crate) auction_seq: AtomicU64,
-    pub(crate) process_tag: u32,
+    /// Random per instance start, so auction references never repeat across nodes or restarts.
+    pub(crate) process_tag: u64,
     /// Exactly-once billing keys (the kernel's, in process or in Redis).
     pub(crate) billing: bourse_services::OnceNamespace,
     pub(crate) reach: ReachSink,
@@ -259,6 +261,11 @@ impl Plugin for ExchangePlugin {
             .once
             .namespace("billed")
             .map_err(|e| PluginError(format!("billing de-duplication: {e}")))?;
+        let notices = ctx
+            .services
+            .once
+            .namespace("notices")
+            .map_err(|e| PluginError(format!("notice de-duplication: {e}")))?;
         let ledger = Ledger::start(config.tags.ledger_path.clone())
             .map_err(|e| PluginError(format!("tags.ledger_path: {e}")))?;
         let (floors, learner) = bourse_floors::Floors::new(config.floors.clone())
@@ -280,10 +287,7 @@ impl Plugin for ExchangePlugin {
         Ok(ExchangeState {
             floors,
             metrics: metrics.clone(),
-            seen_notices: moka::sync::Cache::builder()
-                .max_capacity(2_000_000)
-                .time_to_live(Duration::from_secs(24 * 3600))
-                .build(),
+            notices,
             random_secret: rand::random(),
             auction_seq: AtomicU64::new(0),
             process_tag: rand::random(),
@@ -448,7 +452,27 @@ pub(crate) fn no_content() -> Response {
     response
 }
 
+/// OpenRTB no-bid reason 1 (list 5.24, "technical error"): what a caller of the auction is told
+/// when the server is over its in-flight ceiling.
+const NBR_TECHNICAL_ERROR: &str = "1";
+
 impl Handler for Exchange {
+    /// Over the ceiling, a supply partner gets an ordinary no-bid at once (no body is read, so
+    /// no request id can be echoed: the reason travels in `X-OpenRTB-NBR`), never a 503 that
+    /// its error budget would count; every other path gets the kernel's 503.
+    fn overloaded(&self, req: &Request) -> Response {
+        if req.uri().path() != "/openrtb2/auction" {
+            return bourse_kernel::overloaded_response();
+        }
+        self.shared.metrics.auction_outcomes.inc("overloaded");
+        let mut response = no_content();
+        response.headers_mut().insert(
+            "x-openrtb-nbr",
+            http::HeaderValue::from_static(NBR_TECHNICAL_ERROR),
+        );
+        response
+    }
+
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
         Box::pin(async move {
             let path = req.uri().path();

@@ -5,7 +5,7 @@ use super::{Exchange, no_content};
 use crate::notice::{MacroValues, NoticeKind, Target, TokenError, WinToken, expand};
 use bourse_kernel::{Request, Response, json_response};
 use http::StatusCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn parse_price(text: Option<&str>) -> Option<f64> {
     text?
@@ -77,14 +77,31 @@ impl Exchange {
                 );
             }
         };
-        // Each notice of a kind is honoured once per bid, however often the page fires it.
-        let signature = token_text.rsplit('.').next().unwrap_or_default();
-        let key = format!("{label}:{signature}");
-        if self.shared.seen_notices.contains_key(&key) {
-            self.notice_outcome(kind, "duplicate");
-            return no_content();
+        // A bill is honoured once per impression, whichever path or node it arrives by (its key
+        // is the beacon's too); a win or loss notice once per bid.
+        let (once, key) = match kind {
+            NoticeKind::Bill => (&self.shared.billing, token.billing_key()),
+            NoticeKind::Win | NoticeKind::Loss => (&self.shared.notices, token.notice_key()),
+        };
+        // Kept until the token can no longer be presented, plus clock skew between nodes.
+        let ttl = Duration::from_secs(token.exp.saturating_sub(now).saturating_add(60))
+            .min(bourse_services::MAX_ONCE_TTL);
+        match once.first(&key, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.notice_outcome(kind, "duplicate");
+                return no_content();
+            }
+            Err(error) => {
+                // Refusing is safe: the supply side retries; notifying twice cannot be undone.
+                tracing::error!(%error, notice = label, "cannot check whether a notice was honoured");
+                self.notice_outcome(kind, "error");
+                return bourse_kernel::error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "dedup_unavailable",
+                );
+            }
         }
-        self.shared.seen_notices.insert(key, ());
         self.notice_outcome(kind, "accepted");
 
         self.honour(kind, &token, price, loss, min_to_win);

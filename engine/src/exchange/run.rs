@@ -541,7 +541,7 @@ impl Exchange {
             self.fire_losses(request, terms, candidates, origins, winners, losers);
         }
         let seq = self.shared.auction_seq.fetch_add(1, Ordering::Relaxed);
-        let auction_ref = format!("{:08x}{:x}", self.shared.process_tag, seq);
+        let auction_ref = format!("{:016x}{:x}", self.shared.process_tag, seq);
         let fee = self.config.fee;
         let to_base = self
             .rates
@@ -575,6 +575,7 @@ impl Exchange {
             let mut token = WinToken {
                 kind: NoticeKind::Win,
                 auction: request.id.clone(),
+                reference: auction_ref.clone(),
                 bid: bid.id.clone(),
                 imp: bid.impid.clone(),
                 seat: c.seat.clone(),
