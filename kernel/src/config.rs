@@ -270,10 +270,12 @@ pub(crate) fn load_str(
             message: message.trim().to_owned(),
         }])
     };
-    let doc = toml_edit::Document::parse(text)
-        .map_err(|error| syntax_error(error.span(), error.message()))?;
+    // `toml` first: it reports every syntax error, while toml_edit 0.23 can panic recovering
+    // from some (`==\n[.`, found by the fuzzer in fuzz/); toml_edit then only sees valid TOML.
     let root: toml::Table =
         toml::from_str(text).map_err(|error| syntax_error(error.span(), error.message()))?;
+    let doc = toml_edit::Document::parse(text)
+        .map_err(|error| syntax_error(error.span(), error.message()))?;
     let mut errors = Errors {
         text,
         doc: &doc,

@@ -60,3 +60,19 @@ fn locate_falls_back_to_the_nearest_existing_parent() {
     assert_eq!(at(text, "plugins.x.missing"), (4, 1));
     assert_eq!(at(text, "plugins.x.bidders[3].endpoint"), (4, 1));
 }
+
+/// Regression: toml_edit 0.23 panicked ("all items have spans") while recovering from this
+/// syntax error (found by fuzz/'s config target); it is reported like any other.
+#[test]
+fn a_syntax_error_toml_edit_panics_on_is_reported() {
+    let registered = Registered {
+        kinds: Vec::new(),
+        extensions: Vec::new(),
+    };
+    let errors = load_str(&registered, "==\n[.", "broken.toml", PathBuf::new()).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(
+        (errors.0[0].file.as_str(), errors.0[0].line),
+        ("broken.toml", 1)
+    );
+}
