@@ -105,10 +105,19 @@ impl EtcdConfig {
     }
 }
 
+/// Parses a config text into an editable document. `toml` checks the syntax first: toml_edit
+/// 0.23 can panic recovering from some syntax errors (`==\n[.`, found by the fuzzer), and what
+/// is in etcd is anyone's writing.
+fn editable(text: &str) -> Result<toml_edit::DocumentMut, String> {
+    text.parse::<toml::Table>().map_err(|e| e.to_string())?;
+    text.parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())
+}
+
 /// The shared part of a config text: the text without the node-local `[server]` keys (and
 /// without `[server]` itself when nothing else is left in it). Comments stay.
-pub(crate) fn shared_document(text: &str) -> Result<String, toml_edit::TomlError> {
-    let mut doc: toml_edit::DocumentMut = text.parse()?;
+pub(crate) fn shared_document(text: &str) -> Result<String, String> {
+    let mut doc = editable(text)?;
     if let Some(server) = doc.get_mut("server").and_then(|s| s.as_table_like_mut()) {
         for key in NODE_LOCAL {
             server.remove(key);
@@ -122,12 +131,9 @@ pub(crate) fn shared_document(text: &str) -> Result<String, toml_edit::TomlError
 
 /// `shared` with the node-local `[server]` keys of `local` laid over it: the node's effective
 /// config. Node-local keys in `shared` are dropped, present in `local` or not.
-pub(crate) fn overlay_node_local(
-    shared: &str,
-    local: &str,
-) -> Result<String, toml_edit::TomlError> {
-    let mut doc: toml_edit::DocumentMut = shared.parse()?;
-    let local: toml_edit::DocumentMut = local.parse()?;
+pub(crate) fn overlay_node_local(shared: &str, local: &str) -> Result<String, String> {
+    let mut doc = editable(shared)?;
+    let local = editable(local)?;
     let local_server = local.get("server").and_then(|s| s.as_table_like());
     if !doc.contains_key("server") {
         doc.insert("server", toml_edit::table());
@@ -171,6 +177,12 @@ mod tests {
     const LOCAL: &str = "[server]\nlisten = \"127.0.0.1:9001\"\nwatch_config = false\n\n\
                          [server.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n\n\
                          [plugins.exchange]\nfee = 0.1\n";
+
+    #[test]
+    fn a_syntax_error_from_etcd_is_an_error_not_a_panic() {
+        assert!(shared_document("==\n[.").is_err());
+        assert!(overlay_node_local("==\n[.", LOCAL).is_err());
+    }
 
     #[test]
     fn the_shared_document_leaves_node_local_settings_out() {

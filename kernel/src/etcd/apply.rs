@@ -28,7 +28,7 @@ impl Kernel {
             metrics,
         );
         let seed = etcd::shared_document(&config.text)
-            .context("extracting the shared part of the config")?;
+            .map_err(|e| anyhow::anyhow!("extracting the shared part of the config: {e}"))?;
         let fetched = match link.client().await {
             Ok(client) => etcd::fetch_or_seed(client, &settings, Some(&seed)).await,
             Err(error) => Err(error),
