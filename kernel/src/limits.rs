@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -79,36 +79,52 @@ impl ConnectionsConfig {
 }
 
 /// What one connection has been doing, for its idle watchdog.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Activity {
-    /// Milliseconds since `epoch` at the last byte read or written.
-    last: AtomicU64,
+    /// Set whenever a byte is read or written or a request starts or ends; the watchdog clears
+    /// it. A flag rather than a timestamp, so the serving path never reads the clock for it.
+    moved: AtomicBool,
     /// Requests of this connection being handled.
     pub(crate) requests: AtomicUsize,
-    epoch: Instant,
 }
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Activity {
-            last: AtomicU64::new(0),
-            requests: AtomicUsize::new(0),
-            epoch: Instant::now(),
-        })
+        Arc::new(Activity::default())
     }
 
     fn touch(&self) {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        // Relaxed and coarse: a watchdog only needs to know it moved recently.
-        if self.last.load(Ordering::Relaxed) != now {
-            self.last.store(now, Ordering::Relaxed);
+        // Relaxed, and no store when already set: the watchdog only needs to know it moved.
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The idle watchdog's view of one connection: since when it has seen nothing move.
+#[derive(Debug)]
+pub(crate) struct IdleWatch {
+    quiet_since: Instant,
+}
+
+impl IdleWatch {
+    pub(crate) fn new() -> Self {
+        IdleWatch {
+            quiet_since: Instant::now(),
         }
     }
 
-    /// Whether nothing moved for `timeout` and no request is being handled.
-    pub(crate) fn idle_for(&self, timeout: Duration) -> bool {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.requests.load(Ordering::Acquire) == 0 && self.epoch.elapsed() - last >= timeout
+    /// Called on each watchdog tick: whether nothing moved and no request was being handled
+    /// for `timeout` (give or take one tick).
+    pub(crate) fn idle_for(&mut self, activity: &Activity, timeout: Duration) -> bool {
+        let now = Instant::now();
+        if activity.moved.swap(false, Ordering::Relaxed)
+            || activity.requests.load(Ordering::Acquire) > 0
+        {
+            self.quiet_since = now;
+            return false;
+        }
+        now.duration_since(self.quiet_since) >= timeout
     }
 }
 
@@ -202,22 +218,29 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_is_idle_only_with_no_request_and_no_bytes() {
         let activity = Activity::new();
+        let mut watch = IdleWatch::new();
+        let timeout = Duration::from_millis(400);
         activity.touch();
+        assert!(!watch.idle_for(&activity, timeout), "it just moved");
         tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(activity.idle_for(Duration::from_millis(400)));
+        assert!(watch.idle_for(&activity, timeout));
         let guard = RequestGuard::enter(&activity);
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(
-            !activity.idle_for(Duration::from_millis(400)),
+            !watch.idle_for(&activity, timeout),
             "a request is in flight"
         );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(!watch.idle_for(&activity, timeout), "still in flight");
         drop(guard);
+        assert!(!watch.idle_for(&activity, timeout), "it just answered");
+        tokio::time::advance(Duration::from_millis(300)).await;
         assert!(
-            !activity.idle_for(Duration::from_millis(400)),
-            "it just answered"
+            !watch.idle_for(&activity, timeout),
+            "quiet for less than the timeout"
         );
-        tokio::time::advance(Duration::from_millis(450)).await;
-        assert!(activity.idle_for(Duration::from_millis(400)));
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert!(watch.idle_for(&activity, timeout));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use crate::BoxError;
 
@@ -22,10 +22,10 @@ pub struct RequestBody(Inner);
 
 #[derive(Debug)]
 enum Inner {
-    /// Streamed from a client connection, which must send all of it by `deadline`.
+    /// Streamed from a client connection, which must send the rest of it within `timeout` once
+    /// it keeps us waiting.
     Incoming {
         body: hyper::body::Incoming,
-        deadline: Instant,
         timeout: Duration,
         /// Made the first time the client keeps us waiting.
         timer: Option<Pin<Box<Sleep>>>,
@@ -45,11 +45,12 @@ impl RequestBody {
         RequestBody(Inner::Full(None))
     }
 
-    /// A connection's body, which must arrive within `timeout` from now.
+    /// A connection's body, which must arrive within `timeout` of the first time its reader
+    /// has to wait for it (a body that came with the head never starts a timer, nor reads the
+    /// clock).
     pub(crate) fn streamed(body: hyper::body::Incoming, timeout: Duration) -> Self {
         RequestBody(Inner::Incoming {
             body,
-            deadline: Instant::now() + timeout,
             timeout,
             timer: None,
         })
@@ -95,14 +96,12 @@ impl Body for RequestBody {
         match &mut self.get_mut().0 {
             Inner::Incoming {
                 body,
-                deadline,
                 timeout,
                 timer,
             } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(frame) => Poll::Ready(frame.map(|r| r.map_err(Into::into))),
                 Poll::Pending => {
-                    let timer =
-                        timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(*deadline)));
+                    let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*timeout)));
                     match timer.as_mut().poll(cx) {
                         Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(*timeout))))),
                         Poll::Pending => Poll::Pending,

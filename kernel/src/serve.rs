@@ -21,7 +21,7 @@ use crate::access::{Access, ClientAddr};
 use crate::config::ServerConfig;
 use crate::host::{PluginDirectory, PluginEntry, inflight_totals};
 use crate::kernel_metrics::KernelMetrics;
-use crate::limits::{Activity, ConnectionsConfig, RequestGuard, Tracked};
+use crate::limits::{Activity, ConnectionsConfig, IdleWatch, RequestGuard, Tracked};
 use crate::routes::{Generation, RouteTable, StatusCounters};
 use crate::{Metrics, PeerAddr, Request, RequestBody, Response, error_response, full};
 
@@ -369,6 +369,7 @@ async fn serve_connection(
     let mut connection = std::pin::pin!(connection);
     let idle = limits.idle_timeout();
     let mut watchdog = tokio::time::interval(idle / 4);
+    let mut idle_watch = IdleWatch::new();
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
     loop {
@@ -384,7 +385,7 @@ async fn serve_connection(
                 closing = true;
             }
             _ = watchdog.tick(), if !closing => {
-                if activity.idle_for(idle) {
+                if idle_watch.idle_for(&activity, idle) {
                     shared.kernel.connections_idle_closed.inc();
                     connection.as_mut().graceful_shutdown();
                     closing = true;

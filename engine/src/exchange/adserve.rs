@@ -148,7 +148,7 @@ pub struct BeaconToken {
 }
 
 impl Sealed for BeaconToken {
-    const DOMAIN: &'static [u8] = b"bourse/beacon-token/2\0";
+    const DOMAIN: &'static [u8] = b"B";
 }
 
 fn with_cors(mut response: Response) -> Response {
