@@ -184,16 +184,18 @@ pub fn imp_terms(
     })
 }
 
+/// Whether an advertiser domain is `blocked` or one of its subdomains, ignoring ASCII case and
+/// a leading `www.`. Compared in place: it runs for every bid against every `badv` entry.
 fn domain_blocked(adomain: &str, blocked: &str) -> bool {
-    let adomain = adomain
-        .trim()
-        .trim_start_matches("www.")
-        .to_ascii_lowercase();
-    let blocked = blocked
-        .trim()
-        .trim_start_matches("www.")
-        .to_ascii_lowercase();
-    adomain == blocked || adomain.ends_with(&format!(".{blocked}"))
+    let adomain = adomain.trim().trim_start_matches("www.").as_bytes();
+    let blocked = blocked.trim().trim_start_matches("www.").as_bytes();
+    if adomain.eq_ignore_ascii_case(blocked) {
+        return true;
+    }
+    let Some(dot) = adomain.len().checked_sub(blocked.len() + 1) else {
+        return false;
+    };
+    adomain[dot] == b'.' && adomain[dot + 1..].eq_ignore_ascii_case(blocked)
 }
 
 /// Checks one candidate against the request and its impression's terms.
@@ -216,14 +218,15 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
     }
     if c.media_type == MediaType::Banner {
         if let (Some(w), Some(h), Some(banner)) = (bid.w, bid.h, imp.banner.as_ref()) {
-            let fixed_sizes: Vec<(u32, u32)> = banner
+            let mut fixed_sizes = banner
                 .format
                 .iter()
                 .filter_map(|f| Some((f.w?, f.h?)))
                 .chain(banner.w.zip(banner.h))
-                .collect();
+                .peekable();
             let has_ratio = banner.format.iter().any(|f| f.wratio.is_some());
-            if !has_ratio && !fixed_sizes.is_empty() && !fixed_sizes.contains(&(w, h)) {
+            if !has_ratio && fixed_sizes.peek().is_some() && !fixed_sizes.any(|size| size == (w, h))
+            {
                 return Err(LossReason::SizeNotAllowed);
             }
         }

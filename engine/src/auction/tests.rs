@@ -296,3 +296,28 @@ fn floors_convert_currency_and_respect_the_minimum() {
     .unwrap_err();
     assert!(err.contains("XYZ"));
 }
+
+#[test]
+fn blocked_domains_match_themselves_and_subdomains_in_any_case() {
+    let cases = [
+        ("example.com", "example.com", true),
+        ("EXAMPLE.com", "example.COM", true),
+        ("www.example.com", "example.com", true),
+        ("example.com", " www.example.com ", true),
+        ("shop.example.com", "example.com", true),
+        ("a.b.Example.com", "EXAMPLE.COM", true),
+        ("notexample.com", "example.com", false),
+        ("example.com", "shop.example.com", false),
+        ("example.co", "example.com", false),
+        ("example.com.evil", "example.com", false),
+        ("", "example.com", false),
+        ("xexample.com", "example.com", false),
+    ];
+    for (adomain, blocked, expected) in cases {
+        assert_eq!(
+            domain_blocked(adomain, blocked),
+            expected,
+            "{adomain} vs {blocked}"
+        );
+    }
+}
