@@ -162,14 +162,14 @@ const MAX_VERBATIM_KEY: usize = 160;
 
 fn bounded_key(key: String) -> String {
     use sha2::Digest as _;
+    use std::fmt::Write as _;
     if key.len() <= MAX_VERBATIM_KEY {
         return key;
     }
-    let digest = Sha256::digest(key.as_bytes());
-    let mut text = String::with_capacity(2 + 64);
-    text.push_str("h:");
-    for byte in digest {
-        text.push_str(&format!("{byte:02x}"));
+    let mut text = String::from("h:");
+    for byte in Sha256::digest(key.as_bytes()) {
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
     }
     text
 }

@@ -176,13 +176,11 @@ impl Shared {
     fn overloaded(&self, req: &Request) -> Response {
         self.kernel.overloaded.inc();
         let table = self.routes.load();
-        let response = match table.resolve(req) {
-            Some(route) => route.generation.handler.overloaded(req),
-            None => crate::plugin::overloaded_response(),
+        let Some(route) = table.resolve(req) else {
+            return crate::plugin::overloaded_response();
         };
-        if let Some(route) = table.resolve(req) {
-            route.counters.record(response.status());
-        }
+        let response = route.generation.handler.overloaded(req);
+        route.counters.record(response.status());
         response
     }
 
