@@ -4,7 +4,7 @@
 
 use bourse_engine::exchange::{BeaconKind, BeaconToken};
 use bourse_engine::ledger::LedgerEntry;
-use bourse_engine::notice::{NoticeKind, TokenSigner, WinToken};
+use bourse_engine::notice::{AuctionRef, NoticeKind, TokenSigner, WinToken};
 use bourse_floors::{
     AuctionType, FloorKey, Floors, LearnedFloorsConfig, Observation, Segment, TopBids,
 };
@@ -27,7 +27,10 @@ fn token(kind: BeaconKind) -> BeaconToken {
         bill: (kind == BeaconKind::Impression).then(|| WinToken {
             kind: NoticeKind::Bill,
             auction: "6f1c2a9e4b7d4c1e9f3a2d5e6b7c8d90".into(),
-            reference: "9c3b1f0e7a2d4c5b1".into(),
+            reference: AuctionRef {
+                node: 0x9c3b_1f0e_7a2d_4c5b,
+                seq: 1,
+            },
             bid: "bid-1".into(),
             imp: "1".into(),
             seat: "seat-a".into(),

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::borrow::Cow;
 
 /// Values for the OpenRTB substitution macros (spec 4.4); `None` leaves a macro empty.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,23 +68,33 @@ pub fn expand(template: &str, v: &MacroValues<'_>, target: Target) -> String {
             Some(name) => (name, true),
             None => (&after[..end], false),
         };
-        let value: Option<String> = match name {
-            "AUCTION_ID" => Some(v.auction_id.to_owned()),
-            "AUCTION_BID_ID" => Some(v.bid_id.to_owned()),
-            "AUCTION_IMP_ID" => Some(v.imp_id.to_owned()),
-            "AUCTION_SEAT_ID" => Some(v.seat_id.to_owned()),
-            "AUCTION_AD_ID" => Some(v.ad_id.to_owned()),
-            "AUCTION_PRICE" => Some(v.price.map(price_text).unwrap_or_default()),
-            "AUCTION_CURRENCY" => Some(v.currency.to_owned()),
-            "AUCTION_MBR" => Some(v.market_bid_ratio.map(price_text).unwrap_or_default()),
-            "AUCTION_LOSS" => Some(v.loss.map(|l| l.to_string()).unwrap_or_default()),
-            "AUCTION_MIN_TO_WIN" => Some(v.min_to_win.map(price_text).unwrap_or_default()),
-            "AUCTION_IMP_TS" => Some(v.imp_ts.map(|t| t.to_string()).unwrap_or_default()),
+        // Text values are borrowed; only numbers are formatted.
+        let value: Option<Cow<'_, str>> = match name {
+            "AUCTION_ID" => Some(v.auction_id.into()),
+            "AUCTION_BID_ID" => Some(v.bid_id.into()),
+            "AUCTION_IMP_ID" => Some(v.imp_id.into()),
+            "AUCTION_SEAT_ID" => Some(v.seat_id.into()),
+            "AUCTION_AD_ID" => Some(v.ad_id.into()),
+            "AUCTION_PRICE" => Some(v.price.map(price_text).unwrap_or_default().into()),
+            "AUCTION_CURRENCY" => Some(v.currency.into()),
+            "AUCTION_MBR" => Some(
+                v.market_bid_ratio
+                    .map(price_text)
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            "AUCTION_LOSS" => Some(v.loss.map(|l| l.to_string()).unwrap_or_default().into()),
+            "AUCTION_MIN_TO_WIN" => Some(v.min_to_win.map(price_text).unwrap_or_default().into()),
+            "AUCTION_IMP_TS" => Some(v.imp_ts.map(|t| t.to_string()).unwrap_or_default().into()),
             _ => None,
         };
         match value {
             Some(value) => {
-                let value = if b64 { B64.encode(value) } else { value };
+                let value = if b64 {
+                    B64.encode(&*value).into()
+                } else {
+                    value
+                };
                 match target {
                     Target::Url => {
                         out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()))
@@ -99,6 +110,16 @@ pub fn expand(template: &str, v: &MacroValues<'_>, target: Target) -> String {
     out
 }
 
+/// [`expand`] on text already owned: handed back as it is, without a copy, when it holds no macro
+/// (most markup).
+pub fn expand_owned(text: String, v: &MacroValues<'_>, target: Target) -> String {
+    if text.contains("${") {
+        expand(&text, v, target)
+    } else {
+        text
+    }
+}
+
 /// What bourse needs, when the supply side fires one notice, to notify the winning partner.
 /// It travels inside our own nurl, burl or lurl, signed, so any node can serve the notice. Each
 /// URL carries its own token, bound to its kind and holding only that kind's partner URL, so a
@@ -111,7 +132,7 @@ pub struct WinToken {
     pub auction: String,
     /// Our own id of the auction, unique across nodes: every path that can bill or notify
     /// de-duplicates under it, whatever id the supply side gave its request.
-    pub reference: String,
+    pub reference: AuctionRef,
     /// The partner's bid id.
     pub bid: String,
     /// Impression id.
@@ -134,6 +155,23 @@ pub struct WinToken {
     pub partner_url: Option<String>,
     /// Expiry, Unix seconds.
     pub exp: u64,
+}
+
+/// Our own id of one auction: the node's random tag and the auction's number there. Kept as two
+/// integers inside tokens (a dozen bytes where its text takes twenty, so every token hashes
+/// fewer bytes) and written as hex text wherever it is shown or used as a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AuctionRef {
+    /// Random per exchange instance start, so references never repeat across nodes or restarts.
+    pub node: u64,
+    /// The auction's number on that node.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for AuctionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}{:x}", self.node, self.seq)
+    }
 }
 
 impl WinToken {
@@ -228,14 +266,53 @@ impl TokenSigner {
         self.keyed.clone()
     }
 
-    /// Signs a notice token: `base64(payload).base64(signature)`.
+    /// Signs a notice token for `token.kind` and `token.partner_url`.
     pub fn sign(&self, token: &WinToken) -> String {
-        self.seal(token)
+        self.notices(&NoticeBid::of(token))
+            .sign(token.kind, token.partner_url.as_deref())
     }
 
-    /// Checks signature then expiry against `now` (Unix seconds).
+    /// Starts the notice tokens of one winning bid: what every kind shares is serialized,
+    /// encoded and hashed once, and each kind's token then costs only its own few bytes
+    /// ([`NoticeTokens::sign`]).
+    pub fn notices(&self, bid: &NoticeBid<'_>) -> NoticeTokens {
+        let shared = postcard::to_allocvec(bid).expect("token serializes");
+        let mut mac = self.mac();
+        mac.update(WinToken::DOMAIN);
+        // The shared part's length is signed too, so no byte can move between the two parts.
+        mac.update(&(shared.len() as u32).to_le_bytes());
+        mac.update(&shared);
+        let mut prefix = String::with_capacity(shared.len() * 4 / 3 + 4);
+        B64.encode_string(&shared, &mut prefix);
+        prefix.push('.');
+        NoticeTokens { prefix, mac }
+    }
+
+    /// Checks a notice token's signature, then its expiry against `now` (Unix seconds).
     pub fn verify(&self, text: &str, now: u64) -> Result<WinToken, TokenError> {
-        let token: WinToken = self.open(text)?;
+        let mut parts = text.split('.');
+        let (Some(shared), Some(own), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(another_token_or_malformed(text));
+        };
+        let decode = |part: &str| B64.decode(part).map_err(|_| TokenError::Malformed);
+        let (shared, own, signature) = (decode(shared)?, decode(own)?, decode(signature)?);
+        if signature.len() != SIGNATURE_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let shared_len = u32::try_from(shared.len()).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(WinToken::DOMAIN);
+        mac.update(&shared_len.to_le_bytes());
+        mac.update(&shared);
+        mac.update(&own);
+        mac.verify_truncated_left(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        let shared: NoticeBid<'_> =
+            postcard::from_bytes(&shared).map_err(|_| TokenError::Malformed)?;
+        let own: OwnPart<'_> = postcard::from_bytes(&own).map_err(|_| TokenError::Malformed)?;
+        let token = shared.into_token(own);
         if token.exp < now {
             return Err(TokenError::Expired);
         }
@@ -259,7 +336,10 @@ impl TokenSigner {
 
     /// Checks the signature of a sealed value and decodes it; expiry is the caller's.
     pub fn open<T: Sealed>(&self, text: &str) -> Result<T, TokenError> {
-        let (payload, signature) = text.split_once('.').ok_or(TokenError::Malformed)?;
+        let Some((payload, signature)) = text.split_once('.').filter(|(_, s)| !s.contains('.'))
+        else {
+            return Err(another_token_or_malformed(text));
+        };
         let payload = B64.decode(payload).map_err(|_| TokenError::Malformed)?;
         let signature = B64.decode(signature).map_err(|_| TokenError::Malformed)?;
         if signature.len() != SIGNATURE_BYTES {
@@ -271,6 +351,133 @@ impl TokenSigner {
         mac.verify_truncated_left(&signature)
             .map_err(|_| TokenError::BadSignature)?;
         postcard::from_bytes(&payload).map_err(|_| TokenError::Malformed)
+    }
+}
+
+/// Why a token of the other shape (a sealed value where a notice token is expected, or the
+/// reverse) is refused: it is ours in form but not good here, so it counts as forged, like a
+/// token of another sealed type; anything else is malformed.
+fn another_token_or_malformed(text: &str) -> TokenError {
+    let count = text.split('.').count();
+    if (2..=3).contains(&count) && text.split('.').all(|p| B64.decode(p).is_ok()) {
+        TokenError::BadSignature
+    } else {
+        TokenError::Malformed
+    }
+}
+
+/// The notice tokens of one winning bid, its shared part already signed: see
+/// [`TokenSigner::notices`].
+pub struct NoticeTokens {
+    /// The shared part, encoded, and the separator after it.
+    prefix: String,
+    /// The MAC with the domain and the shared part absorbed.
+    mac: Hmac<Sha256>,
+}
+
+impl NoticeTokens {
+    /// The token for one kind of notice, holding that kind's partner URL:
+    /// `base64(shared).base64(kind and URL).base64(signature)`.
+    pub fn sign(&self, kind: NoticeKind, partner_url: Option<&str>) -> String {
+        let own = postcard::to_allocvec(&OwnPart {
+            kind,
+            partner_url: partner_url.map(Cow::Borrowed),
+        })
+        .expect("token serializes");
+        let mut mac = self.mac.clone();
+        mac.update(&own);
+        let signature = mac.finalize().into_bytes();
+        let mut text =
+            String::with_capacity(self.prefix.len() + (own.len() + SIGNATURE_BYTES) * 4 / 3 + 4);
+        text.push_str(&self.prefix);
+        B64.encode_string(&own, &mut text);
+        text.push('.');
+        B64.encode_string(&signature[..SIGNATURE_BYTES], &mut text);
+        text
+    }
+}
+
+/// What every kind of notice token of one bid carries: a [`WinToken`] less its kind and partner
+/// URL, borrowed when signing (nothing is copied) and, where it can be, when verifying.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoticeBid<'a> {
+    /// Bid request id.
+    #[serde(borrow)]
+    pub auction: Cow<'a, str>,
+    /// Our own id of the auction.
+    pub reference: AuctionRef,
+    /// The partner's bid id.
+    #[serde(borrow)]
+    pub bid: Cow<'a, str>,
+    /// Impression id.
+    #[serde(borrow)]
+    pub imp: Cow<'a, str>,
+    /// Seat that won.
+    #[serde(borrow)]
+    pub seat: Cow<'a, str>,
+    /// The partner's ad id (empty when it sent none).
+    #[serde(borrow)]
+    pub ad: Cow<'a, str>,
+    /// Bidder name from config.
+    #[serde(borrow)]
+    pub bidder: Cow<'a, str>,
+    /// Clearing price in the partner's currency and scale.
+    pub price: f64,
+    /// The partner's bid price, same terms.
+    pub bid_price: f64,
+    /// The partner's currency.
+    #[serde(borrow)]
+    pub cur: Cow<'a, str>,
+    /// Partner price units per unit of the price we quoted upstream.
+    pub gross_up: f64,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+/// What one kind of notice token carries on its own.
+#[derive(Serialize, Deserialize)]
+struct OwnPart<'a> {
+    kind: NoticeKind,
+    #[serde(borrow)]
+    partner_url: Option<Cow<'a, str>>,
+}
+
+impl<'a> NoticeBid<'a> {
+    /// The shared part of a whole token, borrowed from it.
+    pub fn of(token: &'a WinToken) -> Self {
+        NoticeBid {
+            auction: Cow::Borrowed(&token.auction),
+            reference: token.reference,
+            bid: Cow::Borrowed(&token.bid),
+            imp: Cow::Borrowed(&token.imp),
+            seat: Cow::Borrowed(&token.seat),
+            ad: Cow::Borrowed(&token.ad),
+            bidder: Cow::Borrowed(&token.bidder),
+            price: token.price,
+            bid_price: token.bid_price,
+            cur: Cow::Borrowed(&token.cur),
+            gross_up: token.gross_up,
+            exp: token.exp,
+        }
+    }
+
+    fn into_token(self, own: OwnPart<'_>) -> WinToken {
+        WinToken {
+            kind: own.kind,
+            auction: self.auction.into_owned(),
+            reference: self.reference,
+            bid: self.bid.into_owned(),
+            imp: self.imp.into_owned(),
+            seat: self.seat.into_owned(),
+            ad: self.ad.into_owned(),
+            bidder: self.bidder.into_owned(),
+            price: self.price,
+            bid_price: self.bid_price,
+            cur: self.cur.into_owned(),
+            gross_up: self.gross_up,
+            partner_url: own.partner_url.map(Cow::into_owned),
+            exp: self.exp,
+        }
     }
 }
 
@@ -338,7 +545,7 @@ mod tests {
         WinToken {
             kind: NoticeKind::Win,
             auction: "a".into(),
-            reference: "r1".into(),
+            reference: AuctionRef { node: 0xab, seq: 1 },
             bid: "b".into(),
             imp: "1".into(),
             seat: "s".into(),
@@ -365,14 +572,32 @@ mod tests {
         );
         let mut altered = token();
         altered.price = 0.01;
+        let (_, rest) = text.split_once('.').unwrap();
         let forged = format!(
-            "{}.{}",
-            B64.encode(postcard::to_allocvec(&altered).unwrap()),
-            text.split_once('.').unwrap().1
+            "{}.{rest}",
+            B64.encode(postcard::to_allocvec(&NoticeBid::of(&altered)).unwrap())
         );
         assert_eq!(signer.verify(&forged, 0), Err(TokenError::BadSignature));
+        // The signature binds each token to its kind: a bill token's kind part on a win token
+        // does not verify.
+        let notices = signer.notices(&NoticeBid::of(&token()));
+        let win = notices.sign(NoticeKind::Win, None);
+        let bill = notices.sign(NoticeKind::Bill, None);
+        let win_parts: Vec<&str> = win.split('.').collect();
+        let bill_parts: Vec<&str> = bill.split('.').collect();
+        let swapped = format!("{}.{}.{}", win_parts[0], bill_parts[1], win_parts[2]);
+        assert_eq!(signer.verify(&swapped, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            signer.verify(&bill, 0).map(|t| t.kind),
+            Ok(NoticeKind::Bill)
+        );
         assert_eq!(signer.verify("garbage", 0), Err(TokenError::Malformed));
         assert_eq!(signer.verify("a.b", 0), Err(TokenError::Malformed));
+        assert_eq!(signer.verify("a.b.c.d", 0), Err(TokenError::Malformed));
+        assert_eq!(
+            signer.verify(&format!("{text}."), 0),
+            Err(TokenError::Malformed)
+        );
     }
 
     /// Another sealed type whose payload happens to decode as a notice token.
@@ -387,7 +612,25 @@ mod tests {
     fn a_token_of_another_type_is_refused_even_when_its_payload_decodes() {
         let signer = TokenSigner::new(b"secret");
         let text = signer.seal(&Lookalike(token()));
-        assert_eq!(signer.verify(&text, 0), Err(TokenError::BadSignature));
+        assert_eq!(
+            signer.open::<WinToken>(&text),
+            Err(TokenError::BadSignature)
+        );
+        assert!(signer.verify(&text, 0).is_err());
+    }
+
+    #[test]
+    fn a_shared_part_cannot_lend_bytes_to_the_kind_part() {
+        // Moving the boundary between the two parts keeps the signed bytes' concatenation but
+        // changes the signed length, so it is refused.
+        let signer = TokenSigner::new(b"secret");
+        let text = signer.sign(&token());
+        let parts: Vec<&str> = text.split('.').collect();
+        let mut shared = B64.decode(parts[0]).unwrap();
+        let mut own = B64.decode(parts[1]).unwrap();
+        own.insert(0, shared.pop().unwrap());
+        let moved = format!("{}.{}.{}", B64.encode(&shared), B64.encode(&own), parts[2]);
+        assert_eq!(signer.verify(&moved, 0), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -396,7 +639,7 @@ mod tests {
         bill.kind = NoticeKind::Bill;
         let mut win = token();
         win.bid = "another bid".into();
-        assert_eq!(bill.billing_key(), "r1:1");
+        assert_eq!(bill.billing_key(), "00000000000000ab1:1");
         assert_eq!(bill.billing_key(), win.billing_key());
         assert_ne!(bill.notice_key(), win.notice_key());
         let mut long = token();

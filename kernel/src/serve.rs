@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use http::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -367,28 +368,38 @@ async fn serve_connection(
     let mut connection = std::pin::pin!(connection);
     let idle = limits.idle_timeout();
     let mut watchdog = tokio::time::interval(idle / 4);
-    let mut idle_watch = IdleWatch::new();
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            ended = connection.as_mut() => {
-                if let Err(error) = ended {
-                    tracing::debug!(%peer, error = %error, "connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.cancelled(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = watchdog.tick(), if !closing => {
-                if idle_watch.idle_for(&activity, idle) {
-                    shared.kernel.connections_idle_closed.inc();
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
+    let mut idle_watch = IdleWatch::new();
+    let guard_shared = shared.clone();
+    // Why the connection must close before its client ends it: the process stops, or it sits
+    // idle.
+    let guard = async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = watchdog.tick() => {
+                    if idle_watch.idle_for(&activity, idle) {
+                        guard_shared.kernel.connections_idle_closed.inc();
+                        return;
+                    }
                 }
             }
         }
+    };
+    // In a FuturesUnordered the guard is polled only when its own timer or token wakes it, not
+    // on each of the connection's many wake-ups (reads, writes, the handler's progress).
+    let mut guard: FuturesUnordered<_> = std::iter::once(guard).collect();
+    tokio::select! {
+        biased;
+        ended = connection.as_mut() => {
+            if let Err(error) = ended {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = guard.next() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, error = %error, "connection ended with an error");
     }
 }

@@ -671,7 +671,7 @@ pub fn sample_token(
     bourse_engine::notice::WinToken {
         kind,
         auction: "a".into(),
-        reference: "r".into(),
+        reference: bourse_engine::notice::AuctionRef { node: 1, seq: 2 },
         bid: "b".into(),
         imp: "1".into(),
         seat: "s".into(),

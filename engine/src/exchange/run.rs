@@ -4,7 +4,7 @@ use super::{BidderRuntime, Exchange, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
-use crate::notice::{MacroValues, NoticeKind, Target, WinToken, expand};
+use crate::notice::{AuctionRef, MacroValues, NoticeBid, NoticeKind, Target, expand, expand_owned};
 use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
 };
@@ -13,6 +13,7 @@ use bourse_kernel::{Request, Response, TRACE_TARGET, json_response, read_body};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use http::StatusCode;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
@@ -541,7 +542,10 @@ impl Exchange {
             self.fire_losses(request, terms, candidates, origins, winners, losers);
         }
         let seq = self.shared.auction_seq.fetch_add(1, Ordering::Relaxed);
-        let auction_ref = format!("{:016x}{:x}", self.shared.process_tag, seq);
+        let auction_ref = AuctionRef {
+            node: self.shared.process_tag,
+            seq,
+        };
         let fee = self.config.fee;
         let to_base = self
             .rates
@@ -572,32 +576,26 @@ impl Exchange {
                 market_bid_ratio: Some(bidder_price / bid_price),
                 ..MacroValues::default()
             };
-            let mut token = WinToken {
-                kind: NoticeKind::Win,
-                auction: request.id.clone(),
-                reference: auction_ref.clone(),
-                bid: bid.id.clone(),
-                imp: bid.impid.clone(),
-                seat: c.seat.clone(),
-                ad: bid.adid.clone().unwrap_or_default(),
-                bidder: runtime.spec.name.clone(),
+            let notice_bid = NoticeBid {
+                auction: Cow::Borrowed(&request.id),
+                reference: auction_ref,
+                bid: Cow::Borrowed(&bid.id),
+                imp: Cow::Borrowed(&bid.impid),
+                seat: Cow::Borrowed(&c.seat),
+                ad: Cow::Borrowed(bid.adid.as_deref().unwrap_or("")),
+                bidder: Cow::Borrowed(&runtime.spec.name),
                 price: bidder_price,
                 bid_price,
-                cur: origin.currency.clone(),
+                cur: Cow::Borrowed(&origin.currency),
                 gross_up: origin.to_bidder / (1.0 - fee),
-                partner_url: None,
                 exp: now_secs() + self.config.notice_ttl_secs,
             };
-            let mut sign_for = |kind: NoticeKind, partner_url: Option<String>| {
-                token.kind = kind;
-                token.partner_url = partner_url;
-                self.signer.sign(&token)
-            };
+            let notices = self.signer.notices(&notice_bid);
             let base = &self.notice_base;
             let (adm, nurl) = match adm.filter(|adm| !adm.is_empty()) {
                 Some(adm) => {
-                    let adm = expand(&adm, &values, Target::Markup);
-                    let win = sign_for(NoticeKind::Win, nurl);
+                    let adm = expand_owned(adm, &values, Target::Markup);
+                    let win = notices.sign(NoticeKind::Win, nurl.as_deref());
                     (
                         Some(adm),
                         Some(format!("{base}/win?t={win}&p=${{AUCTION_PRICE}}")),
@@ -606,8 +604,8 @@ impl Exchange {
                 // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
                 None => (None, nurl.map(|nurl| expand(&nurl, &values, Target::Url))),
             };
-            let bill = sign_for(NoticeKind::Bill, burl);
-            let loss = sign_for(NoticeKind::Loss, lurl);
+            let bill = notices.sign(NoticeKind::Bill, burl.as_deref());
+            let loss = notices.sign(NoticeKind::Loss, lurl.as_deref());
             bid.adm = adm;
             bid.nurl = nurl;
             bid.burl = Some(format!("{base}/bill?t={bill}&p=${{AUCTION_PRICE}}"));
@@ -640,7 +638,7 @@ impl Exchange {
         Some(BidResponse {
             id: request.id.clone(),
             seatbid: seatbids,
-            bidid: Some(auction_ref),
+            bidid: Some(auction_ref.to_string()),
             cur: Some(currency.to_owned()),
             ..BidResponse::default()
         })
