@@ -118,6 +118,9 @@ fn floor(field: fmt::Arguments<'_>, value: Option<f64>) -> Check {
     }
 }
 
+/// Up to this many impressions, repeated ids are found by comparing pairs.
+const SMALL_IMP_COUNT: usize = 8;
+
 /// Checks a parsed request against OpenRTB 2.6's rules and our limits.
 pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if req.id.is_empty() {
@@ -181,28 +184,27 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if let Some(schain) = req.source.as_ref().and_then(|s| s.schain.as_ref()) {
         flag(format_args!("source.schain.complete"), schain.complete)?;
         for (i, node) in schain.nodes.iter().enumerate() {
-            let at = format!("source.schain.nodes[{i}]");
+            // Formatted only when refused, as every path here.
+            let at = |field: &str| format!("source.schain.nodes[{i}].{field}");
             if node.asi.as_deref().unwrap_or("").is_empty() {
-                return reject(
-                    format!("{at}.asi"),
-                    "required",
-                    "each supply-chain node needs asi",
-                );
+                return reject(at("asi"), "required", "each supply-chain node needs asi");
             }
             if node.sid.as_deref().unwrap_or("").is_empty() {
-                return reject(
-                    format!("{at}.sid"),
-                    "required",
-                    "each supply-chain node needs sid",
-                );
+                return reject(at("sid"), "required", "each supply-chain node needs sid");
             }
-            flag(format_args!("{at}.hp"), node.hp)?;
+            flag(format_args!("source.schain.nodes[{i}].hp"), node.hp)?;
         }
     }
-    let mut seen = HashSet::with_capacity(req.imp.len());
+    // Most requests hold a handful of impressions: comparing with the earlier ones costs less
+    // than building a set.
+    let mut seen = (req.imp.len() > SMALL_IMP_COUNT).then(|| HashSet::with_capacity(req.imp.len()));
     for (i, imp) in req.imp.iter().enumerate() {
         validate_imp(i, imp)?;
-        if !seen.insert(imp.id.as_str()) {
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(imp.id.as_str()),
+            None => req.imp[..i].iter().any(|earlier| earlier.id == imp.id),
+        };
+        if repeated {
             return reject(
                 format!("imp[{i}].id"),
                 "unique",

@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use bourse_kernel::{ClientAddr, Handler, PeerAddr, Request, RequestBody, Running};
+use bourse_kernel::{ClientAddr, Handler, Request, RequestBody, Running};
 use bourse_sim::bidder::{SimBidder, SimBidderConfig, SimBidderHandle};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -121,7 +121,6 @@ pub fn ad_response(data: &[u8]) -> (http::StatusCode, Bytes) {
         .body(RequestBody::from(Bytes::copy_from_slice(data)))
         .expect("a well-formed request");
     let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000));
-    req.extensions_mut().insert(PeerAddr(client));
     req.extensions_mut().insert(ClientAddr(client.ip()));
     site.runtime.block_on(async {
         let response = site.handler.handle(req).await;

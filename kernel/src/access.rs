@@ -2,15 +2,11 @@
 //! the address that proxy forwarded), loopback checks that understand IPv4-mapped IPv6, and the
 //! access rule of the kernel's `/metrics`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
-
-/// The TCP peer of the connection a request came on, in the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
 
 /// The client a request is from, in the request's extensions: the TCP peer, unless that peer is
 /// one of `[server.access] trusted_proxies`, in which case the right-most address of

@@ -26,7 +26,7 @@ mod serve;
 mod time;
 mod watch;
 
-pub use access::{AccessConfig, ClientAddr, PeerAddr};
+pub use access::{AccessConfig, ClientAddr};
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
 pub use audit::{AuditEntry, read_audit_file};
 pub use body::{BodyError, read_body};

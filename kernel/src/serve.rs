@@ -24,7 +24,7 @@ use crate::host::{PluginDirectory, PluginEntry, inflight_totals};
 use crate::kernel_metrics::KernelMetrics;
 use crate::limits::{Activity, ConnectionsConfig, IdleWatch, RequestGuard, Tracked};
 use crate::routes::{Generation, RouteTable, StatusCounters};
-use crate::{Metrics, PeerAddr, Request, RequestBody, Response, error_response, full};
+use crate::{Metrics, Request, RequestBody, Response, error_response, full};
 
 /// State read by every connection.
 pub(crate) struct Shared {
@@ -355,7 +355,6 @@ async fn serve_connection(
         let guard = RequestGuard::enter(&service_activity);
         let mut req = req.map(|body| RequestBody::streamed(body, body_timeout));
         let client = shared.access.load().client(peer.ip(), req.headers());
-        req.extensions_mut().insert(PeerAddr(peer));
         req.extensions_mut().insert(client);
         async move {
             let response = shared.handle(req).await;

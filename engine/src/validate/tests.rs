@@ -133,3 +133,20 @@ fn parse_errors_name_the_field() {
     let err = Rejection::from_parse_error(br#"{"id":"a","id":"b","imp":[]}"#);
     assert!(err.message.contains("duplicate field `id`"), "{err}");
 }
+
+#[test]
+fn finds_a_repeated_impression_id_among_few_and_among_many() {
+    for count in [2, SMALL_IMP_COUNT, SMALL_IMP_COUNT + 1, 40] {
+        let mut imps: Vec<String> = (0..count)
+            .map(|n| format!(r#"{{"id":"i{n}","banner":{{"w":1,"h":1}}}}"#))
+            .collect();
+        let json = |imps: &[String]| format!(r#"{{"id":"a","imp":[{}]}}"#, imps.join(","));
+        assert_eq!(
+            validate(&parse(&json(&imps)), &Limits::default()),
+            Ok(()),
+            "{count} distinct ids"
+        );
+        imps[count - 1] = r#"{"id":"i0","banner":{"w":1,"h":1}}"#.to_owned();
+        check(&json(&imps), &format!("imp[{}].id", count - 1), "unique");
+    }
+}
