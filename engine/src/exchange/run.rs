@@ -4,7 +4,9 @@ use super::{BidderRuntime, Exchange, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
+use crate::native::NativeImps;
 use crate::notice::{MacroValues, NoticeKind, Target, WinToken, expand};
+use crate::openrtb::upconvert::upconvert;
 use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
 };
@@ -240,7 +242,10 @@ impl Exchange {
         landscape: Option<&mut Vec<[Option<f64>; 2]>>,
         span: &tracing::Span,
     ) -> Result<Option<BidResponse>, Rejection> {
+        upconvert(request)?;
         validate(request, &self.limits)?;
+        // Read once here; every native bid is checked against it.
+        let natives = NativeImps::parse(request)?;
         let currency = self.auction_currency(request)?;
         let min_floor = self
             .rates
@@ -357,12 +362,20 @@ impl Exchange {
         let valid: Vec<bool> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| match check_bid(request, &terms, c) {
-                Ok(()) => true,
-                Err(reason) => {
-                    self.bidders[c.bidder].metrics.rejected(reason.label());
-                    losers.push((i, reason));
-                    false
+            .map(|(i, c)| {
+                let checked = match check_bid(request, &terms, c) {
+                    Ok(()) => natives
+                        .check_bid(c)
+                        .map_err(|refusal| (refusal.loss_reason(), refusal.label())),
+                    Err(reason) => Err((reason, reason.label())),
+                };
+                match checked {
+                    Ok(()) => true,
+                    Err((reason, label)) => {
+                        self.bidders[c.bidder].metrics.rejected(label);
+                        losers.push((i, reason));
+                        false
+                    }
                 }
             })
             .collect();
