@@ -148,8 +148,10 @@ impl Exchange {
     }
 
     /// Turns the request into what partners see, in place (no copy): `tmax` becomes their
-    /// budget, and with `schain_asi` set we add a transaction id and our supply-chain node.
-    /// Nothing changed here matters to the auction's own rules.
+    /// budget, and with `schain_asi` set we add a transaction id and our supply-chain node: after
+    /// the seller's nodes (2.6, or 2.5's moved by `upconvert`), `complete` as the seller sent it;
+    /// with no upstream chain, ours alone, marked incomplete. Nothing changed here matters to
+    /// the auction's own rules.
     fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) {
         request.tmax = Some(budget_ms as i64);
         let Some(asi) = &self.config.schain_asi else {
