@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod exchange;
 pub mod ledger;
 pub mod metrics;
+pub mod native;
 pub mod notice;
 pub mod openrtb;
 pub mod outbound;

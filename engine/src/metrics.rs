@@ -45,6 +45,8 @@ pub const REJECTION_REASONS: &[&str] = &[
     "expired",
     "internal_error",
     "unknown_currency",
+    "native_markup",
+    "native_assets",
 ];
 
 /// Outcomes of `POST /openrtb2/auction` (`outcome` of `bourse_exchange_requests_total`).

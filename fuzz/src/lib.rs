@@ -33,6 +33,10 @@ pub fn openrtb_request(data: &[u8]) {
     match serde_json::from_slice::<BidRequest>(data) {
         Ok(req) => {
             let _ = validate(&req, &Limits::default());
+            // The 2.5 moves and the Native reader refuse bad input; they never panic on it.
+            let mut upconverted = req.clone();
+            let _ = bourse_engine::openrtb::upconvert::upconvert(&mut upconverted);
+            let _ = bourse_engine::native::NativeImps::parse(&req);
             let text = serde_json::to_vec(&req).expect("a parsed request serializes");
             let again: BidRequest =
                 serde_json::from_slice(&text).expect("our own output parses back");

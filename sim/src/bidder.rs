@@ -1104,7 +1104,10 @@ fn bid_for(
         nurl: Some(notice("win")),
         burl: Some(notice("bill")),
         lurl: Some(notice("loss")),
-        adm: Some(markup(media, &config.name, &adomain[0], w, h)),
+        adm: Some(match media {
+            MediaType::Native => native_markup(imp, &config.name, &adomain[0]),
+            _ => markup(media, &config.name, &adomain[0], w, h),
+        }),
         adid: Some(format!("{}-ad-{}", config.name, media.as_str())),
         adomain,
         cid: Some(format!("{}-campaign", config.name)),
@@ -1137,8 +1140,8 @@ fn size_for(imp: &Imp, media: MediaType) -> (Option<u32>, Option<u32>) {
     }
 }
 
-/// Plausible creative markup: an HTML banner, a VAST 4.0 inline ad for video and audio, a
-/// native 1.2 response for native.
+/// Plausible creative markup: an HTML banner, or a VAST 4.0 inline ad for video and audio
+/// (native markup is [`native_markup`], which answers the impression's request).
 fn markup(media: MediaType, name: &str, domain: &str, w: Option<u32>, h: Option<u32>) -> String {
     let (w, h) = (w.unwrap_or(300), h.unwrap_or(250));
     match media {
@@ -1168,19 +1171,104 @@ fn markup(media: MediaType, name: &str, domain: &str, w: Option<u32>, h: Option<
                  </Creative></Creatives></InLine></Ad></VAST>"
             )
         }
-        MediaType::Native => serde_json::json!({
-            "native": {
-                "ver": "1.2",
-                "assets": [
-                    {"id": 1, "title": {"text": format!("{name} presents")}},
-                    {"id": 2, "img": {"url": format!("https://{domain}/img.png"), "w": 1200, "h": 627}},
-                    {"id": 3, "data": {"value": format!("Sponsored by {domain}")}}
-                ],
-                "link": {"url": format!("https://{domain}/landing")}
-            }
-        })
-        .to_string(),
+        // Native answers the impression's own request: see `native_markup`.
+        MediaType::Native => native_markup(&Imp::default(), name, domain),
     }
+}
+/// A Native 1.2 response answering every asset the impression's native request asks for (title
+/// cut to its `len`, images at their requested or minimum size, data by type, video as VAST), in
+/// the 1.2 form. A request that cannot be read (bourse never forwards one) gets a title, a main
+/// image and a sponsor line under ids 1 to 3.
+fn native_markup(imp: &Imp, name: &str, domain: &str) -> String {
+    use bourse_engine::openrtb::native::{
+        DataResponse, ImageResponse, Link, NativeRequest, NativeResponse, ResponseAsset,
+        TitleResponse, VideoResponse, parse_native,
+    };
+    let request = imp
+        .native
+        .as_ref()
+        .and_then(|n| n.request.as_deref())
+        .and_then(|text| parse_native::<NativeRequest>(text).ok())
+        .map(|(request, _)| request)
+        .filter(|request| !request.assets.is_empty())
+        .unwrap_or_else(|| NativeRequest {
+            assets: serde_json::from_str(
+                r#"[{"id":1,"title":{"len":90}},{"id":2,"img":{"type":3,"w":1200,"h":627}},
+                    {"id":3,"data":{"type":1}}]"#,
+            )
+            .expect("the fallback assets are Native 1.2"),
+            ..NativeRequest::default()
+        });
+    let assets = request
+        .assets
+        .iter()
+        .map(|asked| {
+            let mut answer = ResponseAsset {
+                id: asked.id,
+                ..ResponseAsset::default()
+            };
+            if let Some(title) = &asked.title {
+                let text = format!("{name} presents: the product you were looking for");
+                let len = title
+                    .len
+                    .and_then(|l| usize::try_from(l).ok())
+                    .unwrap_or(90);
+                answer.title = Some(TitleResponse {
+                    text: text.chars().take(len.max(1)).collect(),
+                    ..TitleResponse::default()
+                });
+            } else if let Some(img) = &asked.img {
+                let (w, h) = match img.image_type {
+                    Some(1) => (
+                        img.w.or(img.wmin).unwrap_or(80),
+                        img.h.or(img.hmin).unwrap_or(80),
+                    ),
+                    _ => (
+                        img.w.or(img.wmin).unwrap_or(1200),
+                        img.h.or(img.hmin).unwrap_or(627),
+                    ),
+                };
+                answer.img = Some(ImageResponse {
+                    url: format!("https://{domain}/img-{w}x{h}.png"),
+                    w: Some(w),
+                    h: Some(h),
+                    ..ImageResponse::default()
+                });
+            } else if let Some(data) = &asked.data {
+                let value = match data.data_type {
+                    Some(1) => format!("Sponsored by {domain}"),
+                    Some(3) => "4.5".to_owned(),
+                    Some(6) | Some(7) => "9.99".to_owned(),
+                    Some(12) => "Learn more".to_owned(),
+                    _ => format!("{name}: a fine offer"),
+                };
+                let len = data.len.and_then(|l| usize::try_from(l).ok());
+                answer.data = Some(DataResponse {
+                    value: match len {
+                        Some(len) => value.chars().take(len.max(1)).collect(),
+                        None => value,
+                    },
+                    ..DataResponse::default()
+                });
+            } else if asked.video.is_some() {
+                answer.video = Some(VideoResponse {
+                    vasttag: markup(MediaType::Video, name, domain, None, None),
+                    ..VideoResponse::default()
+                });
+            }
+            answer
+        })
+        .collect();
+    let response = NativeResponse {
+        ver: Some("1.2".to_owned()),
+        assets,
+        link: Some(Link {
+            url: format!("https://{domain}/landing"),
+            ..Link::default()
+        }),
+        ..NativeResponse::default()
+    };
+    serde_json::to_string(&response).expect("a native response serializes")
 }
 
 #[cfg(test)]

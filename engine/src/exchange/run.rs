@@ -4,7 +4,9 @@ use super::{BidderRuntime, Exchange, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
+use crate::native::NativeImps;
 use crate::notice::{AuctionRef, MacroValues, NoticeBid, NoticeKind, Target, expand, expand_owned};
+use crate::openrtb::upconvert::upconvert;
 use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
 };
@@ -147,8 +149,10 @@ impl Exchange {
     }
 
     /// Turns the request into what partners see, in place (no copy): `tmax` becomes their
-    /// budget, and with `schain_asi` set we add a transaction id and our supply-chain node.
-    /// Nothing changed here matters to the auction's own rules.
+    /// budget, and with `schain_asi` set we add a transaction id and our supply-chain node: after
+    /// the seller's nodes (2.6, or 2.5's moved by `upconvert`), `complete` as the seller sent it;
+    /// with no upstream chain, ours alone, marked incomplete. Nothing changed here matters to
+    /// the auction's own rules.
     fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) {
         request.tmax = Some(budget_ms as i64);
         let Some(asi) = &self.config.schain_asi else {
@@ -241,7 +245,10 @@ impl Exchange {
         landscape: Option<&mut Vec<[Option<f64>; 2]>>,
         span: &tracing::Span,
     ) -> Result<Option<BidResponse>, Rejection> {
+        upconvert(request)?;
         validate(request, &self.limits)?;
+        // Read once here; every native bid is checked against it.
+        let natives = NativeImps::parse(request)?;
         let currency = self.auction_currency(request)?;
         let min_floor = self
             .rates
@@ -358,12 +365,20 @@ impl Exchange {
         let valid: Vec<bool> = candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| match check_bid(request, &terms, c) {
-                Ok(()) => true,
-                Err(reason) => {
-                    self.bidders[c.bidder].metrics.rejected(reason.label());
-                    losers.push((i, reason));
-                    false
+            .map(|(i, c)| {
+                let checked = match check_bid(request, &terms, c) {
+                    Ok(()) => natives
+                        .check_bid(c)
+                        .map_err(|refusal| (refusal.loss_reason(), refusal.label())),
+                    Err(reason) => Err((reason, reason.label())),
+                };
+                match checked {
+                    Ok(()) => true,
+                    Err((reason, label)) => {
+                        self.bidders[c.bidder].metrics.rejected(label);
+                        losers.push((i, reason));
+                        false
+                    }
                 }
             })
             .collect();

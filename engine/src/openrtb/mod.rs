@@ -4,9 +4,11 @@
 //! receives what the supply side sent. Numeric enumerations stay integers (the spec lets
 //! exchanges use values above 500); the auction reads them through small typed helpers.
 
+pub mod native;
 pub mod object;
 mod request;
 mod response;
+pub mod upconvert;
 
 pub use object::{Raw, Unknown};
 pub use request::*;

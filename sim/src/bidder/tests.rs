@@ -185,7 +185,7 @@ fn markup_fits_the_media_type() {
             "<VAST version=\"4.0\"",
             3,
         ),
-        (r#"{"id":"1","native":{"request":"{}"}}"#, "{\"native\"", 4),
+        (r#"{"id":"1","native":{"request":"{}"}}"#, "{\"ver\"", 4),
     ];
     for (json, starts, mtype) in cases {
         let bid = bid_for(&config, &imp(json), &mut rng, &addr(), "b".into()).unwrap();
@@ -205,6 +205,45 @@ fn markup_fits_the_media_type() {
     let banner = bid_for(&config, &imp(cases[0].0), &mut rng, &addr(), "b".into()).unwrap();
     assert_eq!((banner.w, banner.h), (Some(728), Some(90)));
     assert_eq!(banner.adomain, vec!["x.example".to_owned()]);
+}
+
+#[test]
+fn native_bids_answer_the_assets_requested() {
+    use bourse_engine::native::{check_response, validate_request};
+    let config = SimBidderConfig::new("x");
+    let mut rng = StdRng::seed_from_u64(0);
+    let request = r#"{"ver":"1.2","assets":[{"id":7,"required":1,"title":{"len":12}},{"id":9,"required":1,"img":{"type":1,"wmin":50,"hmin":50}},{"id":11,"data":{"type":12,"len":5}},{"id":12,"required":1,"video":{"mimes":["video/mp4"],"minduration":5,"maxduration":30,"protocols":[3]}}]}"#;
+    for text in [request.to_owned(), format!(r#"{{"native":{request}}}"#)] {
+        let json = serde_json::json!({"id": "1", "native": {"request": text}}).to_string();
+        let bid = bid_for(&config, &imp(&json), &mut rng, &addr(), "b".into()).unwrap();
+        let adm = bid.adm.unwrap();
+        let asked = validate_request(&text, "request").unwrap();
+        assert_eq!(check_response(&asked, &adm), Ok(()), "{adm}");
+        let answer: serde_json::Value = serde_json::from_str(&adm).unwrap();
+        let ids: Vec<i64> = answer["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, vec![7, 9, 11, 12]);
+        assert_eq!(
+            answer["assets"][0]["title"]["text"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            12
+        );
+        assert_eq!(answer["assets"][1]["img"]["w"], 50);
+        assert_eq!(answer["assets"][2]["data"]["value"], "Learn");
+        assert!(
+            answer["assets"][3]["video"]["vasttag"]
+                .as_str()
+                .unwrap()
+                .starts_with("<VAST")
+        );
+    }
 }
 
 #[test]
