@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod notice;
 pub mod openrtb;
 pub mod outbound;
+pub mod pricing;
+pub mod signals;
 pub mod validate;
 
 pub use exchange::{ExchangeConfig, ExchangePlugin};

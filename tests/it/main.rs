@@ -18,6 +18,7 @@ mod etcd;
 mod hardening;
 mod lifecycle;
 mod misbehaving;
+mod net_floors;
 mod notices;
 mod observability;
 mod otlp;
