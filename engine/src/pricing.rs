@@ -54,6 +54,24 @@ pub fn bidder_price(clearing: f64, to_bidder: f64, bid_price: f64) -> f64 {
     (clearing * to_bidder).min(bid_price)
 }
 
+/// The gross floor as partners are told it: rounded up to the millionth (the precision of
+/// `${AUCTION_PRICE}`). A gross floor such as `0.41111111111111115` written out in full can be
+/// read back an ulp low by a JSON parser that is not correctly rounded (serde_json's default
+/// among them), so a partner bidding exactly what it was told would fall short of it; a short
+/// decimal reads back exactly, and any bid at or above it meets the gross floor.
+pub fn told_floor(gross: f64) -> f64 {
+    if !(gross > 0.0 && gross < 1e9) {
+        return gross;
+    }
+    let millionths = (gross * 1e6).ceil();
+    let told = millionths / 1e6;
+    if told >= gross {
+        told
+    } else {
+        (millionths + 1.0) / 1e6
+    }
+}
+
 /// Turns an impression's net floors (the seller's, the exchange minimum, its deals') into the
 /// gross floors the auction enforces, in place.
 pub fn gross_up_terms(terms: &mut ImpTerms, fee: f64) {
@@ -65,8 +83,9 @@ pub fn gross_up_terms(terms: &mut ImpTerms, fee: f64) {
 
 /// Tells partners the floors in force: where an impression's (or a deal's) enforced floor is not
 /// what the seller wrote, it is written into the impression as `bidfloor` in the auction
-/// `currency`. A floor already stated in the auction currency at the enforced amount is left
-/// alone, so with no fee and no exchange minimum nothing is written (nor allocated).
+/// `currency`, rounded up by [`told_floor`]. A floor already stated in the auction currency at
+/// the enforced amount is left alone, so with no fee and no exchange minimum nothing is written
+/// (nor allocated).
 pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) {
     restate(
         &mut imp.bidfloor,
@@ -97,7 +116,7 @@ fn restate(floor: &mut Option<f64>, cur: &mut Option<String>, enforced: f64, cur
     if enforced <= 0.0 && stated <= 0.0 {
         return;
     }
-    *floor = Some(enforced);
+    *floor = Some(told_floor(enforced));
     if stated_cur != currency {
         *cur = Some(currency.to_owned());
     }

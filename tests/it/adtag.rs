@@ -183,9 +183,8 @@ async fn one_call_fills_every_slot_with_a_proper_openrtb_request() {
     assert_eq!(sent["imp"].as_array().unwrap().len(), 2);
     assert_eq!(sent["imp"][0]["tagid"], "news-top");
     assert_eq!(
-        sent["imp"][0]["bidfloor"],
-        bourse_engine::pricing::gross_of_fee(0.5, 0.1),
-        "told the floor grossed up for the fee"
+        sent["imp"][0]["bidfloor"], 0.555556,
+        "told the floor grossed up for the fee: 0.50 / 0.9, rounded up to the millionth"
     );
     assert_eq!(
         sent["imp"][0]["banner"]["format"],

@@ -40,11 +40,12 @@ fn partners_are_told_the_gross_floor_in_the_auction_currency() {
     let mut terms = imp_terms(imp, 0.0, |a, c| rates.convert(a, c, "USD")).unwrap();
     gross_up_terms(&mut terms, 0.2);
     tell_floors(imp, &terms, "USD");
-    assert_eq!(imp.bidfloor, Some(gross_of_fee(2.0, 0.2)));
-    assert!((imp.bidfloor.unwrap() - 2.5).abs() < 1e-12);
+    // 1.00 EUR is 2.00 USD net, 2.50 USD gross with a 20% fee.
+    assert_eq!(imp.bidfloor, Some(told_floor(gross_of_fee(2.0, 0.2))));
+    assert_eq!(imp.bidfloor, Some(2.5));
     assert_eq!(imp.bidfloorcur.as_deref(), Some("USD"));
     let deal = &imp.pmp.as_ref().unwrap().deals[0];
-    assert_eq!(deal.bidfloor, Some(gross_of_fee(4.0, 0.2)));
+    assert_eq!(deal.bidfloor, Some(5.0));
     assert_eq!(deal.bidfloorcur.as_deref(), Some("USD"));
 }
 
@@ -62,7 +63,30 @@ fn with_no_fee_a_floor_in_the_auction_currency_is_left_alone() {
     assert_eq!(*imp, before);
 }
 
+#[test]
+fn partners_are_told_a_short_floor_that_any_parser_reads_back_at_or_above_the_gross_one() {
+    // Regression: told in full, 0.37 / 0.9 = 0.41111111111111115 came back from serde_json an
+    // ulp low, so a partner bidding exactly the floor it was told lost as below the floor.
+    let gross = gross_of_fee(0.37, 0.1);
+    assert_eq!(told_floor(gross), 0.411112);
+    assert_eq!(told_floor(0.5), 0.5);
+    assert_eq!(told_floor(0.0), 0.0);
+    assert_eq!(told_floor(2.0000001), 2.000001);
+}
+
 proptest! {
+    #[test]
+    fn a_told_floor_is_short_and_never_below_the_gross_floor(gross in 1e-7f64..1e6) {
+        let told = told_floor(gross);
+        prop_assert!(told >= gross);
+        prop_assert!(told - gross <= 1.0001e-6);
+        // Printed, it has at most six decimals, and reads back exactly.
+        let text = serde_json::to_string(&told).unwrap();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        prop_assert!(decimals <= 6 || text.contains('e'), "{}", text);
+        prop_assert_eq!(serde_json::from_str::<f64>(&text).unwrap(), told);
+    }
+
     #[test]
     fn the_gross_floor_is_the_least_price_that_nets_the_floor(
         net in 1e-6f64..1e4,
