@@ -23,7 +23,7 @@ pub fn net_of_fee(gross: f64, fee: f64) -> f64 {
 /// Zero, negative and non-finite amounts, and a fee of zero, come back unchanged.
 pub fn gross_of_fee(net: f64, fee: f64) -> f64 {
     let keep = 1.0 - fee;
-    if !(net > 0.0 && net.is_finite()) || keep == 1.0 || !(keep > 0.0) {
+    if !net.is_finite() || net <= 0.0 || keep.is_nan() || keep <= 0.0 || keep == 1.0 {
         return net;
     }
     let mut gross = net / keep;
@@ -60,7 +60,7 @@ pub fn bidder_price(clearing: f64, to_bidder: f64, bid_price: f64) -> f64 {
 /// among them), so a partner bidding exactly what it was told would fall short of it; a short
 /// decimal reads back exactly, and any bid at or above it meets the gross floor.
 pub fn told_floor(gross: f64) -> f64 {
-    if !(gross > 0.0 && gross < 1e9) {
+    if gross.is_nan() || gross <= 0.0 || gross >= 1e9 {
         return gross;
     }
     let millionths = (gross * 1e6).ceil();
