@@ -223,6 +223,8 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
                 .iter()
                 .filter_map(|f| Some((f.w?, f.h?)))
                 .chain(banner.w.zip(banner.h))
+                // 0x0 is an interstitial's "any size", not a size a creative must match.
+                .filter(|&(w, h)| w > 0 && h > 0)
                 .peekable();
             let has_ratio = banner.format.iter().any(|f| f.wratio.is_some());
             if !has_ratio && fixed_sizes.peek().is_some() && !fixed_sizes.any(|size| size == (w, h))

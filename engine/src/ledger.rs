@@ -1,6 +1,7 @@
 //! The revenue ledger: every billed impression, with totals per hour and per day that reconcile
 //! exactly with the billing events (amounts are integer micro-units, never floats).
 
+use crate::pricing::net_of_fee;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -37,18 +38,22 @@ pub struct LedgerEntry {
 
 impl LedgerEntry {
     /// Splits a clearing price (CPM, in `currency`) into gross, fee and net micro-units for one
-    /// impression. The fee is rounded; the net is what is left, so the three always add up.
+    /// impression. The net is rounded from the net price ([`net_of_fee`]), so a price whose net
+    /// met a seller's floor books a net that meets that floor in micro-units too (rounding is
+    /// monotone); the fee is what is left, so the three always add up.
     pub fn amounts(cpm: f64, fee: f64) -> (u64, u64, u64) {
         // A CPM is per thousand impressions: one impression is cpm / 1000 units = cpm * 1000 micros.
-        let gross = (cpm * 1000.0).round();
-        let gross = if gross.is_finite() && gross > 0.0 {
-            gross as u64
-        } else {
-            0
-        };
-        let fee_micros = ((gross as f64) * fee.clamp(0.0, 1.0)).round() as u64;
-        let fee_micros = fee_micros.min(gross);
-        (gross, fee_micros, gross - fee_micros)
+        fn micros(cpm: f64) -> u64 {
+            let micros = (cpm * 1000.0).round();
+            if micros.is_finite() && micros > 0.0 {
+                micros as u64
+            } else {
+                0
+            }
+        }
+        let net = micros(net_of_fee(cpm, fee.clamp(0.0, 1.0)));
+        let gross = micros(cpm).max(net);
+        (gross, gross - net, net)
     }
 }
 

@@ -12,6 +12,8 @@ pub mod native;
 pub mod notice;
 pub mod openrtb;
 pub mod outbound;
+pub mod pricing;
+pub mod signals;
 pub mod validate;
 
 pub use exchange::{ExchangeConfig, ExchangePlugin};

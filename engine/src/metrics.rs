@@ -61,6 +61,7 @@ pub const AUCTION_OUTCOMES: &[&str] = &[
     "unsupported_encoding",
     "body_read",
     "overloaded",
+    "unsupported_currency",
 ];
 
 /// Beacon kinds and their outcomes (`bourse_adserve_beacons_total{kind,outcome}`).
@@ -173,6 +174,9 @@ pub struct ExchangeMetrics {
     pub auction_outcomes: FixedCounters,
     /// `requests{endpoint="ad",outcome}`: ad-tag pages whose auction filled a slot or none.
     pub ad_outcomes: FixedCounters,
+    /// `bourse_exchange_ignored_signals_total{signal="regs.us_privacy",reason}`: malformed
+    /// optional signals dropped instead of refusing the auction (`signals::US_PRIVACY_FAULTS`).
+    pub ignored_us_privacy: FixedCounters,
     /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
     pub auction_seconds: Histogram,
     /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
@@ -298,6 +302,11 @@ impl ExchangeMetrics {
             "Slots asked for by ad tags: filled, or why not.",
             &["outcome"],
         ))?;
+        let ignored_signals = metrics.register(counter_vec(
+            "bourse_exchange_ignored_signals_total",
+            "Malformed optional request signals ignored instead of refusing the auction.",
+            &["signal", "reason"],
+        ))?;
         let beacon_kind = |index: usize| {
             let (kind, outcomes) = BEACON_OUTCOMES[index];
             FixedCounters::new(&beacons, &[kind], outcomes)
@@ -307,6 +316,11 @@ impl ExchangeMetrics {
         Ok(ExchangeMetrics {
             auction_outcomes: FixedCounters::new(&requests, &["auction"], AUCTION_OUTCOMES),
             ad_outcomes: FixedCounters::new(&requests, &["ad"], &["bid", "no_bid"]),
+            ignored_us_privacy: FixedCounters::new(
+                &ignored_signals,
+                &["regs.us_privacy"],
+                crate::signals::US_PRIVACY_FAULTS,
+            ),
             requests,
             notice_requests: [notice_kind("win"), notice_kind("bill"), notice_kind("loss")],
             beacons: [beacon_kind(0), beacon_kind(1), beacon_kind(2)],

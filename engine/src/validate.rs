@@ -6,6 +6,11 @@ use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt;
 
+/// The rule of a request whose currencies (`cur`, a floor's `bidfloorcur`) have no configured
+/// rate: well formed, but not something this exchange can price, so the auction answers a
+/// no-bid with a reason rather than a 400.
+pub const UNSUPPORTED_CURRENCY: &str = "unsupported_currency";
+
 /// Why a request was refused: which field broke which rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
@@ -32,21 +37,12 @@ impl Rejection {
 
     /// A rejection for a body that is not a well-formed BidRequest.
     pub fn from_parse_error(body: &[u8]) -> Self {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        match serde_path_to_error::deserialize::<_, BidRequest>(&mut de) {
-            Ok(_) => Rejection::new("", "json", "trailing characters after the request"),
-            Err(err) => {
-                let path = err.path().to_string();
-                let field = if path == "." { String::new() } else { path };
-                let inner = err.into_inner();
-                let rule = if inner.is_syntax() || inner.is_eof() {
-                    "json"
-                } else {
-                    "type"
-                };
-                Rejection::new(field, rule, inner.to_string())
-            }
-        }
+        parse_error::explain::<BidRequest>(body)
+    }
+
+    /// A rejection for a body that does not parse as a `T`, in the same words.
+    pub fn from_parse_error_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Self {
+        parse_error::explain::<T>(body)
     }
 }
 
@@ -121,6 +117,17 @@ fn floor(field: fmt::Arguments<'_>, value: Option<f64>) -> Check {
 /// Up to this many impressions, repeated ids are found by comparing pairs.
 const SMALL_IMP_COUNT: usize = 8;
 
+fn non_negative(field: fmt::Arguments<'_>, value: Option<i64>) -> Check {
+    match value {
+        Some(v) if v < 0 => reject(
+            field.to_string(),
+            "non_negative",
+            format!("must be 0 or more, got {v}"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a parsed request against OpenRTB 2.6's rules and our limits.
 pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if req.id.is_empty() {
@@ -171,14 +178,17 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if let Some(regs) = &req.regs {
         flag(format_args!("regs.coppa"), regs.coppa)?;
         flag(format_args!("regs.gdpr"), regs.gdpr)?;
-        if let Some(usp) = &regs.us_privacy
-            && usp.len() != 4
-        {
-            return reject(
-                "regs.us_privacy",
-                "format",
-                "a US Privacy string has 4 characters",
-            );
+        // A malformed `regs.us_privacy` is not refused: `signals::drop_malformed` ignores it.
+    }
+    for (at, geo) in [
+        (
+            "device.geo",
+            req.device.as_ref().and_then(|d| d.geo.as_ref()),
+        ),
+        ("user.geo", req.user.as_ref().and_then(|u| u.geo.as_ref())),
+    ] {
+        if let Some(geo) = geo {
+            non_negative(format_args!("{at}.accuracy"), geo.accuracy)?;
         }
     }
     if let Some(schain) = req.source.as_ref().and_then(|s| s.schain.as_ref()) {
@@ -237,7 +247,8 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
     )?;
     flag(format_args!("imp[{i}].instl"), imp.instl)?;
     flag(format_args!("imp[{i}].secure"), imp.secure)?;
-    if let Some(banner) = &imp.banner {
+    // An interstitial fills the screen: a banner without a size (or 0x0) means exactly that.
+    if let Some(banner) = imp.banner.as_ref().filter(|_| imp.instl != Some(1)) {
         let has_size = banner.w.is_some() && banner.h.is_some();
         if banner.format.is_empty() && !has_size {
             return reject(
@@ -274,6 +285,14 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
                 "video needs mimes",
             );
         }
+        for (name, value) in [
+            ("minbitrate", video.minbitrate),
+            ("maxbitrate", video.maxbitrate),
+            ("maxseq", video.maxseq),
+            ("sequence", video.sequence),
+        ] {
+            non_negative(format_args!("imp[{i}].video.{name}"), value)?;
+        }
         if let (Some(min), Some(max)) = (video.minduration, video.maxduration)
             && min > max
         {
@@ -284,14 +303,22 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
             );
         }
     }
-    if let Some(audio) = &imp.audio
-        && audio.mimes.is_empty()
-    {
-        return reject(
-            format!("imp[{i}].audio.mimes"),
-            "required",
-            "audio needs mimes",
-        );
+    if let Some(audio) = &imp.audio {
+        if audio.mimes.is_empty() {
+            return reject(
+                format!("imp[{i}].audio.mimes"),
+                "required",
+                "audio needs mimes",
+            );
+        }
+        for (name, value) in [
+            ("minbitrate", audio.minbitrate),
+            ("maxbitrate", audio.maxbitrate),
+            ("maxseq", audio.maxseq),
+            ("sequence", audio.sequence),
+        ] {
+            non_negative(format_args!("imp[{i}].audio.{name}"), value)?;
+        }
     }
     if let Some(native) = &imp.native
         && native.request.as_deref().unwrap_or("").is_empty()
@@ -352,6 +379,8 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
     }
     Ok(())
 }
+
+pub(crate) mod parse_error;
 
 #[cfg(test)]
 mod tests;

@@ -159,7 +159,8 @@ async fn one_call_fills_every_slot_with_a_proper_openrtb_request() {
         skipped,
         vec![("c", "unknown_placement"), ("d", "wrong_domain")]
     );
-    for (slot, price) in slots.iter().zip(["0.51", "0.01"]) {
+    // news-top's 0.50 floor is net of the 10% fee: partners are asked for 0.50 / 0.9.
+    for (slot, price) in slots.iter().zip(["0.565556", "0.01"]) {
         assert_eq!(
             (slot["w"].as_u64(), slot["h"].as_u64()),
             (Some(300), Some(250))
@@ -170,8 +171,8 @@ async fn one_call_fills_every_slot_with_a_proper_openrtb_request() {
             !html.contains("advertiser.example"),
             "clicks go through us: {html}"
         );
-        // Alone in a second-price auction, the partner pays the floor (0.50 on news-top,
-        // none on news-side) plus the increment.
+        // Alone in a second-price auction, the partner pays the floor (0.50 / 0.9 on
+        // news-top, none on news-side) plus the increment.
         assert!(
             html.contains(&format!("Buy at {price}<")),
             "markup expanded: {html}"
@@ -181,7 +182,10 @@ async fn one_call_fills_every_slot_with_a_proper_openrtb_request() {
     let sent = partner.last_request();
     assert_eq!(sent["imp"].as_array().unwrap().len(), 2);
     assert_eq!(sent["imp"][0]["tagid"], "news-top");
-    assert_eq!(sent["imp"][0]["bidfloor"], 0.5);
+    assert_eq!(
+        sent["imp"][0]["bidfloor"], 0.555556,
+        "told the floor grossed up for the fee: 0.50 / 0.9, rounded up to the millionth"
+    );
     assert_eq!(
         sent["imp"][0]["banner"]["format"],
         json!([{"w": 300, "h": 250}])
@@ -255,8 +259,8 @@ async fn an_impression_is_billed_once_however_often_the_beacon_fires() {
     assert_eq!(partner.wait_notices("bill", 1).await.len(), 1, "{bills:?}");
     assert_eq!(
         query(&bills[0])["price"],
-        "0.51",
-        "the partner is billed the second-price clearing: floor 0.50 plus increment"
+        "0.565556",
+        "the partner is billed the second-price clearing: gross floor 0.50 / 0.9 plus increment"
     );
     let metric = |outcome: &str| {
         format!("bourse_adserve_beacons_total{{kind=\"imp\",outcome=\"{outcome}\"}}")
@@ -278,9 +282,16 @@ async fn an_impression_is_billed_once_however_often_the_beacon_fires() {
     let day = &ledger["day"]["total"];
     assert_eq!(day["impressions"], 1, "{ledger}");
     let gross = day["gross_micros"].as_u64().unwrap();
-    assert_eq!(gross, 510, "a 0.51 CPM impression is 0.00051 = 510 micros");
-    assert_eq!(day["fee_micros"].as_u64().unwrap(), 51, "10% fee");
-    assert_eq!(day["net_micros"].as_u64().unwrap(), 459);
+    assert_eq!(
+        gross, 566,
+        "a 0.565556 CPM impression is 0.000565556 = 566 micros"
+    );
+    assert_eq!(day["fee_micros"].as_u64().unwrap(), 57, "10% fee, the rest");
+    assert_eq!(
+        day["net_micros"].as_u64().unwrap(),
+        509,
+        "the seller nets its 0.50 floor plus 90% of the increment"
+    );
     assert_eq!(ledger["day"]["rows"][0]["placement"], "news-top");
 
     // Reach: one user on that placement.

@@ -1,6 +1,7 @@
 //! Auctions that clear: first and second price, floors, deals, currency, adjustments, fees.
 
 use crate::support::*;
+use bourse_engine::pricing::{gross_of_fee, net_of_fee};
 use serde_json::{Value, json};
 
 fn price_of(response: &Value, imp: &str) -> f64 {
@@ -77,10 +78,12 @@ async fn a_lone_bid_in_second_price_clears_at_the_floor() {
     let pa = Partner::start(|r| Reply::Json(bids(r, "alpha", &[("1", 4.0)]))).await;
     let ex = Exchange::start(&config("", &[bidder("alpha", &pa, "")])).await;
     let (_, response) = ex.auction(&banner_request("sp-2", &[("1", 1.5)])).await;
+    // The 1.5 floor is net of the 10% fee: the auction clears at 1.5 / 0.9 plus the increment.
     assert!(
-        (price_of(&response, "1") - 1.51 * 0.9).abs() < 1e-9,
+        (price_of(&response, "1") - net_of_fee(gross_of_fee(1.5, 0.1) + 0.01, 0.1)).abs() < 1e-9,
         "{response}"
     );
+    assert!(price_of(&response, "1") >= 1.5);
 }
 
 #[tokio::test]
@@ -97,17 +100,20 @@ async fn bids_below_the_floor_never_win() {
 
 #[tokio::test]
 async fn floors_in_another_currency_are_converted() {
-    // 1 EUR = 1.10 USD: a 1.00 EUR floor is 1.10 USD, so a 1.05 USD bid loses and 1.20 wins.
-    let (_a, _b, ex) = two_partners(1.05, 1.20, "[plugins.exchange.rates]\nEUR = 1.10\n").await;
+    // 1 EUR = 1.10 USD: a 1.00 EUR floor is 1.10 USD net, 1.10 / 0.9 = 1.222 USD gross, so
+    // a 1.20 USD bid loses and 1.30 wins.
+    let (_a, _b, ex) = two_partners(1.20, 1.30, "[plugins.exchange.rates]\nEUR = 1.10\n").await;
     let mut request = banner_request("cur-1", &[("1", 1.0)]);
     request["imp"][0]["bidfloorcur"] = json!("EUR");
     let (status, response) = ex.auction(&request).await;
     assert_eq!(status, 200);
     assert_eq!(seat_of(&response, "1"), "beta");
+    let gross_floor = gross_of_fee(1.0 * 1.10, 0.1);
     assert!(
-        (price_of(&response, "1") - 1.11 * 0.9).abs() < 1e-9,
-        "second price floored at 1.10 USD: {response}"
+        (price_of(&response, "1") - net_of_fee(gross_floor + 0.01, 0.1)).abs() < 1e-9,
+        "second price floored at 1.10 USD net: {response}"
     );
+    assert!(price_of(&response, "1") >= 1.10);
 }
 
 #[tokio::test]
@@ -167,11 +173,12 @@ async fn deals_win_with_their_own_floor_and_private_auctions_refuse_open_bids() 
     assert_eq!(status, 200, "{response}");
     assert_eq!(seat_of(&response, "1"), "deal-seat");
     assert_eq!(response["seatbid"][0]["bid"][0]["dealid"], "d-1");
-    // Alone among valid bids, the deal clears at its own floor plus the increment.
+    // Alone among valid bids, the deal clears at its own (grossed-up) floor plus the increment.
     assert!(
-        (price_of(&response, "1") - 2.01 * 0.9).abs() < 1e-9,
+        (price_of(&response, "1") - net_of_fee(gross_of_fee(2.0, 0.1) + 0.01, 0.1)).abs() < 1e-9,
         "{response}"
     );
+    assert!(price_of(&response, "1") >= 2.0);
 
     request["imp"][0]["pmp"]["deals"][0]["bidfloor"] = json!(3.0);
     request["id"] = json!("deal-2");

@@ -77,13 +77,8 @@ async fn invalid_requests_name_the_field_and_rule() {
             "enum",
         ),
         (
-            json!({"id": "x", "imp": [{"id": "1", "banner": {"w": 1, "h": 1}}], "cur": ["JPY"]}),
-            "cur",
-            "currency",
-        ),
-        (
-            json!({"id": "x", "imp": [{"id": "1", "banner": {"w": 1, "h": 1}, "bidfloorcur": "CHF"}]}),
-            "imp[0].bidfloorcur",
+            json!({"id": "x", "imp": [{"id": "1", "banner": {"w": 1, "h": 1}}], "cur": ["usd"]}),
+            "cur[0]",
             "currency",
         ),
     ];
@@ -99,7 +94,175 @@ async fn invalid_requests_name_the_field_and_rule() {
     assert_eq!(
         ex.metric("bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"invalid\"}")
             .await,
-        7.0
+        6.0
+    );
+}
+
+/// One request sent as raw bytes must be refused with exactly this field, rule and message.
+async fn refused(ex: &Exchange, body: &str, field: &str, rule: &str, message: &str) {
+    let (status, answer) = post(ex, body.to_owned(), &[]).await;
+    assert_eq!(status, 400, "{body}: {answer}");
+    assert_eq!(answer["error"], "invalid_request", "{answer}");
+    assert_eq!(
+        (
+            answer["field"].as_str(),
+            answer["rule"].as_str(),
+            answer["message"].as_str()
+        ),
+        (Some(field), Some(rule), Some(message)),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_in_our_words_with_a_field_path() {
+    let (partner, ex) = exchange().await;
+    // Negative sizes: parse errors, told in our words, never serde's.
+    refused(
+        &ex,
+        r#"{"id":"x","imp":[{"id":"1","banner":{"w":-1,"h":250}}]}"#,
+        "imp[0].banner.w",
+        "non_negative",
+        "must be a whole number from 0 to 4294967295, got -1",
+    )
+    .await;
+    refused(
+        &ex,
+        r#"{"id":"x","imp":[{"id":"1","banner":{"format":[{"w":300,"h":-50}]}}]}"#,
+        "imp[0].banner.format[0].h",
+        "non_negative",
+        "must be a whole number from 0 to 4294967295, got -50",
+    )
+    .await;
+    // Negative counts and rates: validation.
+    for (body, field, got) in [
+        (
+            r#"{"id":"x","imp":[{"id":"1","video":{"mimes":["video/mp4"],"minbitrate":-1}}]}"#,
+            "imp[0].video.minbitrate",
+            -1,
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","video":{"mimes":["video/mp4"],"maxbitrate":-2}}]}"#,
+            "imp[0].video.maxbitrate",
+            -2,
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","video":{"mimes":["video/mp4"],"maxseq":-3}}]}"#,
+            "imp[0].video.maxseq",
+            -3,
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","audio":{"mimes":["audio/mp4"],"sequence":-4}}]}"#,
+            "imp[0].audio.sequence",
+            -4,
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","banner":{"w":1,"h":1}}],"device":{"geo":{"accuracy":-5}}}"#,
+            "device.geo.accuracy",
+            -5,
+        ),
+    ] {
+        refused(
+            &ex,
+            body,
+            field,
+            "non_negative",
+            &format!("must be 0 or more, got {got}"),
+        )
+        .await;
+    }
+    // Non-object ext, wherever it is.
+    for (body, field) in [
+        (
+            r#"{"id":"x","imp":[{"id":"1","banner":{"w":1,"h":1}}],"ext":5}"#,
+            "ext",
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","banner":{"w":1,"h":1},"ext":"bidder"}]}"#,
+            "imp[0].ext",
+        ),
+        (
+            r#"{"id":"x","imp":[{"id":"1","banner":{"w":1,"h":1}}],"user":{"ext":[1]}}"#,
+            "user.ext",
+        ),
+    ] {
+        refused(&ex, body, field, "object", "ext must be an object").await;
+    }
+    // A syntax error where a key should be: the path ends at the object, never at `?`.
+    refused(
+        &ex,
+        r#"{"id":"x","imp":[{"id":"1",}]}"#,
+        "imp[0]",
+        "json",
+        "not valid JSON: a trailing comma at line 1, column 28",
+    )
+    .await;
+    assert_eq!(partner.request_count(), 0, "nothing reaches a partner");
+}
+
+#[tokio::test]
+async fn lenient_where_real_traffic_is_loose() {
+    let (partner, ex) = exchange().await;
+    // A size-less or 0x0 interstitial banner is a full-screen one.
+    for banner in [json!({}), json!({"w": 0, "h": 0})] {
+        let request = json!({"id": "instl", "imp": [{"id": "1", "instl": 1, "banner": banner}]});
+        let (status, answer) = ex.auction(&request).await;
+        assert_eq!(status, 200, "{banner}: {answer}");
+    }
+    // A malformed US Privacy string is ignored (partners never see it) and counted.
+    let mut request = banner_request("usp", &[("1", 0.1)]);
+    request["regs"] = json!({"us_privacy": "1YN", "gdpr": 0});
+    let (status, answer) = ex.auction(&request).await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = partner.last_request();
+    assert!(sent["regs"].get("us_privacy").is_none(), "{sent}");
+    assert_eq!(sent["regs"]["gdpr"], 0);
+    request["regs"] = json!({"us_privacy": "2YNN"});
+    assert_eq!(ex.auction(&request).await.0, 200);
+    request["regs"] = json!({"us_privacy": "1YNN"});
+    assert_eq!(ex.auction(&request).await.0, 200);
+    assert_eq!(partner.last_request()["regs"]["us_privacy"], "1YNN");
+    let ignored = |reason: &str| {
+        format!(
+            "bourse_exchange_ignored_signals_total{{reason=\"{reason}\",signal=\"regs.us_privacy\"}}"
+        )
+    };
+    assert_eq!(ex.metric(&ignored("length")).await, 1.0);
+    assert_eq!(ex.metric(&ignored("version")).await, 1.0);
+    assert_eq!(ex.metric(&ignored("characters")).await, 0.0);
+}
+
+#[tokio::test]
+async fn currencies_without_a_rate_get_a_no_bid_with_a_reason() {
+    let (partner, ex) = exchange().await;
+    let mut unpriced_cur = banner_request("jpy", &[("1", 0.1)]);
+    unpriced_cur["cur"] = json!(["JPY"]);
+    let mut unpriced_floor = banner_request("chf", &[("1", 0.1)]);
+    unpriced_floor["imp"][0]["bidfloorcur"] = json!("CHF");
+    let mut unpriced_deal = banner_request("deal", &[("1", 0.1)]);
+    unpriced_deal["imp"][0]["pmp"] =
+        json!({"deals": [{"id": "d", "bidfloor": 1.0, "bidfloorcur": "SEK"}]});
+    for request in [&unpriced_cur, &unpriced_floor, &unpriced_deal] {
+        let req = http::Request::post(ex.url("/openrtb2/auction"))
+            .body(Full::new(Bytes::from(serde_json::to_vec(request).unwrap())))
+            .unwrap();
+        let (status, headers, body) = ex.send(req).await;
+        assert_eq!(status, 204, "{request}");
+        assert_eq!(headers["x-openrtb-nbr"], "501");
+        assert!(body.is_empty());
+    }
+    assert_eq!(partner.request_count(), 0);
+    assert_eq!(
+        ex.metric(
+            "bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"unsupported_currency\"}"
+        )
+        .await,
+        3.0
+    );
+    assert_eq!(
+        ex.metric("bourse_exchange_requests_total{endpoint=\"auction\",outcome=\"invalid\"}")
+            .await,
+        0.0
     );
 }
 

@@ -19,6 +19,7 @@ mod hardening;
 mod lifecycle;
 mod misbehaving;
 mod native;
+mod net_floors;
 mod notices;
 mod observability;
 mod openrtb25;

@@ -335,7 +335,11 @@ impl Exchange {
         };
         let ad: AdRequest = match serde_json::from_slice(&bytes) {
             Ok(ad) => ad,
-            Err(err) => return bad_request("bad_json", err.to_string()),
+            Err(_) => {
+                let rejection =
+                    crate::validate::Rejection::from_parse_error_as::<AdRequest>(&bytes);
+                return bad_request("bad_json", rejection.to_string());
+            }
         };
         if ad.slots.is_empty() || ad.slots.len() > MAX_SLOTS {
             return bad_request("slots", format!("send 1 to {MAX_SLOTS} slots"));
@@ -607,7 +611,8 @@ impl Exchange {
                 (Some(w), Some(h)) if sizes.contains(&[w as u16, h as u16]) => (w as u16, h as u16),
                 _ => (sizes[0][0], sizes[0][1]),
             };
-            let cpm = quoted / (1.0 - self.config.fee);
+            // The gross whose net is the quoted price: the ledger's net is then never below it.
+            let cpm = crate::pricing::gross_of_fee(quoted, self.config.fee);
             let token = |kind: BeaconKind, target: Option<String>| BeaconToken {
                 kind,
                 auction: request.id.clone(),
@@ -726,7 +731,7 @@ impl Exchange {
             self.honour(
                 NoticeKind::Bill,
                 win,
-                Some(token.cpm * (1.0 - self.config.fee)),
+                Some(crate::pricing::net_of_fee(token.cpm, self.config.fee)),
                 None,
                 None,
             );

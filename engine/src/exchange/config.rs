@@ -35,7 +35,8 @@ pub struct ExchangeConfig {
     /// Added to the second price in second-price auctions, in the auction currency.
     #[serde(default = "default_increment")]
     pub increment: f64,
-    /// A floor applied to every impression, in the base currency.
+    /// A floor applied to every impression, in the base currency: net of the fee, like every
+    /// floor (the auction enforces it grossed up, see `pricing`).
     #[serde(default)]
     pub min_floor: f64,
     /// Public base URL of this exchange, used in the notice URLs we hand out.

@@ -455,6 +455,18 @@ pub(crate) fn no_content() -> Response {
 /// OpenRTB no-bid reason 1 (list 5.24, "technical error"): what a caller of the auction is told
 /// when the server is over its in-flight ceiling.
 const NBR_TECHNICAL_ERROR: &str = "1";
+/// No-bid reason for a request priced only in currencies we hold no rate for: exchange-specific
+/// (OpenRTB leaves codes from 500 to exchanges), documented in the README.
+pub(crate) const NBR_UNSUPPORTED_CURRENCY: &str = "501";
+
+/// An ordinary no-bid (204) carrying its OpenRTB no-bid reason in `X-OpenRTB-NBR`.
+pub(crate) fn no_bid_because(nbr: &'static str) -> Response {
+    let mut response = no_content();
+    response
+        .headers_mut()
+        .insert("x-openrtb-nbr", http::HeaderValue::from_static(nbr));
+    response
+}
 
 impl Handler for Exchange {
     /// Over the ceiling, a supply partner gets an ordinary no-bid at once (no body is read, so
@@ -465,12 +477,7 @@ impl Handler for Exchange {
             return bourse_kernel::overloaded_response();
         }
         self.shared.metrics.auction_outcomes.inc("overloaded");
-        let mut response = no_content();
-        response.headers_mut().insert(
-            "x-openrtb-nbr",
-            http::HeaderValue::from_static(NBR_TECHNICAL_ERROR),
-        );
-        response
+        no_bid_because(NBR_TECHNICAL_ERROR)
     }
 
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {

@@ -1,6 +1,6 @@
 //! One auction, from request bytes to response: parse, validate, fan out, clear, answer.
 
-use super::{BidderRuntime, Exchange, no_content};
+use super::{BidderRuntime, Exchange, NBR_UNSUPPORTED_CURRENCY, no_bid_because, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::client::CallError;
@@ -10,7 +10,8 @@ use crate::openrtb::upconvert::upconvert;
 use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
 };
-use crate::validate::{Rejection, validate};
+use crate::pricing::{bidder_price, gross_up_terms, net_of_fee, tell_floors};
+use crate::validate::{Rejection, UNSUPPORTED_CURRENCY, validate};
 use bourse_kernel::{Request, Response, TRACE_TARGET, json_response, read_body};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -104,6 +105,12 @@ impl Exchange {
                 self.outcome("no_bid");
                 no_content()
             }
+            Err(rejection) if rejection.rule == UNSUPPORTED_CURRENCY => {
+                // Well formed but unpriceable here: an ordinary no-bid with its reason.
+                self.outcome("unsupported_currency");
+                tracing::debug!(field = %rejection.field, "no rate for the request's currency");
+                no_bid_because(NBR_UNSUPPORTED_CURRENCY)
+            }
             Err(rejection) => return self.refuse(&rejection),
         };
         self.shared
@@ -142,8 +149,8 @@ impl Exchange {
             .ok_or_else(|| {
                 Rejection::new(
                     "cur",
-                    "currency",
-                    format!("none of {:?} is supported by this exchange", request.cur),
+                    UNSUPPORTED_CURRENCY,
+                    "none of the request's currencies has a rate at this exchange",
                 )
             })
     }
@@ -207,7 +214,7 @@ impl Exchange {
     }
 
     /// [`Self::run`], also reporting each impression's two highest valid bids (auction
-    /// currency) into `landscape` for the floor learner.
+    /// currency, net of our fee) into `landscape` for the floor learner.
     pub(crate) async fn run_observed(
         &self,
         request: &mut BidRequest,
@@ -246,6 +253,7 @@ impl Exchange {
         span: &tracing::Span,
     ) -> Result<Option<BidResponse>, Rejection> {
         upconvert(request)?;
+        crate::signals::drop_malformed(request, &self.shared.metrics.ignored_us_privacy);
         validate(request, &self.limits)?;
         // Read once here; every native bid is checked against it.
         let natives = NativeImps::parse(request)?;
@@ -254,35 +262,25 @@ impl Exchange {
             .rates
             .convert(self.config.min_floor, &self.config.currency, &currency)
             .unwrap_or(0.0);
+        // Sellers' floors are net (what they receive); the auction enforces, and partners are
+        // told, the floors grossed up by our fee, in the auction currency.
+        let fee = self.config.fee;
         let terms = request
             .imp
-            .iter()
+            .iter_mut()
             .enumerate()
-            .map(|(i, imp)| {
-                imp_terms(imp, min_floor, |amount, from| {
+            .map(|(i, imp)| -> Result<ImpTerms, Rejection> {
+                let mut terms = imp_terms(imp, min_floor, |amount, from| {
                     self.rates.convert(amount, from, &currency)
                 })
-                .map_err(|e| Rejection::new(format!("imp[{i}].bidfloorcur"), "currency", e))
+                .map_err(|e| {
+                    Rejection::new(format!("imp[{i}].bidfloorcur"), UNSUPPORTED_CURRENCY, e)
+                })?;
+                gross_up_terms(&mut terms, fee);
+                tell_floors(imp, &terms, &currency);
+                Ok(terms)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if min_floor > 0.0 {
-            // Partners are told the floor in force: an exchange minimum above an impression's
-            // own floor replaces it, in the auction currency.
-            for imp in &mut request.imp {
-                let cur = imp
-                    .bidfloorcur
-                    .as_deref()
-                    .unwrap_or(crate::openrtb::DEFAULT_CURRENCY);
-                let own = self
-                    .rates
-                    .convert(imp.bidfloor.unwrap_or(0.0), cur, &currency)
-                    .unwrap_or(0.0);
-                if own < min_floor {
-                    imp.bidfloor = Some(min_floor);
-                    imp.bidfloorcur = Some(currency.clone());
-                }
-            }
-        }
         let tmax = request
             .tmax
             .map_or(self.config.default_tmax_ms, |t| t as u64);
@@ -385,13 +383,15 @@ impl Exchange {
         if let Some(landscape) = landscape {
             landscape.clear();
             landscape.resize(request.imp.len(), [None, None]);
+            // Net of our fee: floors are learned as what the seller receives, like every floor.
             for (c, _) in candidates.iter().zip(&valid).filter(|(_, ok)| **ok) {
+                let price = net_of_fee(c.price, fee);
                 let top = &mut landscape[c.imp];
-                if top[0].is_none_or(|first| c.price > first) {
+                if top[0].is_none_or(|first| price > first) {
                     top[1] = top[0];
-                    top[0] = Some(c.price);
-                } else if top[1].is_none_or(|second| c.price > second) {
-                    top[1] = Some(c.price);
+                    top[0] = Some(price);
+                } else if top[1].is_none_or(|second| price > second) {
+                    top[1] = Some(price);
                 }
             }
         }
@@ -579,7 +579,7 @@ impl Exchange {
                 bid.lurl.take(),
             );
             let bid_price = bid.price.unwrap_or_default();
-            let bidder_price = (winner.clearing * origin.to_bidder).min(bid_price);
+            let bidder_price = bidder_price(winner.clearing, origin.to_bidder, bid_price);
             let values = MacroValues {
                 auction_id: &request.id,
                 bid_id: &bid.id,
@@ -628,7 +628,7 @@ impl Exchange {
                 "{base}/loss?t={loss}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"
             ));
             bid.id = format!("{auction_ref}-{n}");
-            bid.price = Some(winner.clearing * (1.0 - fee));
+            bid.price = Some(net_of_fee(winner.clearing, fee));
             runtime.metrics.wins.inc();
             runtime.metrics.win_price.observe(winner.clearing * to_base);
             self.shared

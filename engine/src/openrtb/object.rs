@@ -64,6 +64,23 @@ impl<'de> Deserialize<'de> for Raw {
     }
 }
 
+/// An object's `ext`: JSON `null` (none) or an object, kept verbatim. Anything else is refused
+/// while the value is read, so the error's path is the ext's own.
+pub struct Ext(pub Option<Raw>);
+
+impl<'de> Deserialize<'de> for Ext {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Option::<Raw>::deserialize(deserializer)?;
+        // A raw value starts at its first byte, with no whitespace before it.
+        if raw.as_ref().is_some_and(|raw| !raw.get().starts_with('{')) {
+            return Err(de::Error::custom(
+                crate::validate::parse_error::EXT_NOT_AN_OBJECT,
+            ));
+        }
+        Ok(Ext(raw))
+    }
+}
+
 /// Fields this model does not know, in arrival order, kept verbatim for the way out.
 pub type Unknown = Vec<(String, Raw)>;
 
@@ -180,7 +197,7 @@ macro_rules! openrtb_object {
                                     if out.ext.is_some() {
                                         return Err(<A::Error as ::serde::de::Error>::duplicate_field("ext"));
                                     }
-                                    out.ext = map.next_value::<Option<$crate::openrtb::Raw>>()?;
+                                    out.ext = map.next_value::<$crate::openrtb::object::Ext>()?.0;
                                 }
                                 _ => {
                                     let value = map.next_value::<$crate::openrtb::Raw>()?;

@@ -97,11 +97,52 @@ fn refuses_each_broken_rule() {
         "regs.gdpr",
         "boolean",
     );
-    check(
-        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"us_privacy":"1Y"}}"#,
-        "regs.us_privacy",
-        "format",
-    );
+    for (json, field) in [
+        (
+            r#"{"id":"a","imp":[{"id":"1","video":{"mimes":["v"],"minbitrate":-1}}]}"#,
+            "imp[0].video.minbitrate",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","video":{"mimes":["v"],"maxbitrate":-300}}]}"#,
+            "imp[0].video.maxbitrate",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","video":{"mimes":["v"],"maxseq":-2}}]}"#,
+            "imp[0].video.maxseq",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","video":{"mimes":["v"],"sequence":-1}}]}"#,
+            "imp[0].video.sequence",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","audio":{"mimes":["a"],"minbitrate":-1}}]}"#,
+            "imp[0].audio.minbitrate",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","audio":{"mimes":["a"],"maxbitrate":-1}}]}"#,
+            "imp[0].audio.maxbitrate",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","audio":{"mimes":["a"],"maxseq":-1}}]}"#,
+            "imp[0].audio.maxseq",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","audio":{"mimes":["a"],"sequence":-9}}]}"#,
+            "imp[0].audio.sequence",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"device":{"geo":{"accuracy":-5}}}"#,
+            "device.geo.accuracy",
+        ),
+        (
+            r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"user":{"geo":{"accuracy":-1}}}"#,
+            "user.geo.accuracy",
+        ),
+    ] {
+        check(json, field, "non_negative");
+        let err = validate(&parse(json), &Limits::default()).unwrap_err();
+        assert!(err.message.starts_with("must be 0 or more, got -"), "{err}");
+    }
     check(
         r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"source":{"schain":{"complete":1,"nodes":[{"sid":"x"}]}}}"#,
         "source.schain.nodes[0].asi",
@@ -120,6 +161,184 @@ fn refuses_each_broken_rule() {
 }
 
 #[test]
+fn interstitial_banners_need_no_size() {
+    for banner in [r#"{}"#, r#"{"w":0,"h":0}"#, r#"{"format":[{"w":0,"h":0}]}"#] {
+        let json = format!(r#"{{"id":"a","imp":[{{"id":"1","instl":1,"banner":{banner}}}]}}"#);
+        assert_eq!(
+            validate(&parse(&json), &Limits::default()),
+            Ok(()),
+            "{json}"
+        );
+        // Not an interstitial: the same banner still needs a size.
+        let json = json.replace(r#""instl":1,"#, "");
+        assert!(
+            validate(&parse(&json), &Limits::default()).is_err(),
+            "{json}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_us_privacy_string_is_not_the_validators_concern() {
+    // `signals::drop_malformed` ignores and counts it before validation.
+    let req =
+        parse(r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1}}],"regs":{"us_privacy":"1Y"}}"#);
+    assert_eq!(validate(&req, &Limits::default()), Ok(()));
+}
+
+/// Parses `body` (which must not parse) and checks the rejection's field, rule and message.
+fn refused(body: &str, field: &str, rule: &str, message: &str) {
+    let err = Rejection::from_parse_error(body.as_bytes());
+    assert_eq!(
+        (err.field.as_str(), err.rule, err.message.as_str()),
+        (field, rule, message),
+        "{body}"
+    );
+}
+
+#[test]
+fn parse_errors_are_in_our_words() {
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":-1,"h":50}}]}"#,
+        "imp[0].banner.w",
+        "non_negative",
+        "must be a whole number from 0 to 4294967295, got -1",
+    );
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"format":[{"w":300,"h":-250}]}}]}"#,
+        "imp[0].banner.format[0].h",
+        "non_negative",
+        "must be a whole number from 0 to 4294967295, got -250",
+    );
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1},"instl":300}]}"#,
+        "imp[0].instl",
+        "range",
+        "must be a whole number from 0 to 255, got 300",
+    );
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":"wide","h":1}}]}"#,
+        "imp[0].banner.w",
+        "type",
+        "must be a whole number from 0 to 4294967295, got a string",
+    );
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":1.5,"h":1}}]}"#,
+        "imp[0].banner.w",
+        "type",
+        "must be a whole number from 0 to 4294967295, got 1.5",
+    );
+    refused(
+        r#"{"id":"a","imp":{"id":"1"}}"#,
+        "imp",
+        "type",
+        "must be an array, got an object",
+    );
+    refused(
+        r#"{"id":7,"imp":[]}"#,
+        "id",
+        "type",
+        "must be a string, got 7",
+    );
+    refused(
+        r#"{"id":"a","imp":[{"id":"1","bidfloor":"1.0"}]}"#,
+        "imp[0].bidfloor",
+        "type",
+        "must be a number, got a string",
+    );
+    refused(
+        r#"{"id":"a","id":"b","imp":[]}"#,
+        "id",
+        "unique",
+        "this field appears more than once in its object",
+    );
+    refused(r#"[1,2]"#, "", "type", "must be an object, got an array");
+}
+
+#[test]
+fn an_ext_that_is_not_an_object_is_refused_where_it_is() {
+    for (body, field) in [
+        (r#"{"id":"a","imp":[],"ext":5}"#, "ext"),
+        (r#"{"id":"a","imp":[{"id":"1","ext":"x"}]}"#, "imp[0].ext"),
+        (
+            r#"{"id":"a","imp":[{"id":"1","banner":{"w":1,"h":1,"ext":[1]}}]}"#,
+            "imp[0].banner.ext",
+        ),
+        (
+            r#"{"id":"a","imp":[],"site":{"publisher":{"ext":true}}}"#,
+            "site.publisher.ext",
+        ),
+        (r#"{"id":"a","imp":[],"regs":{"ext":  1.5}}"#, "regs.ext"),
+    ] {
+        refused(body, field, "object", "ext must be an object");
+    }
+    // An object, or null (no ext), is fine.
+    let req: BidRequest =
+        serde_json::from_str(r#"{"id":"a","imp":[],"ext":null,"regs":{"ext": {"gdpr":1}}}"#)
+            .unwrap();
+    assert!(req.ext.is_none());
+    assert_eq!(req.regs.unwrap().ext.unwrap().get(), r#"{"gdpr":1}"#);
+}
+
+#[test]
+fn syntax_errors_end_their_path_at_a_field_never_at_a_placeholder() {
+    // Regression: a syntax error where a key was expected reported `imp[0].?`.
+    for body in [
+        r#"{"id":"a","imp":[{"id":"1",}]}"#,
+        r#"{"id":"a","imp":[{"id":"1", 5: 1}]}"#,
+        r#"{"id":"a","imp":[{"id":"1","#,
+        r#"{"id":"a",}"#,
+    ] {
+        let err = Rejection::from_parse_error(body.as_bytes());
+        assert_eq!(err.rule, "json", "{body}: {err}");
+        assert!(!err.field.contains('?'), "{body}: {err}");
+        assert!(err.message.starts_with("not valid JSON: "), "{err}");
+        assert!(err.message.contains(" at line 1, column "), "{err}");
+    }
+    let err = Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1",}]}"#);
+    assert_eq!(err.field, "imp[0]");
+    assert_eq!(
+        err.message,
+        "not valid JSON: a trailing comma at line 1, column 28"
+    );
+    let err = Rejection::from_parse_error(br#"{"id":"a","imp":[]} x"#);
+    assert_eq!(
+        (err.field.as_str(), err.message.as_str()),
+        (
+            "",
+            "not valid JSON: text after the end of the JSON at line 1, column 21"
+        )
+    );
+}
+
+#[test]
+fn parse_errors_never_quote_serde() {
+    for body in [
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":-1}}]}"#,
+        r#"{"id":"a","imp":[{"id":"1","banner":{"w":"<script>"}}]}"#,
+        r#"{"id":"a","imp":[{"id":"1","ext":5}]}"#,
+        r#"{"id":"a","imp":[{"id":"1","#,
+        r#"{"id":"a","imp":[{"id":"1",}]}"#,
+        r#"{"id":"a","tmax":99999999999999999999999}"#,
+        r#"{"id":"a","imp":[],"cur":"USD"}"#,
+        r#"nope"#,
+    ] {
+        let err = Rejection::from_parse_error(body.as_bytes());
+        for serde_words in [
+            "invalid value",
+            "invalid type",
+            "expected u",
+            "expected i",
+            "<script>",
+            "EOF",
+        ] {
+            assert!(!err.message.contains(serde_words), "{body}: {err}");
+        }
+        assert!(!err.field.ends_with('?'), "{body}: {err}");
+    }
+}
+
+#[test]
 fn parse_errors_name_the_field() {
     let err =
         Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1","banner":{"w":"wide"}}]}"#);
@@ -131,7 +350,7 @@ fn parse_errors_name_the_field() {
     let err = Rejection::from_parse_error(br#"{"id":"a","imp":[{"id":"1","#);
     assert_eq!(err.rule, "json");
     let err = Rejection::from_parse_error(br#"{"id":"a","id":"b","imp":[]}"#);
-    assert!(err.message.contains("duplicate field `id`"), "{err}");
+    assert_eq!((err.field.as_str(), err.rule), ("id", "unique"), "{err}");
 }
 
 #[test]
