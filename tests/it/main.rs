@@ -22,5 +22,7 @@ mod notices;
 mod observability;
 mod otlp;
 mod plugins;
+mod prebid;
+mod prebid_browser;
 mod profiling;
 mod support;
