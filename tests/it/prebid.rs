@@ -181,7 +181,7 @@ async fn the_auction_answers_a_cors_preflight_without_credentials_of_its_own() {
     let pa = Partner::start(|_| Reply::Status(204)).await;
     // Supply tokens configured: the preflight still passes (browsers send none with it).
     let ex = Exchange::start(&config(
-        "[[plugins.exchange.supply]]\nname = \"pbjs\"\ntoken = \"t0ken\"\n",
+        "[[plugins.exchange.supply]]\nname = \"pbjs\"\ntoken = \"prebid-page-token-0001\"\n",
         &[bidder("alpha", &pa, "")],
     ))
     .await;

@@ -2,7 +2,7 @@
 //! with its Prebid Server adapter only, on a publisher's page that points `s2sConfig` at
 //! bourse. The page's auction goes cross-origin to `/openrtb2/auction` with credentials, a
 //! partner behind bourse bids with markup, and Prebid.js renders the bourse-won creative into
-//! the slot's iframe.
+//! the slot's iframe (`pbjs.renderAd`, no ad server).
 
 use crate::browser;
 use crate::support::*;
@@ -53,6 +53,10 @@ fn page(bourse: &str) -> String {
 <script>
 window.seen = {{requests: [], responses: [], errors: []}};
 pbjs.que.push(function () {{
+  pbjs.onEvent('adRenderSucceeded', function () {{ window.rendered = 'succeeded'; }});
+  pbjs.onEvent('adRenderFailed', function (e) {{ window.rendered = 'failed: ' + e.reason + ' ' + e.message; }});
+  pbjs.onEvent('adRenderSucceeded', function () {{ window.rendered = 'succeeded'; }});
+  pbjs.onEvent('adRenderFailed', function (e) {{ window.rendered = 'failed: ' + e.reason + ' ' + e.message; }});
   pbjs.onEvent('beforePBSHttp', function (data) {{ seen.requests.push(data.requestJson); }});
   pbjs.onEvent('bidResponse', function (bid) {{
     seen.responses.push({{bidder: bid.bidderCode, cpm: bid.cpm, currency: bid.currency,
@@ -64,7 +68,7 @@ pbjs.que.push(function () {{
       accountId: 'news-1',
       enabled: true,
       adapter: 'prebidServer',
-      bidders: ['alpha'],
+      bidders: ['alpha', 'beta'],
       endpoint: '{bourse}/openrtb2/auction',
       syncEndpoint: '{bourse}/cookie_sync',
       timeout: 1500
@@ -73,7 +77,10 @@ pbjs.que.push(function () {{
   pbjs.addAdUnits([{{
     code: 'slot-top',
     mediaTypes: {{banner: {{sizes: [[300, 250]]}}}},
-    bids: [{{bidder: 'alpha', params: {{placementId: 'top-1'}}}}]
+    bids: [
+      {{bidder: 'alpha', params: {{placementId: 'top-1'}}}},
+      {{bidder: 'beta', params: {{zone: 'z-9'}}}}
+    ]
   }}]);
   pbjs.requestBids({{
     timeout: 3000,
@@ -111,7 +118,17 @@ async fn prebid_js_renders_an_ad_won_through_bourse() {
         }))
     })
     .await;
-    let ex = Exchange::start(&config("", &[bidder("alpha", &partner, "")])).await;
+    // The runner-up: alpha's second price is beta's bid plus the increment.
+    let runner_up =
+        Partner::start(|r| Reply::Json(bids_on_every_imp(r, "other", 1.0, |_| {}))).await;
+    let ex = Exchange::start(&config(
+        "",
+        &[
+            bidder("alpha", &partner, ""),
+            bidder("beta", &runner_up, ""),
+        ],
+    ))
+    .await;
     let bourse = ex.url("");
     let page_html = page(bourse.trim_end_matches('/'));
     let web = serve_files(move |path| match path {
@@ -126,57 +143,54 @@ async fn prebid_js_renders_an_ad_won_through_bourse() {
         .goto(&format!("http://{web}/article.html"))
         .await
         .unwrap();
-    let mut done = Value::Null;
-    for _ in 0..200 {
-        done = browser
-            .eval("return window.auctionDone === true")
-            .await
-            .unwrap();
-        if done == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let done = poll(&browser, "return window.auctionDone === true || null").await;
     let seen = browser.eval("return window.seen").await.unwrap();
     assert_eq!(done, true, "the Prebid.js auction did not finish: {seen}");
 
-    // What Prebid.js sent went through bourse's checks, and the partner saw only its params.
-    assert_eq!(partner.request_count(), 1, "{seen}");
+    // What Prebid.js sent passed bourse's checks, and each partner saw only its own params.
     let sent: Value = serde_json::from_str(seen["requests"][0].as_str().unwrap()).unwrap();
     assert_eq!(sent["ext"]["prebid"]["channel"]["name"], "pbjs", "{sent}");
-    let received = partner.last_request();
-    assert_eq!(
-        received["imp"][0]["ext"]["bidder"],
-        json!({"placementId": "top-1"})
-    );
-    assert!(
-        received["imp"][0]["ext"]["prebid"].get("bidder").is_none(),
-        "{received}"
-    );
+    assert_eq!(partner.request_count(), 1, "{seen}");
+    assert_eq!(runner_up.request_count(), 1, "{seen}");
+    for (seen_by, own, other) in [
+        (
+            partner.last_request(),
+            json!({"placementId": "top-1"}),
+            "z-9",
+        ),
+        (runner_up.last_request(), json!({"zone": "z-9"}), "top-1"),
+    ] {
+        let ext = &seen_by["imp"][0]["ext"];
+        assert_eq!(ext["bidder"], own, "{seen_by}");
+        assert!(ext["prebid"].get("bidder").is_none(), "{seen_by}");
+        assert!(!seen_by.to_string().contains(other), "{seen_by}");
+    }
 
-    // The bid Prebid.js took from bourse's answer.
+    // The bid Prebid.js took from bourse's answer: only the winner's.
+    assert_eq!(seen["responses"].as_array().unwrap().len(), 1, "{seen}");
     let bid = &seen["responses"][0];
     assert_eq!(bid["bidder"], "alpha", "{seen}");
     assert_eq!(bid["mediaType"], "banner");
     assert_eq!(bid["size"], "300x250");
     assert_eq!(bid["creativeId"], "adv-creative");
     assert_eq!(bid["currency"], "USD");
-    // Second price with one bid and no floor clears at the increment; the test config's fee
-    // is 10 %. Whatever the price, `hb_pb` is its medium bucket.
+    // Second price: beta's 1.00 plus the 0.01 increment, less the test config's 10 % fee;
+    // 0.909 is in the medium granularity's 0.90 bucket.
     let cpm = bid["cpm"].as_f64().unwrap();
-    assert!(cpm > 0.0, "{bid}");
+    assert!((cpm - 1.01 * 0.9).abs() < 1e-9, "{bid}");
+    assert_eq!(bid["targeting"]["hb_pb"], "0.90");
     assert_eq!(bid["targeting"]["hb_bidder"], "alpha");
     assert_eq!(bid["targeting"]["hb_size"], "300x250");
-    assert_eq!(
-        bid["targeting"]["hb_pb"],
-        format!("{:.2}", (cpm * 10.0 + 1e-9).floor() / 10.0)
-    );
 
-    // And rendered the creative into the slot.
+    // And rendered the creative into the slot: Prebid.js (since 10.12) writes the markup into a
+    // frame of its own inside the one it is given.
+    let rendered = poll(&browser, "return window.rendered || null").await;
+    assert_eq!(rendered, "succeeded", "{seen}");
     browser
         .enter_frame("#slot-top iframe#ad-frame")
         .await
         .unwrap();
+    browser.enter_frame("iframe").await.unwrap();
     let creative = browser
         .wait_for("#bourse-creative", Duration::from_secs(10))
         .await
@@ -184,4 +198,16 @@ async fn prebid_js_renders_an_ad_won_through_bourse() {
     assert_eq!(creative.text().await.unwrap(), "Won through bourse");
     browser.leave_all_frames().await.unwrap();
     browser.close().await.unwrap();
+}
+
+/// Evaluates `js` every 50 ms until it returns something other than null, for up to 10 s.
+async fn poll(browser: &browser::Browser, js: &str) -> Value {
+    for _ in 0..200 {
+        let value = browser.eval(js).await.unwrap();
+        if !value.is_null() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Value::Null
 }
