@@ -220,8 +220,12 @@ pub struct Outbound<'a> {
     bodies: RefCell<Vec<(MediaTypes, u64, Bytes)>>,
     params: OnceCell<Option<BidderParams>>,
     templates: RefCell<Vec<(MediaTypes, u64, Option<Template>)>>,
-    bidder_bodies: RefCell<Vec<(MediaTypes, u64, Option<String>, Bytes)>>,
+    bidder_bodies: RefCell<Vec<BidderBody>>,
 }
+
+/// One partner body with Prebid params spliced in: media set, `tmax`, the code the partner was
+/// addressed by (`None`: not addressed) and the bytes.
+type BidderBody = (MediaTypes, u64, Option<String>, Bytes);
 
 impl fmt::Debug for Outbound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -159,12 +159,30 @@ async fn a_prebid_request_is_answered_with_targeting_under_its_codes() {
 }
 
 #[tokio::test]
-async fn a_prebid_no_bid_is_json_and_bad_granularity_is_refused() {
+async fn a_prebid_no_bid_is_json_gzip_may_be_in_the_query_and_bad_granularity_is_refused() {
     let pa = Partner::start(|_| Reply::Status(204)).await;
     let ex = Exchange::start(&config("", &[bidder("alpha", &pa, "")])).await;
     let (status, response) = ex.auction(&prebid_request("pb-none")).await;
     assert_eq!(status, 200);
     assert_eq!(response, json!({"id": "pb-none"}));
+
+    // Prebid.js's `endpointCompression`: a gzipped body flagged in the query only.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        &serde_json::to_vec(&prebid_request("pb-gz")).unwrap(),
+    )
+    .unwrap();
+    let req = http::Request::post(ex.url("/openrtb2/auction?gzip=1"))
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(gz.finish().unwrap())))
+        .unwrap();
+    let (status, _, body) = ex.send(req).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap(),
+        json!({"id": "pb-gz"})
+    );
 
     let mut bad = prebid_request("pb-bad");
     bad["ext"]["prebid"]["targeting"]["pricegranularity"] = json!({"ranges": [{"max": 5}]});

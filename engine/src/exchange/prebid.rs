@@ -10,7 +10,7 @@
 //! as Prebid Server does), its seat is the bidder code the request used for that partner (so
 //! Prebid.js matches it to its bid request), and the answer's `ext.responsetimemillis` says how
 //! long each partner took. Every bid we answer with won its impression, so it gets the winner
-//! keys as well as its bidder's.
+//! keys as well as its bidder's. A body gzipped by Prebid.js (`?gzip=1`) is read as gzip.
 
 mod granularity;
 
@@ -64,6 +64,21 @@ fn prebid_object(request: &BidRequest) -> Option<Map<String, Value>> {
     match ext.parse::<Map<String, Value>>().ok()?.remove("prebid")? {
         Value::Object(prebid) => Some(prebid),
         _ => None,
+    }
+}
+
+/// Prebid.js with `endpointCompression` gzips its body and says so in the query (`?gzip=1`),
+/// not in `Content-Encoding` (a page cannot set that on a simple request): the query is read as
+/// the header would be. A body that says its own encoding keeps it.
+pub fn gzip_from_query(uri: &http::Uri, headers: &mut http::HeaderMap) {
+    let asked = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "gzip=1"));
+    if asked && !headers.contains_key(http::header::CONTENT_ENCODING) {
+        headers.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
     }
 }
 

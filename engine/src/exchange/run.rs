@@ -85,7 +85,8 @@ impl Exchange {
             );
             return response;
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        prebid::gzip_from_query(&parts.uri, &mut parts.headers);
         let bytes = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
             Ok(bytes) => bytes,
             Err(err) => {

@@ -178,3 +178,28 @@ fn response_times_are_reported_by_code() {
     let ext: Value = response.ext.unwrap().parse().unwrap();
     assert_eq!(ext["responsetimemillis"], json!({"b2": 30, "gamma": 7}));
 }
+
+#[test]
+fn gzip_in_the_query_stands_for_the_header() {
+    let mut headers = http::HeaderMap::new();
+    gzip_from_query(&"/openrtb2/auction?gzip=1".parse().unwrap(), &mut headers);
+    assert_eq!(headers[http::header::CONTENT_ENCODING], "gzip");
+    for (uri, declared) in [
+        ("/openrtb2/auction", None),
+        ("/openrtb2/auction?gzip=0&x=gzip=1", None),
+        ("/openrtb2/auction?gzip=1", Some("identity")),
+    ] {
+        let mut headers = http::HeaderMap::new();
+        if let Some(d) = declared {
+            headers.insert(http::header::CONTENT_ENCODING, d.parse().unwrap());
+        }
+        gzip_from_query(&uri.parse().unwrap(), &mut headers);
+        assert_eq!(
+            headers
+                .get(http::header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap()),
+            declared,
+            "{uri}"
+        );
+    }
+}
