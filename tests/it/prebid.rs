@@ -83,6 +83,36 @@ async fn two_bidders_each_receive_only_their_own_params() {
 }
 
 #[tokio::test]
+async fn a_request_naming_some_of_our_bidders_asks_only_those() {
+    let pa = Partner::start(|r| Reply::Json(bids(r, "alpha-seat", &[("div-1", 1.0)]))).await;
+    let pb = Partner::start(|r| Reply::Json(bids(r, "beta-seat", &[("div-1", 2.0)]))).await;
+    let ex = Exchange::start(&config(
+        "",
+        &[bidder("alpha", &pa, ""), bidder("beta", &pb, "")],
+    ))
+    .await;
+    let mut named = prebid_request("pb-named");
+    named["ext"]["prebid"]["aliases"] = json!({});
+    let (status, response) = ex.auction(&named).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (pa.request_count(), pb.request_count()),
+        (1, 0),
+        "{response}"
+    );
+    assert_eq!(response["seatbid"][0]["seat"], "alpha");
+
+    // Params only for bidders we do not have: every partner is asked, none sees them.
+    let mut foreign = banner_request("pb-foreign", &[("div-1", 0.0)]);
+    foreign["imp"][0]["ext"] =
+        json!({"prebid": {"bidder": {"appnexus": {"placementId": 13144370}}}});
+    let (status, _) = ex.auction(&foreign).await;
+    assert_eq!(status, 200);
+    assert_eq!((pa.request_count(), pb.request_count()), (2, 1));
+    assert_eq!(pb.last_request()["imp"][0].get("ext"), Some(&json!({})));
+}
+
+#[tokio::test]
 async fn a_prebid_request_is_answered_with_targeting_under_its_codes() {
     let pa = Partner::start(|r| {
         Reply::Json(bids_with(r, "alpha-seat", &[("div-1", 1.0)], |b| {

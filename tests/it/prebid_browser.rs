@@ -70,7 +70,6 @@ pbjs.que.push(function () {{
       adapter: 'prebidServer',
       bidders: ['alpha', 'beta'],
       endpoint: '{bourse}/openrtb2/auction',
-      syncEndpoint: '{bourse}/cookie_sync',
       timeout: 1500
     }}]
   }});

@@ -201,10 +201,17 @@ impl Exchange {
     }
 
     /// The partners to ask: enabled, buying a media type the request offers, under their QPS
-    /// cap, and (in a request naming bidders in `imp.ext.prebid.bidder`, as Prebid's do) named
-    /// there, by name or alias, as Prebid Server asks only the bidders a request names.
+    /// cap, and, when the request names some of them in `imp.ext.prebid.bidder` (by name or
+    /// alias, as a Prebid.js page does), only those it names, as Prebid Server asks only the
+    /// bidders a request names. Params for bidders we do not have (a supply partner's own
+    /// Prebid setup) leave the request open to every partner.
     fn eligible(&self, request: &BidRequest, params: Option<&BidderParams>) -> Vec<usize> {
         let media = request.media_types();
+        let params = params.filter(|p| {
+            self.bidders
+                .iter()
+                .any(|b| p.code_for(&b.spec.name).is_some())
+        });
         self.bidders
             .iter()
             .enumerate()
