@@ -28,7 +28,8 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-# The commerce tests: Node with npm (Stripe's own library signs webhooks), Python with pip
+# The commerce tests and the Prebid.js browser test: Node with npm (Stripe's own library signs
+# webhooks; Prebid.js is bundled from npm with esbuild), Python with pip
 # (aiosmtpd, a real SMTP server) and openssl (certificates for SMTP over TLS). PostgreSQL is
 # expected on 127.0.0.1:5432 (database `test`, user `postgres`), or at BOURSE_TEST_POSTGRES_URL.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -48,6 +49,10 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
   # A distribution's own Python refuses pip installs unless told (PEP 668).
   python3 -m pip install --quiet aiosmtpd \
     || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+if [[ ! -d tests/prebid/node_modules/prebid.js ]]; then
+  log "installing Prebid.js and esbuild for the Prebid.js browser test"
+  (cd tests/prebid && npm ci --no-audit --no-fund --silent)
 fi
 if [[ ! -d commerce/tests/stripe-node/node_modules/stripe ]]; then
   log "installing Stripe's Node library for the webhook tests"

@@ -114,8 +114,9 @@ pub(crate) fn set_ext(ext: &mut Option<Raw>, map: Map<String, Value>) {
     };
 }
 
-/// This partner's params for one impression: `imp.ext.prebid.bidder.<name>` (the request names
-/// the partner) or else `imp.ext.bidder` (already addressed to whoever receives it).
+/// This partner's params for one impression: `imp.ext.prebid.bidder.<code>` (the request names
+/// the partner by `code`, its name or an alias of it) or else `imp.ext.bidder` (already
+/// addressed to whoever receives it).
 pub(crate) fn imp_params(
     imp_ext: &Map<String, Value>,
     bidder: &str,

@@ -1,8 +1,10 @@
 //! `openrtb`: the generic OpenRTB 2.6 adapter — the auction's shared body, one POST, standard bids.
 //!
 //! Configured only by the spec (endpoint, timeout, QPS, gzip, media, headers); it takes no params.
-//! The request body is the one [`Outbound::openrtb_body`] builds once per media set and `tmax`,
-//! so every `openrtb` partner buying the same media shares the same bytes. `ext` and unknown
+//! The request body is the one [`Outbound::bidder_body`] builds once per media set and `tmax`,
+//! so every `openrtb` partner buying the same media shares the same bytes (unless the request
+//! carries Prebid bidder params: then each partner's `imp.ext` holds only its own, as
+//! `imp.ext.bidder`). `ext` and unknown
 //! fields pass through untouched. Bids are typed by `mtype`, or inferred when the impression
 //! offered one media type.
 
@@ -44,7 +46,8 @@ pub fn build(spec: &BidderSpec) -> Result<Arc<dyn Bidder>, String> {
 
 impl Bidder for OpenRtb {
     fn make_requests(&self, outbound: &Outbound<'_>, call: &CallInfo<'_>) -> Requests {
-        let Some((body, imp_ids)) = outbound.openrtb_body(self.media, call.tmax_ms) else {
+        let Some((body, imp_ids)) = outbound.bidder_body(self.media, call.tmax_ms, &call.spec.name)
+        else {
             return Requests::default();
         };
         Requests::one(BidderRequest {

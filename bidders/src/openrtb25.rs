@@ -8,7 +8,8 @@
 //! - 2.6-only fields without one are dropped (a 2.5 partner need not tolerate them), and `dooh`
 //!   inventory, which 2.5 cannot express, is refused.
 //! - `params.publisher_id` (required) becomes `site.publisher.id` or `app.publisher.id`; a
-//!   per-impression `placement_id` from `imp.ext.prebid.bidder.<name>` or `imp.ext.bidder`
+//!   per-impression `placement_id` from `imp.ext.prebid.bidder.<name>` (or an alias of the
+//!   name, `ext.prebid.aliases`) or `imp.ext.bidder`
 //!   becomes `imp.tagid`, and `imp.ext` carries only this partner's params under `bidder`.
 //!
 //! 2.5 has no `mtype`, so the bid's media type is read from `bid.ext.prebid.type` (`mtype` is
@@ -66,7 +67,9 @@ impl Bidder for OpenRtb25 {
         };
         let mut req = (*restricted).clone();
         let mut errors = Vec::new();
-        req.imp.retain_mut(|imp| match self.imp_to_25(imp) {
+        // Addressed by its name or by an alias of it (`ext.prebid.aliases`).
+        let code = outbound.prebid_code(&self.name).unwrap_or(&self.name);
+        req.imp.retain_mut(|imp| match self.imp_to_25(imp, code) {
             Ok(()) => true,
             Err(msg) => {
                 let imp_id = common::quote(&imp.id);
@@ -115,9 +118,9 @@ impl Bidder for OpenRtb25 {
 
 impl OpenRtb25 {
     /// Rewrites one impression for 2.5 and this partner's params.
-    fn imp_to_25(&self, imp: &mut Imp) -> Result<(), String> {
+    fn imp_to_25(&self, imp: &mut Imp, code: &str) -> Result<(), String> {
         let mut ext = common::ext_object(imp.ext.as_ref(), "imp.ext")?;
-        let params = common::imp_params(&ext, &self.name)?;
+        let params = common::imp_params(&ext, code)?;
         if let Some(placement) = common::id_param(&params, "placement_id")? {
             imp.tagid = Some(placement);
         }

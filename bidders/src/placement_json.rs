@@ -69,8 +69,10 @@ impl Bidder for PlacementJson {
             return Requests::default();
         };
         let mut out = Requests::default();
+        // Addressed by its name or by an alias of it (`ext.prebid.aliases`).
+        let code = outbound.prebid_code(&self.name).unwrap_or(&self.name);
         for imp in &req.imp {
-            match self.imp_request(&req, imp, call.tmax_ms) {
+            match self.imp_request(&req, imp, code, call.tmax_ms) {
                 Ok(request) => out.requests.push(request),
                 Err(msg) => {
                     let imp_id = common::quote(&imp.id);
@@ -131,10 +133,11 @@ impl PlacementJson {
         &self,
         req: &BidRequest,
         imp: &Imp,
+        code: &str,
         tmax_ms: u64,
     ) -> Result<BidderRequest, String> {
         let ext = common::ext_object(imp.ext.as_ref(), "imp.ext")?;
-        let params = common::imp_params(&ext, &self.name)?;
+        let params = common::imp_params(&ext, code)?;
         let placement =
             common::id_param(&params, "placement_id")?.ok_or("missing param `placement_id`")?;
 

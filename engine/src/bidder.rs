@@ -5,10 +5,11 @@
 //! ([`Bidder::make_bids`]). Adapters never do I/O: the engine sends the requests over pooled
 //! connections, enforces deadlines and counts failures, so an adapter is testable with fixtures.
 
+use crate::bidder_params::{BidderParams, Template, body_without_template};
 use crate::openrtb::{Bid, BidRequest, MediaType, MediaTypes};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -210,12 +211,21 @@ impl AdapterError {
 /// The engine has already set what all partners see (our supply-chain node, `tmax`, floors in
 /// the auction currency). Adapters ask for the request restricted to the media types they buy;
 /// each restriction is built at most once per auction, and so is each plain OpenRTB body.
+/// When the request carries Prebid bidder params, each partner's body carries only its own
+/// ([`Outbound::bidder_body`]).
 pub struct Outbound<'a> {
     request: &'a BidRequest,
     offered: MediaTypes,
     restricted: RefCell<Vec<(MediaTypes, Arc<BidRequest>)>>,
     bodies: RefCell<Vec<(MediaTypes, u64, Bytes)>>,
+    params: OnceCell<Option<BidderParams>>,
+    templates: RefCell<Vec<(MediaTypes, u64, Option<Template>)>>,
+    bidder_bodies: RefCell<Vec<BidderBody>>,
 }
+
+/// One partner body with Prebid params spliced in: media set, `tmax`, the code the partner was
+/// addressed by (`None`: not addressed) and the bytes.
+type BidderBody = (MediaTypes, u64, Option<String>, Bytes);
 
 impl fmt::Debug for Outbound<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,7 +243,99 @@ impl<'a> Outbound<'a> {
             request,
             restricted: RefCell::default(),
             bodies: RefCell::default(),
+            params: OnceCell::new(),
+            templates: RefCell::default(),
+            bidder_bodies: RefCell::default(),
         }
+    }
+
+    /// The request's Prebid bidder params, split once per auction; `None` for a request
+    /// without `imp.ext.prebid.bidder`.
+    pub fn bidder_params(&self) -> Option<&BidderParams> {
+        self.params
+            .get_or_init(|| BidderParams::of(self.request))
+            .as_ref()
+    }
+
+    /// Wraps the auction's outbound request whose Prebid bidder params the caller has already
+    /// split ([`BidderParams::of`]), so they are not split twice.
+    pub fn with_bidder_params(request: &'a BidRequest, params: Option<BidderParams>) -> Self {
+        let outbound = Outbound::new(request);
+        // A fresh cell: it cannot be full already.
+        let _ = outbound.params.set(params);
+        outbound
+    }
+
+    /// The split Prebid bidder params, handed over once every partner's body is built.
+    pub fn into_bidder_params(self) -> Option<BidderParams> {
+        self.params.into_inner().flatten()
+    }
+
+    /// The code under which the request addresses the partner named `bidder` (its name or an
+    /// alias of it, in `imp.ext.prebid.bidder`), if it does.
+    pub fn prebid_code(&self, bidder: &str) -> Option<&str> {
+        self.bidder_params()?.code_for(bidder)
+    }
+
+    /// [`Self::openrtb_body`] for the partner named `bidder`: the same shared bytes unless the
+    /// request carries Prebid bidder params, in which case each impression's `ext` holds this
+    /// partner's params alone under `bidder` (and no other partner's). Partners addressed the
+    /// same way (all those not addressed, say) share one body.
+    pub fn bidder_body(
+        &self,
+        media: MediaTypes,
+        tmax_ms: u64,
+        bidder: &str,
+    ) -> Option<(Bytes, Vec<String>)> {
+        let Some(params) = self.bidder_params() else {
+            return self.openrtb_body(media, tmax_ms);
+        };
+        let media = self.effective(media);
+        let req = self.restricted(media)?;
+        let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();
+        let code = params.code_for(bidder);
+        if let Some((.., body)) = self
+            .bidder_bodies
+            .borrow()
+            .iter()
+            .find(|(m, t, c, _)| *m == media && *t == tmax_ms && c.as_deref() == code)
+        {
+            return Some((body.clone(), imp_ids));
+        }
+        let mut templates = self.templates.borrow_mut();
+        let template = match templates
+            .iter()
+            .position(|(m, t, _)| *m == media && *t == tmax_ms)
+        {
+            Some(i) => &templates[i].2,
+            None => {
+                let built = if req.tmax == Some(tmax_ms as i64) {
+                    Template::build(&req, params)
+                } else {
+                    let mut with_tmax = (*req).clone();
+                    with_tmax.tmax = Some(tmax_ms as i64);
+                    Template::build(&with_tmax, params)
+                };
+                templates.push((media, tmax_ms, built));
+                &templates.last().expect("just pushed").2
+            }
+        };
+        let body = match template {
+            Some(template) => template.body_for(params, code),
+            None => {
+                let mut with_tmax = (*req).clone();
+                with_tmax.tmax = Some(tmax_ms as i64);
+                body_without_template(&with_tmax, params, code)
+            }
+        };
+        let body = Bytes::from(body);
+        self.bidder_bodies.borrow_mut().push((
+            media,
+            tmax_ms,
+            code.map(str::to_owned),
+            body.clone(),
+        ));
+        Some((body, imp_ids))
     }
 
     /// The whole outbound request.

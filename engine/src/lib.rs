@@ -2,6 +2,7 @@
 
 pub mod auction;
 pub mod bidder;
+pub mod bidder_params;
 pub mod client;
 pub mod currency;
 pub mod delivery;

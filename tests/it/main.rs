@@ -25,5 +25,7 @@ mod observability;
 mod openrtb25;
 mod otlp;
 mod plugins;
+mod prebid;
+mod prebid_browser;
 mod profiling;
 mod support;

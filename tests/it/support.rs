@@ -804,6 +804,44 @@ pub async fn serve_html(page: impl Fn(&str) -> String + Send + Sync + 'static) -
     addr
 }
 
+/// Serves files on a free loopback port for as long as the test runs: `file(path)` is the
+/// content type and body answered for `path`, or `None` for a 404.
+pub async fn serve_files(
+    file: impl Fn(&str) -> Option<(&'static str, Vec<u8>)> + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let file = Arc::new(file);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let file = file.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let response = match file(req.uri().path()) {
+                        Some((content_type, body)) => {
+                            let mut response = http::Response::new(Full::new(Bytes::from(body)));
+                            response
+                                .headers_mut()
+                                .insert("content-type", content_type.parse().unwrap());
+                            response
+                        }
+                        None => {
+                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = http::StatusCode::NOT_FOUND;
+                            response
+                        }
+                    };
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// A loopback port free a moment ago (bound, read, released) for a server the test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,7 +5,9 @@
 mod admin;
 mod adserve;
 mod config;
+mod cors;
 mod notices;
+mod prebid;
 mod reports;
 mod run;
 

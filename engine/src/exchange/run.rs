@@ -1,8 +1,10 @@
 //! One auction, from request bytes to response: parse, validate, fan out, clear, answer.
 
-use super::{BidderRuntime, Exchange, NBR_UNSUPPORTED_CURRENCY, no_bid_because, no_content};
+use super::prebid::{self, Ask};
+use super::{BidderRuntime, Exchange, NBR_UNSUPPORTED_CURRENCY, cors, no_bid_because, no_content};
 use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, imp_terms};
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
+use crate::bidder_params::BidderParams;
 use crate::client::CallError;
 use crate::native::NativeImps;
 use crate::notice::{AuctionRef, MacroValues, NoticeBid, NoticeKind, Target, expand, expand_owned};
@@ -49,8 +51,19 @@ impl Exchange {
         json_response(StatusCode::BAD_REQUEST, rejection)
     }
 
-    /// Handles `POST /openrtb2/auction`.
+    /// Handles `POST /openrtb2/auction`, and the CORS preflight of browsers calling it from a
+    /// publisher's page (Prebid.js).
     pub(crate) async fn auction(&self, req: Request) -> Response {
+        let origin = cors::origin(req.headers());
+        if req.method() == http::Method::OPTIONS {
+            return cors::preflight(origin.as_ref(), req.headers());
+        }
+        let mut response = self.answer_auction(req).await;
+        cors::allow(origin, &mut response);
+        response
+    }
+
+    async fn answer_auction(&self, req: Request) -> Response {
         let started = Instant::now();
         if req.method() != http::Method::POST {
             self.outcome("bad_method");
@@ -58,9 +71,10 @@ impl Exchange {
                 StatusCode::METHOD_NOT_ALLOWED,
                 &serde_json::json!({"error": "method_not_allowed", "message": "use POST"}),
             );
-            response
-                .headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("POST, OPTIONS"),
+            );
             return response;
         }
         if !self.authorized(req.headers()) {
@@ -75,7 +89,8 @@ impl Exchange {
             );
             return response;
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        prebid::gzip_from_query(&parts.uri, &mut parts.headers);
         let bytes = match read_body(&parts.headers, body, self.config.max_body_bytes).await {
             Ok(bytes) => bytes,
             Err(err) => {
@@ -103,7 +118,16 @@ impl Exchange {
             }
             Ok(None) => {
                 self.outcome("no_bid");
-                no_content()
+                if prebid::is_prebid(&request) {
+                    // Prebid.js reads every answer as JSON: a no-bid is an answer without bids.
+                    let empty = BidResponse {
+                        id: request.id.clone(),
+                        ..BidResponse::default()
+                    };
+                    json_response(StatusCode::OK, &empty)
+                } else {
+                    no_content()
+                }
             }
             Err(rejection) if rejection.rule == UNSUPPORTED_CURRENCY => {
                 // Well formed but unpriceable here: an ordinary no-bid with its reason.
@@ -188,12 +212,23 @@ impl Exchange {
         });
     }
 
-    fn eligible(&self, request: &BidRequest) -> Vec<usize> {
+    /// The partners to ask: enabled, buying a media type the request offers, under their QPS
+    /// cap, and, when the request names some of them in `imp.ext.prebid.bidder` (by name or
+    /// alias, as a Prebid.js page does), only those it names, as Prebid Server asks only the
+    /// bidders a request names. Params for bidders we do not have (a supply partner's own
+    /// Prebid setup) leave the request open to every partner.
+    fn eligible(&self, request: &BidRequest, params: Option<&BidderParams>) -> Vec<usize> {
         let media = request.media_types();
+        let params = params.filter(|p| {
+            self.bidders
+                .iter()
+                .any(|b| p.code_for(&b.spec.name).is_some())
+        });
         self.bidders
             .iter()
             .enumerate()
             .filter(|(_, b)| b.spec.enabled && b.spec.media_types().intersects(media))
+            .filter(|(_, b)| params.is_none_or(|p| p.code_for(&b.spec.name).is_some()))
             .filter(|(_, b)| match &b.limiter {
                 Some(limiter) if limiter.check().is_err() => {
                     b.metrics.throttled.inc();
@@ -257,6 +292,7 @@ impl Exchange {
         validate(request, &self.limits)?;
         // Read once here; every native bid is checked against it.
         let natives = NativeImps::parse(request)?;
+        let mut prebid = Ask::of(request)?;
         let currency = self.auction_currency(request)?;
         let min_floor = self
             .rates
@@ -285,14 +321,18 @@ impl Exchange {
             .tmax
             .map_or(self.config.default_tmax_ms, |t| t as u64);
         let budget = tmax.saturating_sub(self.config.budget_ms);
-        let eligible = self.eligible(request);
+        let params = BidderParams::of(request);
+        let eligible = self.eligible(request, params.as_ref());
         if eligible.is_empty() || budget == 0 {
             return Ok(None);
         }
 
         self.prepare_outbound(request, budget);
         let request = &*request;
-        let calls = self.build_calls(request, &eligible, budget);
+        let (calls, params) = self.build_calls(request, &eligible, budget, params);
+        if let Some(prebid) = &mut prebid {
+            prebid.set_params(params);
+        }
         if calls.is_empty() {
             return Ok(None);
         }
@@ -333,13 +373,16 @@ impl Exchange {
                             );
                         }
                     }
-                    (bidder, call, result, call_span)
+                    (bidder, call, result, call_span, sent.elapsed())
                 }
             })
             .collect();
         let mut candidates = Vec::new();
         let mut origins = Vec::new();
-        while let Some((bidder, call, result, call_span)) = pending.next().await {
+        while let Some((bidder, call, result, call_span, took)) = pending.next().await {
+            if let Some(prebid) = &mut prebid {
+                prebid.responded(&self.bidders[bidder].spec.name, took.as_millis() as u64);
+            }
             let outcome = self.collect_bids(
                 request,
                 &currency,
@@ -414,6 +457,7 @@ impl Exchange {
             &origins,
             &outcome.winners,
             &losers,
+            prebid.as_ref(),
         );
         self.shared
             .metrics
@@ -422,14 +466,16 @@ impl Exchange {
         Ok(response)
     }
 
-    /// Builds every partner's HTTP requests (each body once) before any I/O starts.
+    /// Builds every partner's HTTP requests (each body once) before any I/O starts, and hands
+    /// back the request's split Prebid bidder params.
     fn build_calls(
         &self,
         outbound_request: &BidRequest,
         eligible: &[usize],
         budget: u64,
-    ) -> Vec<(usize, BidderRequest, u64)> {
-        let outbound = Outbound::new(outbound_request);
+        params: Option<BidderParams>,
+    ) -> (Vec<(usize, BidderRequest, u64)>, Option<BidderParams>) {
+        let outbound = Outbound::with_bidder_params(outbound_request, params);
         let mut calls = Vec::with_capacity(eligible.len());
         for &i in eligible {
             let runtime = &self.bidders[i];
@@ -447,7 +493,7 @@ impl Exchange {
             }
             calls.extend(made.requests.into_iter().map(|r| (i, r, timeout_ms)));
         }
-        calls
+        (calls, outbound.into_bidder_params())
     }
 
     /// Turns one call's answer into candidates; returns the call's outcome: `bid`, `no_bid`,
@@ -551,6 +597,7 @@ impl Exchange {
         origins: &[BidOrigin],
         winners: &[crate::auction::Winner],
         losers: &[(usize, LossReason)],
+        prebid: Option<&Ask>,
     ) -> Option<BidResponse> {
         // Losers first: the winners' bids are then moved into the response rather than copied.
         if self.config.notices.losses {
@@ -629,6 +676,10 @@ impl Exchange {
             ));
             bid.id = format!("{auction_ref}-{n}");
             bid.price = Some(net_of_fee(winner.clearing, fee));
+            // A Prebid client finds the bid under the code it used for this partner.
+            let prebid_seat =
+                prebid.and_then(|p| p.decorate_bid(&mut bid, c.media_type, &runtime.spec.name));
+            let seat = prebid_seat.as_deref().unwrap_or(c.seat.as_str());
             runtime.metrics.wins.inc();
             runtime.metrics.win_price.observe(winner.clearing * to_base);
             self.shared
@@ -637,12 +688,12 @@ impl Exchange {
                 .inc_by(winner.clearing * to_base / 1000.0);
             match seatbids
                 .iter_mut()
-                .find(|s| s.seat.as_deref() == Some(c.seat.as_str()))
+                .find(|s| s.seat.as_deref() == Some(seat))
             {
                 Some(seatbid) => seatbid.bid.push(bid),
                 None => seatbids.push(SeatBid {
                     bid: vec![bid],
-                    seat: Some(c.seat.clone()),
+                    seat: Some(seat.to_owned()),
                     ..SeatBid::default()
                 }),
             }
@@ -650,13 +701,17 @@ impl Exchange {
         if seatbids.is_empty() {
             return None;
         }
-        Some(BidResponse {
+        let mut response = BidResponse {
             id: request.id.clone(),
             seatbid: seatbids,
             bidid: Some(auction_ref.to_string()),
             cur: Some(currency.to_owned()),
             ..BidResponse::default()
-        })
+        };
+        if let Some(prebid) = prebid {
+            prebid.finish(&mut response);
+        }
+        Some(response)
     }
 
     /// Tells every partner that lost (or was refused) why, off the request path.
