@@ -12,32 +12,7 @@ use http_body_util::BodyExt;
 use tokio::runtime::Runtime;
 
 /// Publishers and placements the inputs may name (the seeds do).
-const SITE: &str = r#"
-[[plugins.exchange.publishers]]
-id = "news"
-name = "Example News"
-domain = "news.example"
-
-[[plugins.exchange.publishers]]
-id = "blog"
-domain = "blog.example"
-
-[[plugins.exchange.placements]]
-id = "news-top"
-publisher = "news"
-sizes = [[300, 250], [728, 90]]
-floor = 0.5
-
-[[plugins.exchange.placements]]
-id = "news-side"
-publisher = "news"
-sizes = [[300, 250]]
-
-[[plugins.exchange.placements]]
-id = "blog-top"
-publisher = "blog"
-sizes = [[300, 250]]
-"#;
+const SITE: &str = include_str!("../../tests/data/adtag-site.toml");
 
 /// The exchange, its partner and the runtime both run on, kept for the whole process.
 struct Site {

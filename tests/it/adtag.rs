@@ -31,32 +31,8 @@ async fn advertiser(price: f64) -> Partner {
     partner
 }
 
-const SITE: &str = r#"
-[[plugins.exchange.publishers]]
-id = "news"
-name = "Example News"
-domain = "news.example"
-
-[[plugins.exchange.publishers]]
-id = "blog"
-domain = "blog.example"
-
-[[plugins.exchange.placements]]
-id = "news-top"
-publisher = "news"
-sizes = [[300, 250], [728, 90]]
-floor = 0.5
-
-[[plugins.exchange.placements]]
-id = "news-side"
-publisher = "news"
-sizes = [[300, 250]]
-
-[[plugins.exchange.placements]]
-id = "blog-top"
-publisher = "blog"
-sizes = [[300, 250]]
-"#;
+/// Publishers and placements, the same the /ad fuzz target serves.
+const SITE: &str = include_str!("../data/adtag-site.toml");
 
 async fn site() -> (Partner, Exchange) {
     let partner = advertiser(2.0).await;

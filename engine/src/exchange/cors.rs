@@ -26,14 +26,15 @@ pub(super) fn origin(headers: &HeaderMap) -> Option<HeaderValue> {
     granted.then(|| origin.clone())
 }
 
-/// Grants `origin` (if any) on an answer, with credentials.
+/// Grants `origin` (if any) on an answer, with credentials. An answer to a caller that sent no
+/// granted origin (an SSP's server, every auction on the hot path) is left untouched.
 pub(super) fn allow(origin: Option<HeaderValue>, response: &mut Response) {
-    let headers = response.headers_mut();
-    // Caches keep answers for different origins apart.
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
     let Some(origin) = origin else {
         return;
     };
+    let headers = response.headers_mut();
+    // Caches keep answers for different origins apart.
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_CREDENTIALS,

@@ -303,7 +303,7 @@ impl Exchange {
         let fee = self.config.fee;
         let terms = request
             .imp
-            .iter_mut()
+            .iter()
             .enumerate()
             .map(|(i, imp)| -> Result<ImpTerms, Rejection> {
                 let mut terms = imp_terms(imp, min_floor, |amount, from| {
@@ -313,7 +313,6 @@ impl Exchange {
                     Rejection::new(format!("imp[{i}].bidfloorcur"), UNSUPPORTED_CURRENCY, e)
                 })?;
                 gross_up_terms(&mut terms, fee);
-                tell_floors(imp, &terms, &currency);
                 Ok(terms)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -327,6 +326,10 @@ impl Exchange {
             return Ok(None);
         }
 
+        // Only a request some partner will see has its floors restated for partners.
+        for (imp, terms) in request.imp.iter_mut().zip(&terms) {
+            tell_floors(imp, terms, &currency);
+        }
         self.prepare_outbound(request, budget);
         let request = &*request;
         let (calls, params) = self.build_calls(request, &eligible, budget, params);
