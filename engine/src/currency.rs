@@ -27,7 +27,8 @@ impl Rates {
 
     /// Whether amounts in `code` can be converted.
     pub fn knows(&self, code: &str) -> bool {
-        self.base_per_unit.contains_key(code)
+        // The base, the usual case, without hashing.
+        code == self.base || self.base_per_unit.contains_key(code)
     }
 
     /// Converts `amount` from one currency to another; `None` if either is unknown.

@@ -117,15 +117,23 @@ fn floor(field: fmt::Arguments<'_>, value: Option<f64>) -> Check {
 /// Up to this many impressions, repeated ids are found by comparing pairs.
 const SMALL_IMP_COUNT: usize = 8;
 
-fn non_negative(field: fmt::Arguments<'_>, value: Option<i64>) -> Check {
+/// Refuses a negative count or rate. The field's name is only written out for a refusal: the
+/// check runs for several fields of every request.
+#[inline]
+fn non_negative(field: impl FnOnce() -> String, value: Option<i64>) -> Check {
     match value {
-        Some(v) if v < 0 => reject(
-            field.to_string(),
-            "non_negative",
-            format!("must be 0 or more, got {v}"),
-        ),
+        Some(v) if v < 0 => negative(field(), v),
         _ => Ok(()),
     }
+}
+
+#[cold]
+fn negative(field: String, value: i64) -> Check {
+    reject(
+        field,
+        "non_negative",
+        format!("must be 0 or more, got {value}"),
+    )
 }
 
 /// Checks a parsed request against OpenRTB 2.6's rules and our limits.
@@ -188,7 +196,7 @@ pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
         ("user.geo", req.user.as_ref().and_then(|u| u.geo.as_ref())),
     ] {
         if let Some(geo) = geo {
-            non_negative(format_args!("{at}.accuracy"), geo.accuracy)?;
+            non_negative(|| format!("{at}.accuracy"), geo.accuracy)?;
         }
     }
     if let Some(schain) = req.source.as_ref().and_then(|s| s.schain.as_ref()) {
@@ -291,7 +299,7 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
             ("maxseq", video.maxseq),
             ("sequence", video.sequence),
         ] {
-            non_negative(format_args!("imp[{i}].video.{name}"), value)?;
+            non_negative(|| format!("imp[{i}].video.{name}"), value)?;
         }
         if let (Some(min), Some(max)) = (video.minduration, video.maxduration)
             && min > max
@@ -317,7 +325,7 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
             ("maxseq", audio.maxseq),
             ("sequence", audio.sequence),
         ] {
-            non_negative(format_args!("imp[{i}].audio.{name}"), value)?;
+            non_negative(|| format!("imp[{i}].audio.{name}"), value)?;
         }
     }
     if let Some(native) = &imp.native

@@ -101,7 +101,8 @@ impl Exchange {
                 );
             }
         };
-        let mut request: BidRequest = match serde_json::from_slice(&bytes) {
+        // On the heap: a request is kilobytes, and the future holding it is moved as it is polled.
+        let mut request: Box<BidRequest> = match serde_json::from_slice(&bytes) {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
         };
