@@ -47,7 +47,7 @@ struct RequestPrebid {
 
 /// Whether a raw `ext` may carry Prebid's objects: a text scan, no parsing.
 fn mentions_prebid(ext: Option<&Raw>) -> bool {
-    ext.is_some_and(|raw| raw.get().contains("\"prebid\""))
+    ext.is_some_and(|raw| raw.names_any(&["prebid"]))
 }
 
 impl BidderParams {

@@ -58,7 +58,7 @@ pub fn is_prebid(request: &BidRequest) -> bool {
 
 fn prebid_object(request: &BidRequest) -> Option<Map<String, Value>> {
     let ext = request.ext.as_ref()?;
-    if !ext.get().contains("\"prebid\"") {
+    if !ext.names_any(&["prebid"]) {
         return None;
     }
     match ext.parse::<Map<String, Value>>().ok()?.remove("prebid")? {

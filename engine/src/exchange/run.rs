@@ -612,6 +612,7 @@ impl Exchange {
             node: self.shared.process_tag,
             seq,
         };
+        let reference = auction_ref.to_hex();
         let fee = self.config.fee;
         let to_base = self
             .rates
@@ -678,7 +679,13 @@ impl Exchange {
             bid.lurl = Some(format!(
                 "{base}/loss?t={loss}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"
             ));
-            bid.id = format!("{auction_ref}-{n}");
+            bid.id = {
+                let mut id = String::with_capacity(reference.len() + 4);
+                id.push_str(&reference);
+                id.push('-');
+                id.push_str(itoa::Buffer::new().format(n));
+                id
+            };
             bid.price = Some(net_of_fee(winner.clearing, fee));
             // A Prebid client finds the bid under the code it used for this partner.
             let prebid_seat =
@@ -708,7 +715,7 @@ impl Exchange {
         let mut response = BidResponse {
             id: request.id.clone(),
             seatbid: seatbids,
-            bidid: Some(auction_ref.to_string()),
+            bidid: Some(reference),
             cur: Some(currency.to_owned()),
             ..BidResponse::default()
         };

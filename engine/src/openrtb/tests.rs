@@ -74,3 +74,20 @@ fn responses_keep_bid_ext() {
         serde_json::from_str::<serde_json::Value>(input).unwrap()
     );
 }
+
+#[test]
+fn an_ext_names_a_key_only_as_a_whole_quoted_string() {
+    let ext = Raw::from_json(r#"{"gpid":"/1/top","prebid":{"bidder":{}}}"#).unwrap();
+    assert!(ext.names_any(&["prebid"]));
+    assert!(ext.names_any(&["schain", "gpid"]));
+    assert!(!ext.names_any(&["bid"]), "a key's tail is not the key");
+    assert!(!ext.names_any(&["prebi"]), "a key's head is not the key");
+    assert!(!ext.names_any(&["top"]));
+    assert!(!Raw::from_json("{}").unwrap().names_any(&["prebid"]));
+    // The key as the text's last string still counts.
+    assert!(
+        Raw::from_json(r#"{"a":"prebid"}"#)
+            .unwrap()
+            .names_any(&["prebid"])
+    );
+}

@@ -61,10 +61,7 @@ openrtb_object! {
 
 /// Whether `ext` is present and its text names one of `keys` (a cheap filter before parsing).
 fn names_any(ext: &Option<Raw>, keys: &[&str]) -> bool {
-    ext.as_ref().is_some_and(|raw| {
-        let text = raw.get();
-        keys.iter().any(|key| text.contains(key))
-    })
+    ext.as_ref().is_some_and(|raw| raw.names_any(keys))
 }
 
 /// Reads an `ext` into its typed view; `None` when it is not an object this model can read,
@@ -106,10 +103,7 @@ fn flag(raw: &Raw, field: impl Fn() -> String) -> Result<u8, Rejection> {
 /// type is wrong, naming where it was sent (`regs.ext.gdpr`).
 pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
     if let Some(regs) = &mut req.regs
-        && names_any(
-            &regs.ext,
-            &["\"gdpr\"", "\"us_privacy\"", "\"gpp\"", "\"gpp_sid\""],
-        )
+        && names_any(&regs.ext, &["gdpr", "us_privacy", "gpp", "gpp_sid"])
         && let Some(mut ext) = read_ext::<RegsExt>(&regs.ext).filter(|e| {
             e.gdpr.is_some() || e.us_privacy.is_some() || e.gpp.is_some() || e.gpp_sid.is_some()
         })
@@ -143,7 +137,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
         write_ext(&mut regs.ext, &ext);
     }
     if let Some(user) = &mut req.user
-        && names_any(&user.ext, &["\"consent\"", "\"eids\""])
+        && names_any(&user.ext, &["consent", "eids"])
         && let Some(mut ext) =
             read_ext::<UserExt>(&user.ext).filter(|e| e.consent.is_some() || e.eids.is_some())
     {
@@ -164,7 +158,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
         write_ext(&mut user.ext, &ext);
     }
     if let Some(source) = &mut req.source
-        && names_any(&source.ext, &["\"schain\""])
+        && names_any(&source.ext, &["schain"])
         && let Some(mut ext) = read_ext::<SourceExt>(&source.ext).filter(|e| e.schain.is_some())
     {
         if let Some(raw) = ext.schain.take()
@@ -179,7 +173,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
         write_ext(&mut source.ext, &ext);
     }
     for (i, imp) in req.imp.iter_mut().enumerate() {
-        if !names_any(&imp.ext, &["\"is_rewarded_inventory\""]) {
+        if !names_any(&imp.ext, &["is_rewarded_inventory"]) {
             continue;
         }
         let Some(mut ext) = read_ext::<ImpExt>(&imp.ext) else {
