@@ -213,8 +213,8 @@ pub(crate) fn openrtb_bids(
     if !check_status(response)? {
         return Ok(None);
     }
-    let parsed: BidResponse =
-        serde_json::from_slice(&response.body).map_err(|e| malformed("BidResponse", &e))?;
+    let parsed: BidResponse = bourse_engine::openrtb::from_json(&response.body)
+        .map_err(|e| malformed("BidResponse", &e))?;
     if parsed.id != auction.id {
         return Err(AdapterError::BadServerResponse(format!(
             "response id `{}` does not match request id `{}`",

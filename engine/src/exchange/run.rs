@@ -102,7 +102,7 @@ impl Exchange {
             }
         };
         // On the heap: a request is kilobytes, and the future holding it is moved as it is polled.
-        let mut request: Box<BidRequest> = match serde_json::from_slice(&bytes) {
+        let mut request: Box<BidRequest> = match crate::openrtb::from_json(&bytes) {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
         };

@@ -91,3 +91,19 @@ fn an_ext_names_a_key_only_as_a_whole_quoted_string() {
             .names_any(&["prebid"])
     );
 }
+
+#[test]
+fn from_json_reads_what_from_slice_reads_and_refuses_what_it_refuses() {
+    let body = r#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250},"ext":{"k":"é"}}]}"#;
+    let ours: BidRequest = from_json(body.as_bytes()).unwrap();
+    let theirs: BidRequest = serde_json::from_slice(body.as_bytes()).unwrap();
+    assert_eq!(ours, theirs);
+    // Not UTF-8: the same error, naming the same place.
+    let bad = b"{\"id\":\"r\xff\",\"imp\":[]}";
+    let ours = from_json::<BidRequest>(bad).unwrap_err().to_string();
+    let theirs = serde_json::from_slice::<BidRequest>(bad)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(ours, theirs);
+    assert!(from_json::<BidRequest>(b"{\"id\":").is_err());
+}
