@@ -8,10 +8,12 @@ a fraction of a percent whatever else the machine does, where the wall-clock A/B
 Each build serves the forwarder-ab harness's config (its nginx bidders, loss notices off) under
 callgrind twice, for 200 and then 1,200 sequential auctions on one keep-alive connection; the
 difference of the two totals over 1,000 is the cost of one auction, start-up and shutdown
-cancelled out. Env: FORWARDER_AB (the harness directory, default ../shared/bench/forwarder-ab).
-Needs valgrind and nginx. Prints each build's instructions per auction and the ratio new / old.
+cancelled out. Env: FORWARDER_AB (the harness directory, default ../shared/bench/forwarder-ab);
+WITH_FORWARDER=1 counts the harness's bare forwarder the same way (4 bidders, or for `nobid` none:
+it reads the body and answers 204) and adds the ratio new / forwarder. Needs valgrind and nginx.
+Prints each build's instructions per auction and the ratio new / old.
 """
-import glob, http.client, importlib.machinery, importlib.util, json, os, signal, subprocess, sys, tempfile
+import glob, http.client, importlib.machinery, importlib.util, json, os, signal, socket, subprocess, sys, tempfile, time
 
 harness_dir = os.environ.get("FORWARDER_AB", os.path.join(os.getcwd(), "../shared/bench/forwarder-ab"))
 loader = importlib.machinery.SourceFileLoader("forwarder_ab", os.path.join(harness_dir, "run"))
@@ -26,6 +28,30 @@ body = open(os.path.join(harness_dir, "bidreq-audio.json" if nobid else "bidreq.
 work = tempfile.mkdtemp(prefix="bourse-instructions-")
 
 
+def send_auctions(auctions):
+    """Posts the scenario's request `auctions` times, one after another on one keep-alive
+    connection; returns how many answers had each status."""
+    connection = http.client.HTTPConnection("127.0.0.1", harness.PORT, timeout=30)
+    statuses = {}
+    for _ in range(auctions):
+        connection.request("POST", "/openrtb2/auction", body, {"content-type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+    return statuses
+
+
+def callgrind_total(out):
+    """Instructions counted in a callgrind run's output files (one per process part)."""
+    total = 0
+    for part in glob.glob(out + "*"):
+        for line in open(part, errors="replace"):
+            if line.startswith(("summary:", "totals:")):
+                total += int(line.split()[1])
+                break
+    return total
+
+
 def total_instructions(binary, auctions, tag):
     config = f"{work}/{tag}.toml"
     harness.bourse_config(bidders, config, ["banner"] if nobid else None)
@@ -36,22 +62,39 @@ def total_instructions(binary, auctions, tag):
     if not harness.wait_http(f"http://127.0.0.1:{harness.PORT}/healthz", 120):
         server.kill()
         raise SystemExit(f"{binary} did not come up under valgrind")
-    connection = http.client.HTTPConnection("127.0.0.1", harness.PORT, timeout=30)
-    statuses = {}
-    for _ in range(auctions):
-        connection.request("POST", "/openrtb2/auction", body, {"content-type": "application/json"})
-        answer = connection.getresponse()
-        answer.read()
-        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+    statuses = send_auctions(auctions)
     server.send_signal(signal.SIGTERM)
     server.wait(120)
-    total = 0
-    for part in glob.glob(out + "*"):
-        for line in open(part, errors="replace"):
-            if line.startswith(("summary:", "totals:")):
-                total += int(line.split()[1])
-                break
-    return total, statuses
+    return callgrind_total(out), statuses
+
+
+def forwarder_instructions(auctions, tag):
+    """The bare forwarder's total under callgrind, as `total_instructions` counts a build."""
+    out = f"{work}/{tag}.callgrind"
+    env = dict(os.environ, N=str(0 if nobid else bidders), PORT=str(harness.PORT))
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", harness.FWD],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(f"{work}/{tag}.log", "w"))
+    # The forwarder has no health route: wait until it takes a connection.
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", harness.PORT), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                server.kill()
+                raise SystemExit("the forwarder did not come up under valgrind")
+            time.sleep(0.2)
+    statuses = send_auctions(auctions)
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        # SIGTERM still lets valgrind write its counts; a kill would lose them.
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    return callgrind_total(out), statuses
 
 
 def main():
@@ -64,8 +107,19 @@ def main():
             long, statuses = total_instructions(binary, 1200, f"{name}-long")
             result[name] = {"instructions_per_auction": round((long - short) / 1000), "statuses": statuses}
             print(name, result[name], flush=True)
+        if os.environ.get("WITH_FORWARDER") == "1":
+            subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
+                            os.path.join(harness_dir, "forwarder", "Cargo.toml"),
+                            "--target-dir", harness.FWD_TARGET], check=True)
+            short, _ = forwarder_instructions(200, "forwarder-short")
+            long, statuses = forwarder_instructions(1200, "forwarder-long")
+            result["forwarder"] = {"instructions_per_auction": round((long - short) / 1000), "statuses": statuses}
+            print("forwarder", result["forwarder"], flush=True)
     finally:
         subprocess.run(["kill", str(master)])
+    if "forwarder" in result:
+        result["new_over_forwarder"] = round(
+            result["new"]["instructions_per_auction"] / result["forwarder"]["instructions_per_auction"], 3)
     result["new_over_old"] = round(result["new"]["instructions_per_auction"] / result["old"]["instructions_per_auction"], 4)
     print(json.dumps(result))
 
