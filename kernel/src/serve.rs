@@ -154,10 +154,13 @@ impl Shared {
         let _token = generation.inflight.enter();
         let mut req = req;
         req.extensions_mut().insert(route.mounted_at.clone());
-        let response = match AssertUnwindSafe(generation.handler.handle(req))
-            .catch_unwind()
-            .await
-        {
+        // A panic is caught both where the handler builds its future and where it is polled.
+        let handled =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| generation.handler.handle(req))) {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+        let response = match handled {
             Ok(response) => response,
             Err(_) => {
                 tracing::error!(

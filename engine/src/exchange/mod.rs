@@ -484,18 +484,16 @@ impl Handler for Exchange {
 
     /// Each route's own future is boxed as it is, not wrapped in one more: a future is copied
     /// whole each time it moves, so a wrapper sized for the largest route (an auction) would
-    /// cost every request, beacons and no-bids included, a few kilobytes of copying.
+    /// cost every request, beacons and no-bids included, a few kilobytes of copying. Nothing
+    /// runs before the future is polled, where the kernel catches a panic.
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
-        let ready = |response: Response| -> BoxFuture<'a, Response> {
-            Box::pin(std::future::ready(response))
-        };
         match req.uri().path() {
             "/openrtb2/auction" => Box::pin(self.auction(req)),
-            "/tag.js" => ready(self.tag_js(&req)),
+            "/tag.js" => Box::pin(async move { self.tag_js(&req) }),
             "/ad" => Box::pin(self.ad(req)),
             "/beacon/imp" => Box::pin(self.beacon(adserve::BeaconKind::Impression, req)),
             "/beacon/view" => Box::pin(self.beacon(adserve::BeaconKind::View, req)),
-            "/click" => ready(self.click(&req)),
+            "/click" => Box::pin(async move { self.click(&req) }),
             "/reach" => Box::pin(async move { self.reach_report(&req).await }),
             "/ledger" => Box::pin(async move { self.ledger_report(&req).await }),
             path => match path.strip_prefix("/notice/") {
@@ -503,10 +501,12 @@ impl Handler for Exchange {
                     let kind = kind.to_owned();
                     Box::pin(self.notice(kind, req))
                 }
-                None => ready(bourse_kernel::json_response(
-                    http::StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": "not_found"}),
-                )),
+                None => Box::pin(async {
+                    bourse_kernel::json_response(
+                        http::StatusCode::NOT_FOUND,
+                        &serde_json::json!({"error": "not_found"}),
+                    )
+                }),
             },
         }
     }

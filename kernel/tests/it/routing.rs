@@ -129,5 +129,11 @@ async fn handler_panic_is_a_500() {
         (status.as_u16(), body.as_str()),
         (500, r#"{"error":"internal"}"#)
     );
+    // A handler may also panic while it builds its future, before anything is polled.
+    let (status, body) = get(&client(), running.local_addr(), "/x/panic-before-future").await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (500, r#"{"error":"internal"}"#)
+    );
     running.shutdown().await;
 }

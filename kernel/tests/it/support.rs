@@ -256,6 +256,9 @@ impl TestHandler {
 
 impl Handler for TestHandler {
     fn handle<'a>(&'a self, req: Request) -> BoxFuture<'a, Response> {
+        if req.uri().path().ends_with("/panic-before-future") {
+            panic!("handler told to panic before it made its future");
+        }
         Box::pin(async move {
             let served = self.state.served.fetch_add(1, Ordering::SeqCst) + 1;
             let path = req.uri().path().to_owned();
