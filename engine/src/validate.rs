@@ -136,6 +136,22 @@ fn negative(field: String, value: i64) -> Check {
     )
 }
 
+/// The rules video and audio share: `mimes` is required, and the counts and rates are not
+/// negative.
+fn stream(i: usize, kind: &str, mimes: &[String], counts: [(&str, Option<i64>); 4]) -> Check {
+    if mimes.is_empty() {
+        return reject(
+            format!("imp[{i}].{kind}.mimes"),
+            "required",
+            format!("{kind} needs mimes"),
+        );
+    }
+    for (name, value) in counts {
+        non_negative(|| format!("imp[{i}].{kind}.{name}"), value)?;
+    }
+    Ok(())
+}
+
 /// Checks a parsed request against OpenRTB 2.6's rules and our limits.
 pub fn validate(req: &BidRequest, limits: &Limits) -> Check {
     if req.id.is_empty() {
@@ -286,21 +302,17 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
         }
     }
     if let Some(video) = &imp.video {
-        if video.mimes.is_empty() {
-            return reject(
-                format!("imp[{i}].video.mimes"),
-                "required",
-                "video needs mimes",
-            );
-        }
-        for (name, value) in [
-            ("minbitrate", video.minbitrate),
-            ("maxbitrate", video.maxbitrate),
-            ("maxseq", video.maxseq),
-            ("sequence", video.sequence),
-        ] {
-            non_negative(|| format!("imp[{i}].video.{name}"), value)?;
-        }
+        stream(
+            i,
+            "video",
+            &video.mimes,
+            [
+                ("minbitrate", video.minbitrate),
+                ("maxbitrate", video.maxbitrate),
+                ("maxseq", video.maxseq),
+                ("sequence", video.sequence),
+            ],
+        )?;
         if let (Some(min), Some(max)) = (video.minduration, video.maxduration)
             && min > max
         {
@@ -312,21 +324,17 @@ fn validate_imp(i: usize, imp: &Imp) -> Check {
         }
     }
     if let Some(audio) = &imp.audio {
-        if audio.mimes.is_empty() {
-            return reject(
-                format!("imp[{i}].audio.mimes"),
-                "required",
-                "audio needs mimes",
-            );
-        }
-        for (name, value) in [
-            ("minbitrate", audio.minbitrate),
-            ("maxbitrate", audio.maxbitrate),
-            ("maxseq", audio.maxseq),
-            ("sequence", audio.sequence),
-        ] {
-            non_negative(|| format!("imp[{i}].audio.{name}"), value)?;
-        }
+        stream(
+            i,
+            "audio",
+            &audio.mimes,
+            [
+                ("minbitrate", audio.minbitrate),
+                ("maxbitrate", audio.maxbitrate),
+                ("maxseq", audio.maxseq),
+                ("sequence", audio.sequence),
+            ],
+        )?;
     }
     if let Some(native) = &imp.native
         && native.request.as_deref().unwrap_or("").is_empty()

@@ -32,8 +32,8 @@ fn prebid_request(id: &str) -> Value {
     request
 }
 
-#[tokio::test]
-async fn two_bidders_each_receive_only_their_own_params() {
+/// Partners `alpha` (bidding 1.0) and `beta` (bidding 2.0) on `div-1`, and an exchange with both.
+async fn alpha_and_beta() -> (Partner, Partner, Exchange) {
     let pa = Partner::start(|r| Reply::Json(bids(r, "alpha-seat", &[("div-1", 1.0)]))).await;
     let pb = Partner::start(|r| Reply::Json(bids(r, "beta-seat", &[("div-1", 2.0)]))).await;
     let ex = Exchange::start(&config(
@@ -41,6 +41,12 @@ async fn two_bidders_each_receive_only_their_own_params() {
         &[bidder("alpha", &pa, ""), bidder("beta", &pb, "")],
     ))
     .await;
+    (pa, pb, ex)
+}
+
+#[tokio::test]
+async fn two_bidders_each_receive_only_their_own_params() {
+    let (pa, pb, ex) = alpha_and_beta().await;
     let (status, _) = ex.auction(&prebid_request("pb-params")).await;
     assert_eq!(status, 200);
 
@@ -62,13 +68,13 @@ async fn two_bidders_each_receive_only_their_own_params() {
         beta["imp"][1]["ext"],
         json!({"prebid": {"adunitcode": "div-2"}})
     );
-    for (name, seen) in [("alpha", &alpha), ("beta", &beta)] {
+    // Neither sees the other's params, nor the params of a bidder we do not have (`o1`).
+    for (name, seen, others) in [
+        ("alpha", &alpha, ["beta-z1", "o1"]),
+        ("beta", &beta, ["placementId", "o1"]),
+    ] {
         let text = seen.to_string();
-        for other in ["beta-z1", "placementId", "o1"] {
-            if (name == "alpha" && other == "placementId") || (name == "beta" && other == "beta-z1")
-            {
-                continue;
-            }
+        for other in others {
             assert!(!text.contains(other), "{name} saw `{other}`: {text}");
         }
     }
@@ -84,13 +90,7 @@ async fn two_bidders_each_receive_only_their_own_params() {
 
 #[tokio::test]
 async fn a_request_naming_some_of_our_bidders_asks_only_those() {
-    let pa = Partner::start(|r| Reply::Json(bids(r, "alpha-seat", &[("div-1", 1.0)]))).await;
-    let pb = Partner::start(|r| Reply::Json(bids(r, "beta-seat", &[("div-1", 2.0)]))).await;
-    let ex = Exchange::start(&config(
-        "",
-        &[bidder("alpha", &pa, ""), bidder("beta", &pb, "")],
-    ))
-    .await;
+    let (pa, pb, ex) = alpha_and_beta().await;
     let mut named = prebid_request("pb-named");
     named["ext"]["prebid"]["aliases"] = json!({});
     let (status, response) = ex.auction(&named).await;
