@@ -92,7 +92,7 @@ impl Bidder for OpenRtb25 {
             };
         }
         let imp_ids = req.imp.iter().map(|imp| imp.id.clone()).collect();
-        let body = serde_json::to_vec(&req).expect("BidRequest serializes");
+        let body = bourse_engine::openrtb::to_json(&req);
         let request = BidderRequest {
             method: Method::POST,
             uri: self.endpoint.clone(),

@@ -394,14 +394,13 @@ impl<'a> Outbound<'a> {
             return Some((body.clone(), imp_ids));
         }
         let body = if req.tmax == Some(tmax_ms as i64) {
-            serde_json::to_vec(&*req)
+            crate::openrtb::to_json(&*req)
         } else {
             let mut with_tmax = (*req).clone();
             with_tmax.tmax = Some(tmax_ms as i64);
-            serde_json::to_vec(&with_tmax)
+            crate::openrtb::to_json(&with_tmax)
         };
-        // Serializing our own model cannot fail: every map key is a string.
-        let body = Bytes::from(body.expect("BidRequest serializes"));
+        let body = Bytes::from(body);
         self.bodies
             .borrow_mut()
             .push((media, tmax_ms, body.clone()));

@@ -239,7 +239,7 @@ pub(crate) fn body_without_template(
             imp.ext = Raw::from_json(&ext).ok();
         }
     }
-    serde_json::to_vec(&copy).expect("BidRequest serializes")
+    crate::openrtb::to_json(&copy)
 }
 
 /// Where `needle` first occurs in `haystack`.

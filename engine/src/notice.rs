@@ -273,6 +273,9 @@ impl std::fmt::Debug for TokenSigner {
 }
 
 const SIGNATURE_BYTES: usize = 16;
+/// Room for a token part (ids, names, a partner URL): postcard's own buffer starts small and
+/// grew several times per part.
+const TOKEN_PART_BYTES: usize = 256;
 
 impl TokenSigner {
     /// A signer with this secret key.
@@ -297,7 +300,8 @@ impl TokenSigner {
     /// encoded and hashed once, and each kind's token then costs only its own few bytes
     /// ([`NoticeTokens::sign`]).
     pub fn notices(&self, bid: &NoticeBid<'_>) -> NoticeTokens {
-        let shared = postcard::to_allocvec(bid).expect("token serializes");
+        let shared = postcard::to_extend(bid, Vec::with_capacity(TOKEN_PART_BYTES))
+            .expect("token serializes");
         let mut mac = self.mac();
         mac.update(WinToken::DOMAIN);
         // The shared part's length is signed too, so no byte can move between the two parts.
@@ -400,10 +404,13 @@ impl NoticeTokens {
     /// The token for one kind of notice, holding that kind's partner URL:
     /// `base64(shared).base64(kind and URL).base64(signature)`.
     pub fn sign(&self, kind: NoticeKind, partner_url: Option<&str>) -> String {
-        let own = postcard::to_allocvec(&OwnPart {
-            kind,
-            partner_url: partner_url.map(Cow::Borrowed),
-        })
+        let own = postcard::to_extend(
+            &OwnPart {
+                kind,
+                partner_url: partner_url.map(Cow::Borrowed),
+            },
+            Vec::with_capacity(TOKEN_PART_BYTES),
+        )
         .expect("token serializes");
         let mut mac = self.mac.clone();
         mac.update(&own);

@@ -109,7 +109,7 @@ impl Exchange {
         let response = match self.run(&mut request, started).await {
             Ok(Some(response)) => {
                 self.outcome("bid");
-                let body = serde_json::to_vec(&response).expect("response serializes");
+                let body = crate::openrtb::to_json(&response);
                 let mut http = Response::new(bourse_kernel::full(body));
                 http.headers_mut().insert(
                     http::header::CONTENT_TYPE,

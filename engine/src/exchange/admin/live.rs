@@ -62,13 +62,16 @@ impl Families {
         values
     }
 
-    /// A histogram's sum per value of `label`.
-    fn histogram_sum_by(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+    /// A histogram's (count, sum) per value of `label`. The two come from one snapshot of each
+    /// series, so a mean taken from them never mixes an observation with its neighbour's.
+    fn histogram_by(&self, name: &str, label: &str) -> BTreeMap<String, (f64, f64)> {
         let mut values = BTreeMap::new();
         for metric in self.series(name) {
             if let Some(key) = Self::label(metric, label) {
-                *values.entry(key.to_owned()).or_default() +=
-                    metric.get_histogram().get_sample_sum();
+                let histogram = metric.get_histogram();
+                let slot: &mut (f64, f64) = values.entry(key.to_owned()).or_default();
+                slot.0 += histogram.get_sample_count() as f64;
+                slot.1 += histogram.get_sample_sum();
             }
         }
         values
@@ -98,6 +101,8 @@ struct BidderTotals {
     wins: f64,
     timeouts: f64,
     errors: f64,
+    /// Wins counted by the win-price histogram, read in the same snapshot as its sum.
+    priced_wins: f64,
     win_value_cpm: f64,
 }
 
@@ -112,7 +117,8 @@ struct Totals {
     filled: f64,
     latency: Vec<(f64, f64)>,
     cleared: f64,
-    wins: f64,
+    priced_wins: f64,
+    win_value_cpm: f64,
     billed: f64,
     bidders: BTreeMap<String, BidderTotals>,
 }
@@ -136,8 +142,11 @@ impl Totals {
                 *column(bidders.entry(bidder).or_default()) = value;
             }
         }
-        for (bidder, value) in families.histogram_sum_by("bourse_bidder_win_price_cpm", "bidder") {
-            bidders.entry(bidder).or_default().win_value_cpm = value;
+        for (bidder, (count, sum)) in families.histogram_by("bourse_bidder_win_price_cpm", "bidder")
+        {
+            let totals = bidders.entry(bidder).or_default();
+            totals.priced_wins = count;
+            totals.win_value_cpm = sum;
         }
         Totals {
             at,
@@ -145,7 +154,8 @@ impl Totals {
             filled,
             latency: families.buckets(AUCTION_HISTOGRAM),
             cleared: families.sum("bourse_exchange_cleared_value_total", &[]),
-            wins: bidders.values().map(|b| b.wins).sum(),
+            priced_wins: bidders.values().map(|b| b.priced_wins).sum(),
+            win_value_cpm: bidders.values().map(|b| b.win_value_cpm).sum(),
             billed: families.sum("bourse_exchange_billed_revenue_total", &[]),
             bidders,
         }
@@ -263,7 +273,13 @@ impl Live {
                 p99_ms: quantile(0.99, &last.latency, &totals.latency).map(|s| s * 1000.0),
                 fill_pct: ratio(totals.filled - last.filled, auctions).map(|r| r * 100.0),
                 revenue_per_min: cleared / seconds * 60.0,
-                ecpm: ratio(cleared, totals.wins - last.wins).map(|r| r * 1000.0),
+                // From the win-price histogram alone: the cleared-value counter and the win
+                // counters are read at slightly different moments, and an auction finishing
+                // between them would skew a point's mean.
+                ecpm: ratio(
+                    totals.win_value_cpm - last.win_value_cpm,
+                    totals.priced_wins - last.priced_wins,
+                ),
             };
             state.points.push_back(point);
             if state.points.len() > POINTS {
@@ -309,7 +325,10 @@ impl Live {
                     bid_rate_pct: ratio(now.bids - then.bids, requests).map(|r| r * 100.0),
                     timeout_pct: ratio(now.timeouts - then.timeouts, requests).map(|r| r * 100.0),
                     errors: (now.errors - then.errors) as u64,
-                    avg_win_cpm: ratio(now.win_value_cpm - then.win_value_cpm, wins),
+                    avg_win_cpm: ratio(
+                        now.win_value_cpm - then.win_value_cpm,
+                        now.priced_wins - then.priced_wins,
+                    ),
                 }
             })
             .collect();
