@@ -20,6 +20,8 @@ pub(crate) struct Chrome<'a> {
     /// `overview`, `plugins` or `config` for the shell's pages; empty on a section's.
     pub(crate) current: &'static str,
     pub(crate) groups: Vec<NavGroup>,
+    /// What every section says is failing, worst first (the health strip).
+    pub(crate) alerts: Vec<bourse_kernel::admin::Alert>,
 }
 
 /// One section in the navigation: its title and its pages.
@@ -82,8 +84,14 @@ impl Admin {
         current: &'static str,
         section: Option<(&str, &str)>,
     ) -> Chrome<'a> {
-        let groups = self
-            .sections()
+        let sections = self.sections();
+        let mut alerts: Vec<bourse_kernel::admin::Alert> = sections
+            .iter()
+            .filter_map(|entry| Some(entry.handler().admin()?.alerts(&base(&entry.name))))
+            .flatten()
+            .collect();
+        alerts.sort_by_key(|alert| alert.level);
+        let groups = sections
             .iter()
             .filter_map(|entry| {
                 let admin = entry.handler().admin()?;
@@ -112,6 +120,7 @@ impl Admin {
             csrf: &session.csrf,
             current,
             groups,
+            alerts,
         }
     }
 

@@ -30,9 +30,43 @@ pub trait AdminSection: Send + Sync {
         None
     }
 
+    /// What is failing in this plugin right now, named at the top of every admin page (the
+    /// health strip). `base` is the section's path. Called on every page, so it reads state the
+    /// plugin already keeps rather than computing anything.
+    fn alerts(&self, _base: &str) -> Vec<Alert> {
+        Vec::new()
+    }
+
     /// Serves a request under the section: a GET from a signed-in operator, or a POST whose
     /// session and CSRF token the shell has already checked.
     fn serve<'a>(&'a self, req: AdminRequest) -> BoxFuture<'a, AdminReply>;
+}
+
+/// Something failing that every admin page names (see [`AdminSection::alerts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub level: AlertLevel,
+    /// One line in our own words: what, how badly, since when.
+    pub text: String,
+    /// The page that shows more, e.g. `/admin/exchange/bidders`.
+    pub href: String,
+}
+
+/// How bad an [`Alert`] is; the strip shows `Down` in red, `Degraded` in amber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlertLevel {
+    Down,
+    Degraded,
+}
+
+impl AlertLevel {
+    /// The word the strip shows and styles by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Down => "down",
+            AlertLevel::Degraded => "degraded",
+        }
+    }
 }
 
 /// One page of a section in the navigation.

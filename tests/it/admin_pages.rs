@@ -305,6 +305,135 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
 }
 
 #[tokio::test]
+async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.0)]))).await;
+    // A port nothing listens on: every call to this partner is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
+    drop(closed);
+    let node = Node::start(&exchange_config(
+        &partner,
+        &format!("[[plugins.exchange.bidders]]\nname = \"gone\"\nendpoint = \"{gone}\"\n"),
+    ));
+    let session = sign_in(&node).await;
+    for _ in 0..20 {
+        ad(&node, &partner, "news.example", "news-top").await;
+    }
+    // The health is the sampler's, which reads the metrics once a second.
+    let row = |page: &str, name: &str| {
+        page.split("<tr>")
+            .find(|row| row.contains(&format!("<td>{name}</td>")))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let (status, page) = get(&node, "/admin/exchange/bidders", &session).await;
+        assert_eq!(status, 200);
+        if row(&page, "gone").contains("class=\"health-down\"") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let gone_row = row(&page, "gone");
+    assert!(
+        gone_row.contains("class=\"health-down\"") && gone_row.contains(" UTC"),
+        "{gone_row}"
+    );
+    // "last minute: N of N calls failed (connect N)": every call, all refused.
+    let said = gone_row
+        .split("last minute: ")
+        .nth(1)
+        .and_then(|s| s.split(" calls failed").next())
+        .unwrap_or_default();
+    let (failed, asked) = said.split_once(" of ").unwrap_or_default();
+    assert!(
+        failed == asked
+            && asked.parse::<u32>().is_ok_and(|n| n > 0)
+            && gone_row.contains(&format!("calls failed (connect {failed})")),
+        "{gone_row}"
+    );
+    let adv_row = row(&page, "adv");
+    assert!(adv_row.contains("class=\"health-healthy\""), "{adv_row}");
+    // Every admin page names it at the top, in red, linking to the bidders; not the healthy one.
+    for path in ["/admin", "/admin/config", "/admin/exchange/floors"] {
+        let (status, page) = get(&node, path, &session).await;
+        assert_eq!(status, 200, "{path}");
+        let strip = page
+            .split("<div class=\"health-strip\"")
+            .nth(1)
+            .and_then(|rest| rest.split("</div>").next())
+            .unwrap_or_default();
+        assert!(
+            strip.contains("class=\"alert-down\"")
+                && strip.contains("href=\"/admin/exchange/bidders\"")
+                && strip.contains("Bidder gone is down: ")
+                && strip.contains("calls failed (connect ")
+                && !strip.contains("Bidder adv"),
+            "{path}: {strip}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_failures() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = Arc::new(AtomicBool::new(true));
+    let switch = failing.clone();
+    let partner = Partner::start(move |r| {
+        if switch.load(Ordering::Relaxed) {
+            Reply::Status(503)
+        } else {
+            Reply::Json(bids(r, "adv", &[("1", 1.0)]))
+        }
+    })
+    .await;
+    let node = Node::start(&exchange_config(&partner, ""));
+    let session = sign_in(&node).await;
+    let health = |page: &str| {
+        page.split("<tr>")
+            .find(|row| row.contains("<td>adv</td>"))
+            .and_then(|row| row.split("class=\"health-").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // Refusing with 503: down within seconds, the kind named.
+    let until = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        ad(&node, &partner, "news.example", "news-top").await;
+        let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
+        if health(&page) == "down" || Instant::now() > until {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(health(&page), "down", "{page}");
+    assert!(page.contains("calls failed (http_status "), "{page}");
+    // It answers again: healthy within the minute the state covers (sooner once the good
+    // calls outnumber the failures twenty to one), and the strip no longer names it.
+    failing.store(false, Ordering::Relaxed);
+    let recovered_at = Instant::now();
+    let until = recovered_at + Duration::from_secs(90);
+    let page = loop {
+        ad(&node, &partner, "news.example", "news-top").await;
+        let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
+        if health(&page) == "healthy" || Instant::now() > until {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(health(&page), "healthy", "{page}");
+    let took = recovered_at.elapsed();
+    assert!(
+        took < Duration::from_secs(65),
+        "healthy only after {took:?}"
+    );
+    assert!(!page.contains("health-strip"), "{page}");
+}
+
+#[tokio::test]
 async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     let partner = Partner::start(|r| {
         // Bids spread between 1 and 3 so the learner finds a floor above the static one.

@@ -1,12 +1,12 @@
 //! Bidders: endpoint, adapter, timeout, QPS cap, bid adjustment and enabled state, with live
 //! health from the metrics registry; added, edited and disabled live.
 
-use super::live::Families;
+use super::live::{Families, Health, HealthState, WindowCounts};
 use super::{entry, list, number, render};
 use crate::bidder::BidderSpec;
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, Form, Pager};
+use bourse_kernel::admin::{AdminReply, AdminRequest, Alert, AlertLevel, FieldErrors, Form, Pager};
 use http::StatusCode;
 
 const BIDDER_FIELDS: &[&str] = &[
@@ -56,25 +56,44 @@ struct BidderRow {
     timeouts: u64,
     errors: u64,
     health: &'static str,
+    /// What the health rests on and since when it holds; empty when there is nothing to say.
+    health_detail: String,
 }
 
-/// A bidder's health from its counts: failing when most calls time out or fail, degraded
-/// when more than one in twenty does, idle when nothing was asked.
-fn health(requests: u64, timeouts: u64, errors: u64, enabled: bool) -> &'static str {
+/// A bidder's health over the last minute (disabled ones are "off"), and the words behind it:
+/// what failed in the last minute and the last five, by kind, and since when the state holds.
+fn health_of(health: Option<&Health>, enabled: bool) -> (&'static str, String) {
     if !enabled {
-        return "off";
+        return ("off", String::new());
     }
-    if requests == 0 {
-        return "idle";
+    let Some(health) = health else {
+        // Not sampled yet (the first second of the instance).
+        return (HealthState::Idle.as_str(), String::new());
+    };
+    let since = bourse_kernel::utc_datetime(health.since_ms / 1000);
+    let detail = format!(
+        "last minute: {}; last 5 minutes: {}; since {since} UTC",
+        window_text(&health.minute),
+        window_text(&health.five_minutes),
+    );
+    (health.state.as_str(), detail)
+}
+
+/// "12 of 400 calls failed (timeout 2, connect 10)", or "no calls".
+pub(super) fn window_text(window: &WindowCounts) -> String {
+    if window.requests == 0 {
+        return "no calls".to_owned();
     }
-    let failing = (timeouts + errors) as f64 / requests as f64;
-    if failing > 0.5 {
-        "failing"
-    } else if failing > 0.05 {
-        "degraded"
-    } else {
-        "ok"
+    let mut text = format!("{} of {} calls failed", window.failed(), window.requests);
+    let kinds: Vec<String> = (window.timeouts > 0)
+        .then(|| format!("timeout {}", window.timeouts))
+        .into_iter()
+        .chain(window.kinds.iter().map(|(kind, n)| format!("{kind} {n}")))
+        .collect();
+    if !kinds.is_empty() {
+        text.push_str(&format!(" ({})", kinds.join(", ")));
     }
+    text
 }
 
 struct BidderForm {
@@ -210,6 +229,36 @@ struct BidderValues {
 }
 
 impl Exchange {
+    /// The enabled bidders that are down or degraded over the last minute, for the strip at the
+    /// top of every admin page.
+    pub(super) fn bidder_alerts(&self, base: &str) -> Vec<Alert> {
+        let health = self.shared.admin.live.health();
+        self.config
+            .bidders
+            .iter()
+            .filter(|b| b.enabled)
+            .filter_map(|b| {
+                let health = health.get(&b.name)?;
+                let level = match health.state {
+                    HealthState::Down => AlertLevel::Down,
+                    HealthState::Degraded => AlertLevel::Degraded,
+                    HealthState::Idle | HealthState::Healthy => return None,
+                };
+                Some(Alert {
+                    level,
+                    text: format!(
+                        "Bidder {} is {}: {} in the last minute, since {} UTC",
+                        b.name,
+                        health.state.as_str(),
+                        window_text(&health.minute),
+                        bourse_kernel::utc_datetime(health.since_ms / 1000),
+                    ),
+                    href: format!("{base}/bidders"),
+                })
+            })
+            .collect()
+    }
+
     fn bidders_page(
         &self,
         req: &AdminRequest,
@@ -219,6 +268,7 @@ impl Exchange {
     ) -> AdminReply {
         let admin = &self.shared.admin;
         let families = Families::gather(&admin.registry);
+        let health = admin.live.health();
         let count = |name: &str, bidder: &str| families.sum(name, &[("bidder", bidder)]) as u64;
         let rows = self
             .config
@@ -228,6 +278,7 @@ impl Exchange {
                 let requests = count("bourse_bidder_requests_total", &b.name);
                 let timeouts = count("bourse_bidder_timeouts_total", &b.name);
                 let errors = count("bourse_bidder_errors_total", &b.name);
+                let (health, health_detail) = health_of(health.get(&b.name), b.enabled);
                 BidderRow {
                     name: b.name.clone(),
                     adapter: b.adapter.clone(),
@@ -237,7 +288,8 @@ impl Exchange {
                     adjustment: number(b.adjustment, 4),
                     enabled: b.enabled,
                     bids: count("bourse_bidder_bids_total", &b.name),
-                    health: health(requests, timeouts, errors, b.enabled),
+                    health,
+                    health_detail,
                     requests,
                     timeouts,
                     errors,
@@ -365,11 +417,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_follows_the_share_of_failed_calls() {
-        assert_eq!(health(0, 0, 0, true), "idle");
-        assert_eq!(health(100, 1, 2, true), "ok");
-        assert_eq!(health(100, 5, 5, true), "degraded");
-        assert_eq!(health(100, 40, 20, true), "failing");
-        assert_eq!(health(100, 40, 20, false), "off");
+    fn health_says_what_failed_by_kind_and_since_when() {
+        let down = Health {
+            state: HealthState::Down,
+            since_ms: 86_400_000 + 3_723_000,
+            minute: WindowCounts {
+                requests: 400,
+                timeouts: 12,
+                errors: 300,
+                kinds: vec![("http_status", 100), ("connect", 200)],
+            },
+            five_minutes: WindowCounts {
+                requests: 2_000,
+                timeouts: 12,
+                errors: 300,
+                kinds: vec![("http_status", 100), ("connect", 200)],
+            },
+        };
+        let (state, detail) = health_of(Some(&down), true);
+        assert_eq!(state, "down");
+        assert_eq!(
+            detail,
+            "last minute: 312 of 400 calls failed (timeout 12, http_status 100, connect 200); \
+             last 5 minutes: 312 of 2000 calls failed (timeout 12, http_status 100, connect 200); \
+             since 1970-01-02 01:02:03 UTC"
+        );
+        assert_eq!(health_of(Some(&down), false).0, "off");
+        assert_eq!(health_of(None, true).0, "idle");
+        assert_eq!(window_text(&WindowCounts::default()), "no calls");
     }
 }

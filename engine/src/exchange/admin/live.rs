@@ -10,10 +10,14 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::metrics::BIDDER_ERROR_KINDS;
+
 /// Points kept: ten minutes at one a second.
 const POINTS: usize = 600;
-/// The top-bidders table covers this window.
+/// The top-bidders table and a bidder's health state cover this window.
 const BIDDER_WINDOW: Duration = Duration::from_secs(60);
+/// The longer window a bidder's health also reports, and how long totals are kept.
+const LONG_WINDOW: Duration = Duration::from_secs(300);
 const AUCTION_HISTOGRAM: &str = "bourse_exchange_auction_duration_seconds";
 
 /// The registry's samples, with the sums the overview needs.
@@ -62,6 +66,17 @@ impl Families {
         values
     }
 
+    /// A counter's value per pair of values of `first` and `second`.
+    fn by_pair(&self, name: &str, first: &str, second: &str) -> Vec<(String, String, f64)> {
+        self.series(name)
+            .filter_map(|metric| {
+                let a = Self::label(metric, first)?;
+                let b = Self::label(metric, second)?;
+                Some((a.to_owned(), b.to_owned(), metric.get_counter().get_value()))
+            })
+            .collect()
+    }
+
     /// A histogram's (count, sum) per value of `label`. The two come from one snapshot of each
     /// series, so a mean taken from them never mixes an observation with its neighbour's.
     fn histogram_by(&self, name: &str, label: &str) -> BTreeMap<String, (f64, f64)> {
@@ -101,6 +116,8 @@ struct BidderTotals {
     wins: f64,
     timeouts: f64,
     errors: f64,
+    /// Errors by kind, in [`BIDDER_ERROR_KINDS`] order.
+    error_kinds: [f64; BIDDER_ERROR_KINDS.len()],
     /// Wins counted by the win-price histogram, read in the same snapshot as its sum.
     priced_wins: f64,
     win_value_cpm: f64,
@@ -140,6 +157,13 @@ impl Totals {
         for (name, column) in columns {
             for (bidder, value) in families.by(name, "bidder") {
                 *column(bidders.entry(bidder).or_default()) = value;
+            }
+        }
+        for (bidder, kind, value) in
+            families.by_pair("bourse_bidder_errors_total", "bidder", "kind")
+        {
+            if let Some(slot) = BIDDER_ERROR_KINDS.iter().position(|k| *k == kind) {
+                bidders.entry(bidder).or_default().error_kinds[slot] = value;
             }
         }
         for (bidder, (count, sum)) in families.histogram_by("bourse_bidder_win_price_cpm", "bidder")
@@ -244,6 +268,144 @@ struct LiveState {
     points: VecDeque<Point>,
     /// Totals of the last minute or so, oldest first.
     totals: VecDeque<Totals>,
+    /// Each bidder's health over the last minute, and since when it has held.
+    health: BTreeMap<String, Health>,
+}
+
+/// A bidder's state over the last minute of calls (see [`Health::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HealthState {
+    /// Nothing asked of it in the window.
+    Idle,
+    /// At most one call in twenty timed out or failed.
+    Healthy,
+    /// More than one in twenty, up to half.
+    Degraded,
+    /// More than half of its calls timed out or failed.
+    Down,
+}
+
+impl HealthState {
+    /// The word the admin shows (and styles by).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Idle => "idle",
+            HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
+            HealthState::Down => "down",
+        }
+    }
+}
+
+/// What one window saw of a bidder's calls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct WindowCounts {
+    pub(crate) requests: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) errors: u64,
+    /// Errors by kind (those that happened), in [`BIDDER_ERROR_KINDS`] order.
+    pub(crate) kinds: Vec<(&'static str, u64)>,
+}
+
+impl WindowCounts {
+    fn between(then: &BidderTotals, now: &BidderTotals) -> WindowCounts {
+        let count = |now: f64, then: f64| (now - then).max(0.0) as u64;
+        WindowCounts {
+            requests: count(now.requests, then.requests),
+            timeouts: count(now.timeouts, then.timeouts),
+            errors: count(now.errors, then.errors),
+            kinds: BIDDER_ERROR_KINDS
+                .iter()
+                .enumerate()
+                .map(|(i, kind)| (*kind, count(now.error_kinds[i], then.error_kinds[i])))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        }
+    }
+
+    /// Calls that timed out or failed.
+    pub(crate) fn failed(&self) -> u64 {
+        self.timeouts + self.errors
+    }
+}
+
+/// A bidder's health: its state over the last minute, since when that state holds, and what
+/// the last minute and the last five saw.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Health {
+    pub(crate) state: HealthState,
+    /// Unix ms of the first sample that found this state.
+    pub(crate) since_ms: u64,
+    pub(crate) minute: WindowCounts,
+    pub(crate) five_minutes: WindowCounts,
+}
+
+impl Health {
+    /// The state of a window's counts: judged on the window alone, so a bidder that stops
+    /// answering is down within a minute, and healthy again a minute after it recovers.
+    pub(crate) fn judge(requests: u64, timeouts: u64, errors: u64) -> HealthState {
+        if requests == 0 {
+            return HealthState::Idle;
+        }
+        let failing = (timeouts + errors) as f64 / requests as f64;
+        if failing > 0.5 {
+            HealthState::Down
+        } else if failing > 0.05 {
+            HealthState::Degraded
+        } else {
+            HealthState::Healthy
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl LiveState {
+    /// The oldest kept totals no older than `window` (and a second), if any.
+    fn window_start(&self, window: Duration) -> Option<&Totals> {
+        let last = self.totals.back()?;
+        self.totals
+            .iter()
+            .find(|t| last.at.duration_since(t.at) <= window + Duration::from_secs(1))
+    }
+
+    /// Judges every bidder on the last minute, keeping the time a state began.
+    fn judge_health(&mut self, now_ms: u64) {
+        let (Some(minute_ago), Some(long_ago), Some(last)) = (
+            self.window_start(BIDDER_WINDOW),
+            self.window_start(LONG_WINDOW),
+            self.totals.back(),
+        ) else {
+            return;
+        };
+        let mut judged = BTreeMap::new();
+        for (name, now) in &last.bidders {
+            let counts = |start: &Totals| {
+                let then = start.bidders.get(name).cloned().unwrap_or_default();
+                WindowCounts::between(&then, now)
+            };
+            let (minute, five_minutes) = (counts(minute_ago), counts(long_ago));
+            let state = Health::judge(minute.requests, minute.timeouts, minute.errors);
+            let since_ms = match self.health.get(name) {
+                Some(previous) if previous.state == state => previous.since_ms,
+                _ => now_ms,
+            };
+            judged.insert(
+                name.clone(),
+                Health {
+                    state,
+                    since_ms,
+                    minute,
+                    five_minutes,
+                },
+            );
+        }
+        self.health = judged;
+    }
 }
 
 impl Live {
@@ -265,9 +427,7 @@ impl Live {
             let auctions = totals.auctions - last.auctions;
             let cleared = totals.cleared - last.cleared;
             let point = Point {
-                t: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
+                t: unix_ms(),
                 auctions_per_sec: auctions / seconds,
                 p50_ms: quantile(0.5, &last.latency, &totals.latency).map(|s| s * 1000.0),
                 p99_ms: quantile(0.99, &last.latency, &totals.latency).map(|s| s * 1000.0),
@@ -288,10 +448,16 @@ impl Live {
         }
         state.totals.push_back(totals);
         while state.totals.front().is_some_and(|first| {
-            now.duration_since(first.at) > BIDDER_WINDOW + Duration::from_secs(1)
+            now.duration_since(first.at) > LONG_WINDOW + Duration::from_secs(1)
         }) {
             state.totals.pop_front();
         }
+        state.judge_health(unix_ms());
+    }
+
+    /// Each bidder's health over the last minute, by name.
+    pub(crate) fn health(&self) -> BTreeMap<String, Health> {
+        self.state.lock().health.clone()
     }
 
     /// The points since `after` (Unix ms; 0 for all) and the top bidders of the last minute.
@@ -303,7 +469,8 @@ impl Live {
             .filter(|p| p.t > after)
             .cloned()
             .collect();
-        let (Some(first), Some(last)) = (state.totals.front(), state.totals.back()) else {
+        let (Some(first), Some(last)) = (state.window_start(BIDDER_WINDOW), state.totals.back())
+        else {
             return LiveView {
                 points,
                 top_bidders: Vec::new(),
@@ -388,5 +555,90 @@ mod tests {
         // A sample right after the last one is skipped.
         live.sample(&registry);
         assert_eq!(live.view(0).points.len(), 1);
+    }
+
+    #[test]
+    fn a_bidder_is_down_while_most_of_its_last_minute_fails_and_healthy_once_it_passes() {
+        let registry = prometheus::Registry::new();
+        let counter = |name: &str| {
+            let counter =
+                prometheus::IntCounterVec::new(prometheus::Opts::new(name, "c"), &["bidder"])
+                    .unwrap();
+            registry.register(Box::new(counter.clone())).unwrap();
+            counter
+        };
+        let requests = counter("bourse_bidder_requests_total");
+        let errors = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("bourse_bidder_errors_total", "e"),
+            &["bidder", "kind"],
+        )
+        .unwrap();
+        registry.register(Box::new(errors.clone())).unwrap();
+        let errors = errors.with_label_values(&["dsp", "connect"]);
+        let live = Live::default();
+        // Move every kept sample one step into the past, as a second of ticks would.
+        let age = |live: &Live, by: Duration| {
+            for totals in live.state.lock().totals.iter_mut() {
+                totals.at -= by;
+            }
+        };
+        // A healthy start: 100 calls, none failing.
+        live.sample(&registry);
+        requests.with_label_values(&["dsp"]).inc_by(100);
+        age(&live, Duration::from_secs(1));
+        live.sample(&registry);
+        let healthy = live.health()["dsp"].clone();
+        assert_eq!(healthy.state, HealthState::Healthy, "{healthy:?}");
+        // It stops answering: the next 300 calls all fail, three times what it answered, so
+        // even with the good calls still in the window it is down.
+        requests.with_label_values(&["dsp"]).inc_by(300);
+        errors.inc_by(300);
+        age(&live, Duration::from_secs(1));
+        live.state.lock().health.get_mut("dsp").unwrap().since_ms -= 5_000;
+        let healthy_since = live.health()["dsp"].since_ms;
+        live.sample(&registry);
+        let down = live.health()["dsp"].clone();
+        assert_eq!(down.state, HealthState::Down, "{down:?}");
+        assert_eq!((down.minute.requests, down.minute.errors), (400, 300));
+        assert_eq!(down.minute.kinds, vec![("connect", 300)]);
+        assert!(
+            down.since_ms > healthy_since,
+            "a new state starts its own time"
+        );
+        // Still down a tick later: the time it began is kept.
+        requests.with_label_values(&["dsp"]).inc_by(10);
+        errors.inc_by(10);
+        age(&live, Duration::from_secs(1));
+        live.sample(&registry);
+        assert_eq!(live.health()["dsp"].since_ms, down.since_ms);
+        // It recovers. Once the failures are older than the minute, only good calls remain.
+        age(&live, BIDDER_WINDOW + Duration::from_secs(5));
+        live.sample(&registry);
+        requests.with_label_values(&["dsp"]).inc_by(50);
+        age(&live, Duration::from_secs(1));
+        live.sample(&registry);
+        let recovered = live.health()["dsp"].clone();
+        assert_eq!(recovered.state, HealthState::Healthy, "{recovered:?}");
+        assert_eq!(
+            (recovered.minute.requests, recovered.minute.errors),
+            (50, 0)
+        );
+        // The five minutes still hold the outage.
+        assert_eq!(
+            (
+                recovered.five_minutes.requests,
+                recovered.five_minutes.errors
+            ),
+            (460, 310)
+        );
+    }
+
+    #[test]
+    fn health_thresholds() {
+        assert_eq!(Health::judge(0, 0, 0), HealthState::Idle);
+        assert_eq!(Health::judge(100, 5, 0), HealthState::Healthy);
+        assert_eq!(Health::judge(100, 3, 3), HealthState::Degraded);
+        assert_eq!(Health::judge(100, 30, 21), HealthState::Down);
+        assert_eq!(Health::judge(100, 0, 50), HealthState::Degraded);
     }
 }

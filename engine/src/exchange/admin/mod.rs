@@ -11,7 +11,7 @@ mod live;
 
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, AdminSection, NavLink};
+use bourse_kernel::admin::{AdminReply, AdminRequest, AdminSection, Alert, NavLink};
 use bourse_kernel::{Asset, ConfigCenter, EmbeddedAssets, PluginCtx, Refusal, plugin_table};
 use futures_util::future::BoxFuture;
 use http::{Method, StatusCode};
@@ -315,6 +315,10 @@ impl AdminSection for Exchange {
                 None
             }
         }
+    }
+
+    fn alerts(&self, base: &str) -> Vec<Alert> {
+        self.bidder_alerts(base)
     }
 
     fn serve<'a>(&'a self, req: AdminRequest) -> BoxFuture<'a, AdminReply> {
