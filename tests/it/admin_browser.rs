@@ -306,15 +306,22 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
         .goto(&admin("/admin/exchange/bidders"))
         .await
         .unwrap();
-    fill(&browser, "input[name=name]", "second").await;
-    fill(&browser, "input[name=endpoint]", &second.endpoint()).await;
-    assert_eq!(second.request_count(), 0);
-    submit(
+    // The new-bidder form's fields: each row also has a Test form holding the bidder's name.
+    let new_bidder = "form[action='/admin/exchange/bidders']";
+    fill(
         &browser,
-        "form[action='/admin/exchange/bidders']",
-        "/admin/exchange/bidders",
+        &format!("{new_bidder} input[name=name]"),
+        "second",
     )
     .await;
+    fill(
+        &browser,
+        &format!("{new_bidder} input[name=endpoint]"),
+        &second.endpoint(),
+    )
+    .await;
+    assert_eq!(second.request_count(), 0);
+    submit(&browser, new_bidder, "/admin/exchange/bidders").await;
     blog_ad(&node, &tag_requests).await;
     assert!(second.request_count() >= 1, "the new bidder is asked");
     assert!(body_text(&browser).await.contains("second"));
@@ -331,6 +338,47 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
         blog_ad(&node, &tag_requests).await["imp"][0]["bidfloor"],
         1.25
     );
+
+    // A bidder whose endpoint refuses every connection is down, in red, at the top of every
+    // page within seconds, saying what failed and since when.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
+    drop(closed);
+    browser
+        .goto(&admin("/admin/exchange/bidders"))
+        .await
+        .unwrap();
+    fill(&browser, &format!("{new_bidder} input[name=name]"), "gone").await;
+    fill(
+        &browser,
+        &format!("{new_bidder} input[name=endpoint]"),
+        &gone,
+    )
+    .await;
+    submit(&browser, new_bidder, "/admin/exchange/bidders").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let strip = loop {
+        browser.goto(&admin("/admin")).await.unwrap();
+        let strip = browser
+            .eval(
+                "const down = document.querySelector('.health-strip .alert-down');\
+                 return down ? [down.innerText, getComputedStyle(down.querySelector('strong')).color] : null",
+            )
+            .await
+            .unwrap();
+        if !strip.is_null() || std::time::Instant::now() > deadline {
+            break strip;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let text = strip[0].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Bidder gone is down:")
+            && text.contains("calls failed (connect ")
+            && text.contains(" UTC"),
+        "{strip}"
+    );
+    assert_eq!(strip[1], "rgb(170, 17, 17)", "down is red: {strip}");
 
     // Every section fits a phone's width: nothing wider than the screen but the tables,
     // which scroll inside their own box.

@@ -434,6 +434,78 @@ async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_fail
 }
 
 #[tokio::test]
+async fn testing_a_bidder_shows_its_answer_and_what_the_adapter_read_without_counting_it() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.5)]))).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
+    drop(closed);
+    let node = Node::start(&exchange_config(
+        &partner,
+        &format!("[[plugins.exchange.bidders]]\nname = \"gone\"\nendpoint = \"{gone}\"\n"),
+    ));
+    let session = sign_in(&node).await;
+    let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
+    assert!(
+        page.contains("action=\"/admin/exchange/bidders/test\""),
+        "{page}"
+    );
+    let csrf = csrf_in(&page);
+    let (status, _, page) = post(
+        &node,
+        "/admin/exchange/bidders/test",
+        &session,
+        &[("csrf", &csrf), ("name", "adv")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("class=\"test-bid\"")
+            && page.contains("1 bid(s).")
+            && page.contains("banner on impression 1 at 1.5 USD")
+            && page.contains("200 OK"),
+        "{page}"
+    );
+    // The partner got a request marked as a test, and the page shows both sides.
+    assert_eq!(partner.request_count(), 1);
+    assert_eq!(partner.last_request()["test"], 1);
+    assert!(
+        page.contains("&#34;seatbid&#34;") && page.contains("bourse-admin-test-"),
+        "{page}"
+    );
+    // A refused connection is named; a test call is not counted in the bidder's figures.
+    let (status, _, page) = post(
+        &node,
+        "/admin/exchange/bidders/test",
+        &session,
+        &[("csrf", &csrf), ("name", "gone")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("class=\"test-failed\"") && page.contains("The call failed (connect)"),
+        "{page}"
+    );
+    let (_, metrics) = get(&node, "/metrics", "").await;
+    assert!(
+        metrics.contains("bourse_bidder_requests_total{bidder=\"adv\"}")
+            && !metrics
+                .lines()
+                .any(|l| l.starts_with("bourse_bidder_requests_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // Without the form's token nothing is sent.
+    let (status, _, _) = post(
+        &node,
+        "/admin/exchange/bidders/test",
+        &session,
+        &[("name", "adv")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(partner.request_count(), 1);
+}
+
+#[tokio::test]
 async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     let partner = Partner::start(|r| {
         // Bids spread between 1 and 3 so the learner finds a floor above the static one.

@@ -4,6 +4,7 @@
 //! `[plugins.<instance>]` of the config in force through the config center, as the signed-in
 //! operator, and a refusal is shown beside the field it names.
 
+mod bidder_test;
 mod bidders;
 mod floors;
 mod inventory;
@@ -346,6 +347,7 @@ impl AdminSection for Exchange {
                 (true, "/placements/edit") => self.edit_placement(&req).await,
                 (true, "/bidders") => self.add_bidder(&req).await,
                 (true, "/bidders/edit") => self.edit_bidder(&req).await,
+                (true, "/bidders/test") => self.test_bidder(&req).await,
                 (true, "/floors") => self.set_floor(&req).await,
                 (true, "/floors/rules") => self.set_floor_rules(&req).await,
                 _ => AdminReply::text(StatusCode::NOT_FOUND, "not found"),
