@@ -341,9 +341,7 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
 
     // A bidder whose endpoint refuses every connection is down, in red, at the top of every
     // page within seconds, saying what failed and since when.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
-    drop(closed);
+    let gone = refused_endpoint();
     browser
         .goto(&admin("/admin/exchange/bidders"))
         .await

@@ -46,6 +46,15 @@ async fn ad(node: &Node, partner: &Partner, host: &str, placement: &str) -> Opti
     (partner.request_count() > before).then(|| partner.last_request())
 }
 
+/// A node whose bidders are `partner` (as `adv`) and `gone`, at a port nothing listens on.
+fn node_with_a_refused_bidder(partner: &Partner) -> Node {
+    let gone = refused_endpoint();
+    Node::start(&exchange_config(
+        partner,
+        &format!("[[plugins.exchange.bidders]]\nname = \"gone\"\nendpoint = \"{gone}\"\n"),
+    ))
+}
+
 /// The text of the first `field-error` paragraph after `marker` in `page`.
 fn field_error_after<'a>(page: &'a str, marker: &str) -> Option<&'a str> {
     let from = page.find(marker)?;
@@ -307,14 +316,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
 #[tokio::test]
 async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.0)]))).await;
-    // A port nothing listens on: every call to this partner is refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
-    drop(closed);
-    let node = Node::start(&exchange_config(
-        &partner,
-        &format!("[[plugins.exchange.bidders]]\nname = \"gone\"\nendpoint = \"{gone}\"\n"),
-    ));
+    let node = node_with_a_refused_bidder(&partner);
     let session = sign_in(&node).await;
     for _ in 0..20 {
         ad(&node, &partner, "news.example", "news-top").await;
@@ -399,31 +401,30 @@ async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_fail
             .unwrap_or_default()
             .to_owned()
     };
-    // Refusing with 503: down within seconds, the kind named.
-    let until = Instant::now() + Duration::from_secs(10);
-    let page = loop {
-        ad(&node, &partner, "news.example", "news-top").await;
-        let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
-        if health(&page) == "down" || Instant::now() > until {
-            break page;
+    // Auctions run until the bidders page shows `state` (or `within` passes); its last look.
+    let auctions_until = |state: &'static str, within: Duration| {
+        let (node, partner, session) = (&node, &partner, &session);
+        async move {
+            let until = Instant::now() + within;
+            loop {
+                ad(node, partner, "news.example", "news-top").await;
+                let (_, page) = get(node, "/admin/exchange/bidders", session).await;
+                if health(&page) == state || Instant::now() > until {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // Refusing with 503: down within seconds, the kind named.
+    let page = auctions_until("down", Duration::from_secs(10)).await;
     assert_eq!(health(&page), "down", "{page}");
     assert!(page.contains("calls failed (http_status "), "{page}");
     // It answers again: healthy within the minute the state covers (sooner once the good
     // calls outnumber the failures twenty to one), and the strip no longer names it.
     failing.store(false, Ordering::Relaxed);
     let recovered_at = Instant::now();
-    let until = recovered_at + Duration::from_secs(90);
-    let page = loop {
-        ad(&node, &partner, "news.example", "news-top").await;
-        let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
-        if health(&page) == "healthy" || Instant::now() > until {
-            break page;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let page = auctions_until("healthy", Duration::from_secs(90)).await;
     assert_eq!(health(&page), "healthy", "{page}");
     let took = recovered_at.elapsed();
     assert!(
@@ -436,13 +437,7 @@ async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_fail
 #[tokio::test]
 async fn testing_a_bidder_shows_its_answer_and_what_the_adapter_read_without_counting_it() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.5)]))).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let gone = format!("http://{}/bid", closed.local_addr().unwrap());
-    drop(closed);
-    let node = Node::start(&exchange_config(
-        &partner,
-        &format!("[[plugins.exchange.bidders]]\nname = \"gone\"\nendpoint = \"{gone}\"\n"),
-    ));
+    let node = node_with_a_refused_bidder(&partner);
     let session = sign_in(&node).await;
     let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
     assert!(

@@ -723,6 +723,12 @@ pub async fn node_request(
     node.client_request(req).await
 }
 
+/// A bidder URL on a loopback port nothing listens on: every call to it is refused.
+pub fn refused_endpoint() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/bid", closed.local_addr().unwrap())
+}
+
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// A users file holding `ops`, and the admin table pointing at it.

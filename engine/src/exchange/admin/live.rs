@@ -582,21 +582,24 @@ mod tests {
                 totals.at -= by;
             }
         };
+        // A second passes and the sampler reads the registry.
+        let tick = |live: &Live| {
+            age(live, Duration::from_secs(1));
+            live.sample(&registry);
+        };
         // A healthy start: 100 calls, none failing.
         live.sample(&registry);
         requests.with_label_values(&["dsp"]).inc_by(100);
-        age(&live, Duration::from_secs(1));
-        live.sample(&registry);
+        tick(&live);
         let healthy = live.health()["dsp"].clone();
         assert_eq!(healthy.state, HealthState::Healthy, "{healthy:?}");
         // It stops answering: the next 300 calls all fail, three times what it answered, so
         // even with the good calls still in the window it is down.
         requests.with_label_values(&["dsp"]).inc_by(300);
         errors.inc_by(300);
-        age(&live, Duration::from_secs(1));
         live.state.lock().health.get_mut("dsp").unwrap().since_ms -= 5_000;
         let healthy_since = live.health()["dsp"].since_ms;
-        live.sample(&registry);
+        tick(&live);
         let down = live.health()["dsp"].clone();
         assert_eq!(down.state, HealthState::Down, "{down:?}");
         assert_eq!((down.minute.requests, down.minute.errors), (400, 300));
@@ -608,15 +611,13 @@ mod tests {
         // Still down a tick later: the time it began is kept.
         requests.with_label_values(&["dsp"]).inc_by(10);
         errors.inc_by(10);
-        age(&live, Duration::from_secs(1));
-        live.sample(&registry);
+        tick(&live);
         assert_eq!(live.health()["dsp"].since_ms, down.since_ms);
         // It recovers. Once the failures are older than the minute, only good calls remain.
         age(&live, BIDDER_WINDOW + Duration::from_secs(5));
         live.sample(&registry);
         requests.with_label_values(&["dsp"]).inc_by(50);
-        age(&live, Duration::from_secs(1));
-        live.sample(&registry);
+        tick(&live);
         let recovered = live.health()["dsp"].clone();
         assert_eq!(recovered.state, HealthState::Healthy, "{recovered:?}");
         assert_eq!(
