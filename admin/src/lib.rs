@@ -241,7 +241,10 @@ impl Handler for Admin {
             match path.as_str() {
                 "/admin" | "/admin/" => self.overview(&session),
                 "/admin/plugins" => self.plugins_page(&session),
-                "/admin/config" => self.history_get(&session, query.page()),
+                "/admin/config" => self.history_get(&session, &query),
+                "/admin/config/rollback" => {
+                    self.rollback_preview(StatusCode::OK, &session, &query.text("seq"), None)
+                }
                 _ => plain(StatusCode::NOT_FOUND, "not found"),
             }
         })

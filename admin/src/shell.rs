@@ -22,6 +22,8 @@ pub(crate) struct Chrome<'a> {
     pub(crate) groups: Vec<NavGroup>,
     /// What every section says is failing, worst first (the health strip).
     pub(crate) alerts: Vec<bourse_kernel::admin::Alert>,
+    /// On the page a save redirected to: that it was saved.
+    pub(crate) saved: Option<String>,
 }
 
 /// One section in the navigation: its title and its pages.
@@ -121,6 +123,7 @@ impl Admin {
             current,
             groups,
             alerts,
+            saved: None,
         }
     }
 
@@ -144,6 +147,7 @@ impl Admin {
         let Some(section) = entry.handler().admin() else {
             return plain(StatusCode::NOT_FOUND, "not found");
         };
+        let saved = bourse_kernel::admin::saved_notice(&query);
         let request = AdminRequest {
             method,
             path: rest,
@@ -163,7 +167,10 @@ impl Admin {
             } => page(
                 status,
                 &SectionPage {
-                    chrome: self.chrome(&session, "", Some((&entry.name, &current))),
+                    chrome: Chrome {
+                        saved,
+                        ..self.chrome(&session, "", Some((&entry.name, &current)))
+                    },
                     title: format!("{title} · {}", section.title()),
                     body,
                 },

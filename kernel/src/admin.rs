@@ -129,7 +129,47 @@ pub enum AdminReply {
     Raw(Response),
 }
 
+/// The `saved` query value of a page reached after a successful save, and what the page says.
+const SAVED_KINDS: &[(&str, &str)] = &[
+    ("publisher", "publisher"),
+    ("placement", "placement"),
+    ("bidder", "bidder"),
+    ("floor", "floor of placement"),
+    ("floor-rules", "floor rules"),
+];
+
+/// What the page says after a save, from its `saved` and `name` query values: only known kinds,
+/// and names of the characters config ids use, so a crafted link cannot make the admin say
+/// anything else.
+pub fn saved_notice(query: &Form) -> Option<String> {
+    let kind = query.get("saved")?;
+    let (_, said) = SAVED_KINDS.iter().find(|(k, _)| *k == kind)?;
+    let name = query.get("name").unwrap_or_default();
+    let plain = name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if !plain {
+        return None;
+    }
+    Some(if name.is_empty() {
+        format!("Saved the {said}. It applies from the next request.")
+    } else {
+        format!("Saved {said} {name}. It applies from the next request.")
+    })
+}
+
 impl AdminReply {
+    /// The 303 after a successful save of the `kind` entry `name` (a kind of
+    /// [`saved_notice`]): the page at `to` says it was saved.
+    pub fn saved(to: String, kind: &str, name: &str) -> Self {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("saved", kind)
+            .append_pair("name", name)
+            .finish();
+        AdminReply::Redirect(format!("{to}?{query}"))
+    }
+
     /// A 200 page.
     pub fn page(title: impl Into<String>, current: impl Into<String>, body: String) -> Self {
         AdminReply::Page {
@@ -350,6 +390,30 @@ impl Pager {
 mod tests {
     use super::*;
     use crate::{ConfigError, ConfigErrors};
+
+    #[test]
+    fn a_save_is_announced_only_in_our_words() {
+        let notice = |query: &str| saved_notice(&Form::parse(query.as_bytes()));
+        let AdminReply::Redirect(to) =
+            AdminReply::saved("/admin/x/bidders".into(), "bidder", "adv-2")
+        else {
+            panic!("a save redirects");
+        };
+        assert_eq!(to, "/admin/x/bidders?saved=bidder&name=adv-2");
+        assert_eq!(
+            notice("saved=bidder&name=adv-2").as_deref(),
+            Some("Saved bidder adv-2. It applies from the next request.")
+        );
+        assert_eq!(
+            notice("saved=floor-rules&name=").as_deref(),
+            Some("Saved the floor rules. It applies from the next request.")
+        );
+        // Unknown kinds and names that are not config ids say nothing.
+        assert_eq!(notice("saved=hacked&name=x"), None);
+        assert_eq!(notice("saved=bidder&name=call+us+now"), None);
+        assert_eq!(notice("saved=bidder&name=%3Cb%3E"), None);
+        assert_eq!(notice("page=2"), None);
+    }
 
     fn refusal(paths: &[(&str, &str)]) -> Refusal {
         Refusal::Invalid(ConfigErrors(

@@ -56,11 +56,7 @@ impl AuditLog {
         if !entries.is_empty() && previous == text {
             return;
         }
-        let diff = similar::TextDiff::from_lines(previous, text)
-            .unified_diff()
-            .context_radius(2)
-            .header("before", "after")
-            .to_string();
+        let diff = config_diff(previous, text);
         let entry = AuditEntry {
             seq: self.next_seq,
             at: now,
@@ -123,6 +119,15 @@ pub fn read_audit_file(path: &Path) -> anyhow::Result<Vec<AuditEntry>> {
                 .with_context(|| format!("{}:{}: not an audit entry", path.display(), i + 1))
         })
         .collect()
+}
+
+/// A unified diff of two config texts, as the history shows it (two lines of context).
+pub fn config_diff(before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(2)
+        .header("before", "after")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -105,6 +105,18 @@ impl ConfigCenter {
         self.send(text, who, None).await
     }
 
+    /// Applies `text` as [`Self::apply`] does, but only over the config `based_on` (an audit
+    /// sequence number): refused with [`Refusal::Conflict`] when another change was applied
+    /// since, so what an operator reviewed is what gets replaced.
+    pub async fn apply_over(
+        &self,
+        text: String,
+        who: String,
+        based_on: u64,
+    ) -> Result<(), Refusal> {
+        self.send(text, who, Some(based_on)).await
+    }
+
     /// Edits the config in force in place (comments and layout kept) and applies the result as
     /// `who`. Refused with [`Refusal::Conflict`] when another change was applied between the
     /// read and the apply, so no change is ever silently overwritten.

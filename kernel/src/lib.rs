@@ -28,7 +28,7 @@ mod watch;
 
 pub use access::{AccessConfig, ClientAddr};
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
-pub use audit::{AuditEntry, read_audit_file};
+pub use audit::{AuditEntry, config_diff, read_audit_file};
 pub use body::{BodyError, read_body};
 /// The shared services every plugin gets in `PluginCtx::services`, re-exported so a plugin
 /// names their types through the kernel alone.

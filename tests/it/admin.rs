@@ -420,7 +420,28 @@ async fn a_section_post_needs_the_session_and_its_csrf_token() {
     signed.push(("csrf", csrf_in(&page)));
     let (status, headers, body) = post(signed).await;
     assert_eq!(status, 303, "{body}");
-    assert_eq!(headers["location"], publishers);
-    let (_, _, page) = node_request(&node, http::Method::GET, publishers, &session, &[]).await;
-    assert!(page.contains("<td>blog</td>"), "{page}");
+    let saved = format!("{publishers}?saved=publisher&name=blog");
+    assert_eq!(headers["location"], saved.as_str());
+    // The page it lands on says the save worked.
+    let (_, _, page) = node_request(&node, http::Method::GET, &saved, &session, &[]).await;
+    assert!(
+        page.contains("<td>blog</td>")
+            && page.contains("Saved publisher blog. It applies from the next request."),
+        "{page}"
+    );
+    // Rolling back to the config before it is previewed as removing that publisher.
+    let (_, _, preview) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/config/rollback?seq=1",
+        &session,
+        &[],
+    )
+    .await;
+    assert!(
+        preview.contains("This rollback removes or turns off:")
+            && preview.contains("<li>1 [[plugins.exchange.publishers]] table</li>")
+            && preview.contains("-id = &#34;blog&#34;"),
+        "{preview}"
+    );
 }

@@ -121,7 +121,18 @@ async fn publishers_are_created_edited_and_disabled_live() {
         fields.extend(form);
         let (status, headers, page) = post(&node, path, &session, &fields).await;
         assert_eq!(status, 303, "{path}: {page}");
-        assert_eq!(headers["location"], path);
+        let (kind, id) = (
+            if path.ends_with("publishers") {
+                "publisher"
+            } else {
+                "placement"
+            },
+            fields[1].1,
+        );
+        let saved = format!("{path}?saved={kind}&name={id}");
+        assert_eq!(headers["location"], saved.as_str());
+        let (_, page) = get(&node, &saved, &session).await;
+        assert!(page.contains(&format!("Saved {kind} {id}.")), "{page}");
     }
     let sent = ad(&node, &partner, "www.blog.example", "blog-top")
         .await

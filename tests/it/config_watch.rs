@@ -182,32 +182,68 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
         page.contains("-floor = 0.5") && page.contains("+floor = 1.5"),
         "{page}"
     );
-    assert!(page.contains("Roll back to #1"), "{page}");
+    assert!(
+        page.contains("href=\"/admin/config/rollback?seq=1\">Roll back to #1…"),
+        "{page}"
+    );
     let csrf = csrf_in(&page);
 
-    // Without the CSRF token nothing happens.
-    let (status, _, _) = node_request(
+    // The rollback is previewed first: what it changes, over which config, nothing applied.
+    let (status, _, preview) = node_request(
         &node,
-        http::Method::POST,
-        "/admin/config/rollback",
+        http::Method::GET,
+        "/admin/config/rollback?seq=1",
         &session,
-        &[("seq", "1")],
+        &[],
     )
     .await;
+    assert_eq!(status, 200);
+    assert!(
+        preview.contains("Roll back to #1?")
+            && preview.contains("in place of #2")
+            && preview.contains("-floor = 1.5")
+            && preview.contains("+floor = 0.5")
+            && preview.contains("name=\"based_on\" value=\"2\""),
+        "{preview}"
+    );
+    assert_eq!(floor_seen(&node, &partner).await, 1.5);
+    let rollback = |fields: Vec<(&'static str, String)>| {
+        let (node, session) = (&node, &session);
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let path = "/admin/config/rollback";
+            node_request(node, http::Method::POST, path, session, &fields).await
+        }
+    };
+    let with_csrf = |fields: &[(&'static str, &str)]| {
+        let mut all = vec![("csrf", csrf.clone())];
+        all.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+        all
+    };
+
+    // Without the CSRF token nothing happens.
+    let (status, _, _) = rollback(vec![("seq", "1".to_owned())]).await;
     assert_eq!(status, 403);
+    // Without the confirmation, back to the preview; over a config no longer in force, refused
+    // with the preview shown again.
+    let (status, headers, _) = rollback(with_csrf(&[("seq", "1"), ("based_on", "2")])).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/admin/config/rollback?seq=1");
+    let stale = with_csrf(&[("seq", "1"), ("based_on", "1"), ("confirm", "yes")]);
+    let (status, _, page) = rollback(stale).await;
+    assert_eq!(status, 409);
+    assert!(
+        page.contains("The config changed since this preview"),
+        "{page}"
+    );
     assert_eq!(floor_seen(&node, &partner).await, 1.5);
 
-    // With it, #1 is in force at once, on disk too, and the history names who did it.
-    let (status, headers, _) = node_request(
-        &node,
-        http::Method::POST,
-        "/admin/config/rollback",
-        &session,
-        &[("csrf", &csrf), ("seq", "1")],
-    )
-    .await;
+    // Confirmed over the config previewed: #1 is in force at once, on disk too, the history
+    // records it as a rollback by its operator, and the page says it worked.
+    let confirmed = with_csrf(&[("seq", "1"), ("based_on", "2"), ("confirm", "yes")]);
+    let (status, headers, _) = rollback(confirmed).await;
     assert_eq!(status, 303);
-    assert_eq!(headers["location"], "/admin/config");
+    assert_eq!(headers["location"], "/admin/config?rolled_back=1");
     assert_eq!(
         floor_seen(&node, &partner).await,
         0.5,
@@ -218,8 +254,19 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
             .unwrap()
             .contains("floor = 0.5")
     );
-    let (_, _, page) = node_request(&node, http::Method::GET, "/admin/config", &session, &[]).await;
-    assert!(page.contains("admin:ops"), "{page}");
+    let (_, _, page) = node_request(
+        &node,
+        http::Method::GET,
+        "/admin/config?rolled_back=1",
+        &session,
+        &[],
+    )
+    .await;
+    assert!(
+        page.contains("rollback to #1 by admin:ops")
+            && page.contains("Rolled back to #1: its config is in force, recorded as #3."),
+        "{page}"
+    );
 }
 
 #[tokio::test]

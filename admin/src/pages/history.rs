@@ -1,12 +1,14 @@
 //! Config history: every applied config with who, when and its diff, newest first, paginated,
-//! and a rollback to any of them through the config center.
+//! and a rollback to any of them through the config center: previewed first (what it changes,
+//! and what it removes or disables, called out), applied only when confirmed over the config
+//! that was previewed, and recorded as "rollback to #N by admin:NAME".
 
 use crate::shell::Chrome;
 use crate::web::{page, redirect};
 use crate::{Admin, Session};
 use askama::Template;
-use bourse_kernel::Response;
 use bourse_kernel::admin::{Form, Pager};
+use bourse_kernel::{AuditEntry, Refusal, Response};
 use http::StatusCode;
 
 #[derive(Template)]
@@ -16,6 +18,8 @@ struct ConfigPage<'a> {
     entries: Vec<HistoryRow>,
     pager: Pager,
     error: Option<&'a str>,
+    /// What the last change did, after it succeeded.
+    notice: Option<String>,
 }
 
 struct HistoryRow {
@@ -26,6 +30,57 @@ struct HistoryRow {
     current: bool,
 }
 
+#[derive(Template)]
+#[template(path = "config_rollback.html")]
+struct RollbackPage<'a> {
+    chrome: Chrome<'a>,
+    seq: u64,
+    at: String,
+    who: String,
+    /// The sequence number of the config in force, which the rollback replaces.
+    current: u64,
+    /// From the config in force to the one rolled back to.
+    diff: String,
+    /// What the rollback takes away, in words ("2 [[plugins.exchange.placements]] tables").
+    removes: Vec<String>,
+    error: Option<&'a str>,
+}
+
+/// What a change takes away, read from its diff: whole tables removed, and entries turned off.
+pub(crate) fn removals(diff: &str) -> Vec<String> {
+    let mut tables: Vec<(String, usize)> = Vec::new();
+    let mut disabled = 0;
+    for line in diff.lines().filter(|l| !l.starts_with("---")) {
+        let Some(removed) = line.strip_prefix('-') else {
+            if line.starts_with('+') && line[1..].trim().replace(' ', "") == "enabled=false" {
+                disabled += 1;
+            }
+            continue;
+        };
+        let removed = removed.trim();
+        if removed.starts_with('[') && removed.ends_with(']') {
+            match tables.iter_mut().find(|(name, _)| name == removed) {
+                Some((_, count)) => *count += 1,
+                None => tables.push((removed.to_owned(), 1)),
+            }
+        }
+    }
+    let mut said: Vec<String> = tables
+        .into_iter()
+        .map(|(table, count)| match count {
+            1 => format!("1 {table} table"),
+            n => format!("{n} {table} tables"),
+        })
+        .collect();
+    if disabled > 0 {
+        said.push(format!(
+            "{disabled} entr{} turned off (enabled = false)",
+            if disabled == 1 { "y" } else { "ies" }
+        ));
+    }
+    said
+}
+
 impl Admin {
     pub(crate) fn config_page(
         &self,
@@ -33,6 +88,7 @@ impl Admin {
         session: &Session,
         page_number: usize,
         error: Option<&str>,
+        notice: Option<String>,
     ) -> Response {
         let history = self.center.history();
         let last = history.last().map(|e| e.seq);
@@ -55,37 +111,116 @@ impl Admin {
                 entries,
                 pager,
                 error,
+                notice,
             },
         )
     }
 
+    fn entry(&self, seq: &str) -> Option<AuditEntry> {
+        let seq = seq.parse::<u64>().ok()?;
+        self.center.history().into_iter().find(|e| e.seq == seq)
+    }
+
+    /// `GET /admin/config/rollback?seq=N`: what rolling back to #N would change, and the form
+    /// that confirms it.
+    pub(crate) fn rollback_preview(
+        &self,
+        status: StatusCode,
+        session: &Session,
+        seq: &str,
+        error: Option<&str>,
+    ) -> Response {
+        let history = self.center.history();
+        let (Some(target), Some(current)) = (self.entry(seq), history.last()) else {
+            return self.config_page(
+                StatusCode::NOT_FOUND,
+                session,
+                1,
+                Some("That config is no longer in the history."),
+                None,
+            );
+        };
+        let diff = bourse_kernel::config_diff(&current.text, &target.text);
+        page(
+            status,
+            &RollbackPage {
+                chrome: self.chrome(session, "config", None),
+                seq: target.seq,
+                at: bourse_kernel::utc_datetime(target.at),
+                who: target.who,
+                current: current.seq,
+                removes: removals(&diff),
+                diff,
+                error,
+            },
+        )
+    }
+
+    /// `POST /admin/config/rollback`: applies #`seq` again once the preview's form confirms it
+    /// over the config it showed (`based_on`); anything else goes back to the preview.
     pub(crate) async fn rollback(&self, session: Session, form: Form) -> Response {
-        let Some(entry) = form
-            .text("seq")
-            .parse::<u64>()
-            .ok()
-            .and_then(|seq| self.center.history().into_iter().find(|e| e.seq == seq))
-        else {
+        let seq = form.text("seq");
+        let Some(entry) = self.entry(&seq) else {
             return self.config_page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &session,
                 1,
                 Some("That config is no longer in the history."),
+                None,
             );
         };
-        let who = format!("admin:{}", session.user);
-        match self.center.apply(entry.text, who).await {
-            Ok(()) => redirect("/admin/config"),
-            Err(error) => self.config_page(
+        let based_on = form.text("based_on").parse::<u64>().ok();
+        let (Some(based_on), "yes") = (based_on, form.text("confirm").as_str()) else {
+            return redirect(&format!("/admin/config/rollback?seq={}", entry.seq));
+        };
+        let who = format!("rollback to #{} by admin:{}", entry.seq, session.user);
+        match self.center.apply_over(entry.text, who, based_on).await {
+            Ok(()) => redirect(&format!("/admin/config?rolled_back={}", entry.seq)),
+            Err(Refusal::Conflict(_)) => self.rollback_preview(
+                StatusCode::CONFLICT,
+                &session,
+                &seq,
+                Some(
+                    "The config changed since this preview; here is what the rollback changes now.",
+                ),
+            ),
+            Err(error) => self.rollback_preview(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &session,
-                1,
+                &seq,
                 Some(&format!("Rollback to #{} refused: {error}", entry.seq)),
             ),
         }
     }
 
-    pub(crate) fn history_get(&self, session: &Session, page_number: usize) -> Response {
-        self.config_page(StatusCode::OK, session, page_number, None)
+    pub(crate) fn history_get(&self, session: &Session, query: &Form) -> Response {
+        let notice = query.get("rolled_back").map(|seq| {
+            let now = self.center.history().last().map_or(0, |e| e.seq);
+            format!("Rolled back to #{seq}: its config is in force, recorded as #{now}.")
+        });
+        self.config_page(StatusCode::OK, session, query.page(), None, notice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::removals;
+
+    #[test]
+    fn a_diff_says_which_tables_it_removes_and_what_it_turns_off() {
+        let before = "[server]\nlisten = \"a\"\n\n[[plugins.exchange.placements]]\nid = \"a\"\n\n\
+                      [[plugins.exchange.placements]]\nid = \"b\"\n\n[[plugins.exchange.publishers]]\n\
+                      id = \"p\"\n\n[[plugins.exchange.bidders]]\nname = \"x\"\nenabled = true\n";
+        let after = "[server]\nlisten = \"a\"\n\n[[plugins.exchange.bidders]]\nname = \"x\"\nenabled = false\n";
+        let diff = bourse_kernel::config_diff(before, after);
+        assert_eq!(
+            removals(&diff),
+            vec![
+                "2 [[plugins.exchange.placements]] tables".to_owned(),
+                "1 [[plugins.exchange.publishers]] table".to_owned(),
+                "1 entry turned off (enabled = false)".to_owned(),
+            ]
+        );
+        assert!(removals(&bourse_kernel::config_diff(after, before)).is_empty());
     }
 }

@@ -347,7 +347,7 @@ impl Exchange {
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/bidders", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/bidders", req.base), "bidder", &form.name),
             Err(errors) => self
                 .bidders_page(req, 1, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
@@ -404,7 +404,7 @@ impl Exchange {
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/bidders", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/bidders", req.base), "bidder", &form.name),
             Err(errors) => self
                 .bidder_edit_page(req, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),

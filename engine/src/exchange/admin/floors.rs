@@ -124,7 +124,7 @@ impl Exchange {
                 }),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/floors", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/floors", req.base), "floor", &id),
             Err(why) => self
                 .floors_page(req, 1, Some((id, why)), FieldErrors::default())
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
@@ -171,7 +171,7 @@ impl Exchange {
             _ => Err(errors),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/floors", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/floors", req.base), "floor-rules", ""),
             Err(errors) => self
                 .floors_page(req, 1, None, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),

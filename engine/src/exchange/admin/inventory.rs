@@ -286,7 +286,7 @@ impl Exchange {
             })
             .await;
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/publishers", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/publishers", req.base), "publisher", &form.id),
             Err(refusal) => {
                 let errors = FieldErrors::from_refusal(
                     &refusal,
@@ -348,7 +348,7 @@ impl Exchange {
             })
             .await;
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/publishers", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/publishers", req.base), "publisher", &form.id),
             Err(refusal) => {
                 let errors = FieldErrors::from_refusal(
                     &refusal,
@@ -433,7 +433,7 @@ impl Exchange {
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/placements", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/placements", req.base), "placement", &form.id),
             Err(errors) => self
                 .placements_page(req, 1, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
@@ -505,7 +505,7 @@ impl Exchange {
             Err(errors) => Err(errors),
         };
         match result {
-            Ok(()) => AdminReply::Redirect(format!("{}/placements", req.base)),
+            Ok(()) => AdminReply::saved(format!("{}/placements", req.base), "placement", &form.id),
             Err(errors) => self
                 .placement_edit_page(req, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
