@@ -286,6 +286,18 @@ impl FieldErrors {
         self.fields.insert(field.to_owned(), message.into());
     }
 
+    /// Adds `others`' errors for the fields that have none yet (and its general error when
+    /// there is none), so a form shows its own parse errors and the config's other errors
+    /// together.
+    pub fn add_missing(&mut self, others: FieldErrors) {
+        for (field, message) in others.fields {
+            self.fields.entry(field).or_insert(message);
+        }
+        if self.general.is_none() {
+            self.general = others.general;
+        }
+    }
+
     pub fn general(message: impl Into<String>) -> FieldErrors {
         FieldErrors {
             general: Some(message.into()),
@@ -390,6 +402,19 @@ impl Pager {
 mod tests {
     use super::*;
     use crate::{ConfigError, ConfigErrors};
+
+    #[test]
+    fn parse_errors_keep_their_fields_and_gain_the_configs_others() {
+        let mut parsed = FieldErrors::default();
+        parsed.set("qps", "a whole number");
+        let mut checked = FieldErrors::general("see below");
+        checked.set("qps", "at most 100000");
+        checked.set("adjustment", "above 0");
+        parsed.add_missing(checked);
+        assert_eq!(parsed.field("qps"), Some("a whole number"));
+        assert_eq!(parsed.field("adjustment"), Some("above 0"));
+        assert_eq!(parsed.general.as_deref(), Some("see below"));
+    }
 
     #[test]
     fn a_save_is_announced_only_in_our_words() {

@@ -59,6 +59,8 @@ pub(crate) struct ApplyRequest {
     /// The audit sequence number the text was derived from; refused when another config was
     /// applied since.
     pub based_on: Option<u64>,
+    /// Validate only: answer whether the text would be accepted, change nothing.
+    pub check_only: bool,
     pub reply: oneshot::Sender<Result<(), Refusal>>,
 }
 
@@ -102,7 +104,7 @@ impl ConfigCenter {
     /// came from a file, the file is rewritten first so disk and process agree; with
     /// `[server.etcd]` the shared part is written to etcd before that, so every node gets it.
     pub async fn apply(&self, text: String, who: String) -> Result<(), Refusal> {
-        self.send(text, who, None).await
+        self.send(text, who, None, false).await
     }
 
     /// Applies `text` as [`Self::apply`] does, but only over the config `based_on` (an audit
@@ -114,7 +116,7 @@ impl ConfigCenter {
         who: String,
         based_on: u64,
     ) -> Result<(), Refusal> {
-        self.send(text, who, Some(based_on)).await
+        self.send(text, who, Some(based_on), false).await
     }
 
     /// Edits the config in force in place (comments and layout kept) and applies the result as
@@ -129,16 +131,40 @@ impl ConfigCenter {
             Refusal::Unavailable(format!("the config in force does not parse: {error}"))
         })?;
         change(&mut doc)?;
-        self.send(doc.to_string(), who, Some(seq)).await
+        self.send(doc.to_string(), who, Some(seq), false).await
     }
 
-    async fn send(&self, text: String, who: String, based_on: Option<u64>) -> Result<(), Refusal> {
+    /// What [`Self::edit`] with `change` would answer, without applying anything: the config
+    /// validated as an apply validates it (every plugin's checks), nothing written or counted.
+    /// A form with a field it cannot even parse uses it to show every other field's error on
+    /// the same submit.
+    pub async fn check_edit<F>(&self, change: F) -> Result<(), Refusal>
+    where
+        F: FnOnce(&mut toml_edit::DocumentMut) -> Result<(), Refusal>,
+    {
+        let (seq, text) = self.current().unwrap_or_default();
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|error| {
+            Refusal::Unavailable(format!("the config in force does not parse: {error}"))
+        })?;
+        change(&mut doc)?;
+        self.send(doc.to_string(), String::new(), Some(seq), true)
+            .await
+    }
+
+    async fn send(
+        &self,
+        text: String,
+        who: String,
+        based_on: Option<u64>,
+        check_only: bool,
+    ) -> Result<(), Refusal> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(ApplyRequest {
                 text,
                 who,
                 based_on,
+                check_only,
                 reply,
             })
             .map_err(|_| Refusal::Unavailable("the server is shutting down".to_owned()))?;

@@ -511,9 +511,15 @@ impl Running {
 
     async fn answer_center_request(&self, request: ApplyRequest) {
         let result = self
-            .apply_center_request(&request.text, &request.who, request.based_on)
+            .apply_center_request(
+                &request.text,
+                &request.who,
+                request.based_on,
+                request.check_only,
+            )
             .await;
-        if result.is_err() {
+        // A check is not an apply: nothing to count.
+        if result.is_err() && !request.check_only {
             self.count_refused_apply_unless_counted(&result);
         }
         let _ = request.reply.send(result);
@@ -530,14 +536,16 @@ impl Running {
         }
     }
 
-    /// One `ConfigCenter` change: check it is based on the config in force, validate it once;
-    /// with etcd, publish the shared part there so every node gets it; rewrite the config file
-    /// (when there is one) so disk and process agree; then apply it under `who`.
+    /// One `ConfigCenter` change: check it is based on the config in force, validate it once
+    /// (and stop there for a `check_only` request); with etcd, publish the shared part there so
+    /// every node gets it; rewrite the config file (when there is one) so disk and process
+    /// agree; then apply it under `who`.
     async fn apply_center_request(
         &self,
         text: &str,
         who: &str,
         based_on: Option<u64>,
+        check_only: bool,
     ) -> Result<(), Refusal> {
         let (source, in_force) = {
             let state = self.state.lock().await;
@@ -559,6 +567,9 @@ impl Running {
         };
         let mut loaded =
             config::load_str(self.registered(), text, &origin, dir).map_err(Refusal::Invalid)?;
+        if check_only {
+            return Ok(());
+        }
         loaded.source = source.clone();
         #[cfg(feature = "etcd")]
         let mut link = match &self.etcd {

@@ -235,7 +235,8 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
         "filled in: {page}"
     );
 
-    // Fields that are not numbers never reach the config; each says what it wants.
+    // Fields that are not numbers say what they want, and on the same submit a field the
+    // config refuses says why (the unreadable ones checked at their defaults); nothing applies.
     let (status, _, page) = post(
         &node,
         "/admin/exchange/bidders/edit",
@@ -247,7 +248,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
             ("endpoint", &endpoint),
             ("timeout_ms", "soon"),
             ("qps", "lots"),
-            ("adjustment", "0.9"),
+            ("adjustment", "-2"),
             ("media", "banner"),
             ("enabled", "true"),
         ],
@@ -262,6 +263,12 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
         field_error_after(&page, "name=\"qps\""),
         Some("The QPS cap is a whole number of requests per second.")
     );
+    assert!(
+        field_error_after(&page, "name=\"adjustment\"").is_some(),
+        "the config's error on the first submit: {page}"
+    );
+    let (_, history) = get(&node, "/admin/config", &session).await;
+    assert!(!history.contains("admin:ops"), "nothing applied: {history}");
     // A value the config refuses is named beside its field.
     let (status, _, page) = post(
         &node,

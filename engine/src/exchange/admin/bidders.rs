@@ -154,8 +154,9 @@ impl BidderForm {
         }
     }
 
-    /// The form's numbers, or which fields cannot be read. Range checks are the config's.
-    fn values(&self) -> Result<BidderValues, FieldErrors> {
+    /// The form's numbers (defaults where a field cannot be read) and which fields cannot be
+    /// read. Range checks are the config's.
+    fn values(&self) -> (BidderValues, FieldErrors) {
         let mut errors = FieldErrors::default();
         let whole = |text: &str, default: i64| -> Option<i64> {
             if text.is_empty() {
@@ -189,14 +190,12 @@ impl BidderForm {
         if adjustment.is_none() {
             errors.set("adjustment", "The adjustment is a number, e.g. 0.95.");
         }
-        match (timeout_ms, qps, adjustment) {
-            (Some(timeout_ms), Some(qps), Some(adjustment)) => Ok(BidderValues {
-                timeout_ms,
-                qps,
-                adjustment,
-            }),
-            _ => Err(errors),
-        }
+        let values = BidderValues {
+            timeout_ms: timeout_ms.unwrap_or(150),
+            qps: qps.unwrap_or(0),
+            adjustment: adjustment.unwrap_or(1.0),
+        };
+        (values, errors)
     }
 
     /// Writes the form into `table`; other settings, such as headers, are kept.
@@ -331,21 +330,15 @@ impl Exchange {
         if form.adapter.is_empty() {
             form.adapter = "openrtb".into();
         }
-        let result = match form.values() {
-            Ok(values) => {
-                let mut table = toml_edit::Table::new();
-                form.write(&values, &mut table);
-                self.change(req, |exchange| {
-                    list(exchange, "bidders")?.push(table);
-                    Ok(())
-                })
-                .await
-                .map_err(|refusal| {
-                    FieldErrors::from_refusal(&refusal, &self.scope("bidders"), BIDDER_FIELDS)
-                })
-            }
-            Err(errors) => Err(errors),
-        };
+        let (values, parsed) = form.values();
+        let mut table = toml_edit::Table::new();
+        form.write(&values, &mut table);
+        let result = self
+            .change_or_check(req, parsed, "bidders", BIDDER_FIELDS, |exchange| {
+                list(exchange, "bidders")?.push(table);
+                Ok(())
+            })
+            .await;
         match result {
             Ok(()) => AdminReply::saved(format!("{}/bidders", req.base), "bidder", &form.name),
             Err(errors) => self
@@ -391,18 +384,13 @@ impl Exchange {
 
     pub(super) async fn edit_bidder(&self, req: &AdminRequest) -> AdminReply {
         let form = BidderForm::from(&req.form);
-        let result = match form.values() {
-            Ok(values) => self
-                .change(req, |exchange| {
-                    form.write(&values, entry(exchange, "bidders", "name", &form.name)?);
-                    Ok(())
-                })
-                .await
-                .map_err(|refusal| {
-                    FieldErrors::from_refusal(&refusal, &self.scope("bidders"), BIDDER_FIELDS)
-                }),
-            Err(errors) => Err(errors),
-        };
+        let (values, parsed) = form.values();
+        let result = self
+            .change_or_check(req, parsed, "bidders", BIDDER_FIELDS, |exchange| {
+                form.write(&values, entry(exchange, "bidders", "name", &form.name)?);
+                Ok(())
+            })
+            .await;
         match result {
             Ok(()) => AdminReply::saved(format!("{}/bidders", req.base), "bidder", &form.name),
             Err(errors) => self

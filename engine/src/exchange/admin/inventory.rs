@@ -151,8 +151,8 @@ impl PlacementForm {
         }
     }
 
-    /// The form's values, or which fields cannot be read.
-    fn values(&self) -> Result<PlacementValues, FieldErrors> {
+    /// The form's values (defaults where a field cannot be read) and which fields cannot be read.
+    fn values(&self) -> (PlacementValues, FieldErrors) {
         let mut errors = FieldErrors::default();
         let sizes = parse_sizes(&self.sizes);
         if sizes.is_none() {
@@ -162,10 +162,11 @@ impl PlacementForm {
         if floor.is_none() {
             errors.set("floor", "The floor is a number, e.g. 0.50.");
         }
-        match (sizes, floor) {
-            (Some(sizes), Some(floor)) => Ok(PlacementValues { sizes, floor }),
-            _ => Err(errors),
-        }
+        let values = PlacementValues {
+            sizes: sizes.unwrap_or_else(|| vec![[300, 250]]),
+            floor: floor.unwrap_or(0.0),
+        };
+        (values, errors)
     }
 
     fn write(&self, values: &PlacementValues, table: &mut toml_edit::Table) {
@@ -417,21 +418,15 @@ impl Exchange {
             enabled: true,
             ..PlacementForm::from(&req.form)
         };
-        let result = match form.values() {
-            Ok(values) => {
-                let mut table = toml_edit::Table::new();
-                form.write(&values, &mut table);
-                self.change(req, |exchange| {
-                    list(exchange, "placements")?.push(table);
-                    Ok(())
-                })
-                .await
-                .map_err(|refusal| {
-                    FieldErrors::from_refusal(&refusal, &self.scope("placements"), PLACEMENT_FIELDS)
-                })
-            }
-            Err(errors) => Err(errors),
-        };
+        let (values, parsed) = form.values();
+        let mut table = toml_edit::Table::new();
+        form.write(&values, &mut table);
+        let result = self
+            .change_or_check(req, parsed, "placements", PLACEMENT_FIELDS, |exchange| {
+                list(exchange, "placements")?.push(table);
+                Ok(())
+            })
+            .await;
         match result {
             Ok(()) => AdminReply::saved(format!("{}/placements", req.base), "placement", &form.id),
             Err(errors) => self
@@ -492,18 +487,13 @@ impl Exchange {
 
     pub(super) async fn edit_placement(&self, req: &AdminRequest) -> AdminReply {
         let form = PlacementForm::from(&req.form);
-        let result = match form.values() {
-            Ok(values) => self
-                .change(req, |exchange| {
-                    form.write(&values, entry(exchange, "placements", "id", &form.id)?);
-                    Ok(())
-                })
-                .await
-                .map_err(|refusal| {
-                    FieldErrors::from_refusal(&refusal, &self.scope("placements"), PLACEMENT_FIELDS)
-                }),
-            Err(errors) => Err(errors),
-        };
+        let (values, parsed) = form.values();
+        let result = self
+            .change_or_check(req, parsed, "placements", PLACEMENT_FIELDS, |exchange| {
+                form.write(&values, entry(exchange, "placements", "id", &form.id)?);
+                Ok(())
+            })
+            .await;
         match result {
             Ok(()) => AdminReply::saved(format!("{}/placements", req.base), "placement", &form.id),
             Err(errors) => self

@@ -12,7 +12,7 @@ mod live;
 
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, AdminSection, Alert, NavLink};
+use bourse_kernel::admin::{AdminReply, AdminRequest, AdminSection, Alert, FieldErrors, NavLink};
 use bourse_kernel::{Asset, ConfigCenter, EmbeddedAssets, PluginCtx, Refusal, plugin_table};
 use futures_util::future::BoxFuture;
 use http::{Method, StatusCode};
@@ -213,6 +213,40 @@ impl Exchange {
             .center
             .edit(req.who(), move |doc| change(plugin_table(doc, &name)?))
             .await
+    }
+
+    /// Applies `change` to the `list` entries when the form parsed (`parsed` holds no error);
+    /// otherwise only checks it, with the unreadable fields at their defaults, so each other
+    /// field's config error shows beside the parse errors on this submit, not the next.
+    async fn change_or_check<F>(
+        &self,
+        req: &AdminRequest,
+        parsed: FieldErrors,
+        list: &str,
+        fields: &[&str],
+        change: F,
+    ) -> Result<(), FieldErrors>
+    where
+        F: FnOnce(&mut toml_edit::Table) -> Result<(), Refusal> + Send,
+    {
+        let scope = self.scope(list);
+        if parsed.is_empty() {
+            return self
+                .change(req, change)
+                .await
+                .map_err(|refusal| FieldErrors::from_refusal(&refusal, &scope, fields));
+        }
+        let name = self.admin.name.clone();
+        let mut errors = parsed;
+        let checked = self
+            .admin
+            .center
+            .check_edit(move |doc| change(plugin_table(doc, &name)?))
+            .await;
+        if let Err(refusal) = checked {
+            errors.add_missing(FieldErrors::from_refusal(&refusal, &scope, fields));
+        }
+        Err(errors)
     }
 
     /// The cards, charts and top bidders, as HTML for a page.
