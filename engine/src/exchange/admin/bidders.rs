@@ -93,6 +93,11 @@ pub(super) fn window_text(window: &WindowCounts) -> String {
     if !kinds.is_empty() {
         text.push_str(&format!(" ({})", kinds.join(", ")));
     }
+    if let (Some(p50), Some(p99)) = (window.p50_ms, window.p99_ms) {
+        text.push_str(&format!(
+            ", answers in {p50:.0} ms (p50), {p99:.0} ms (p99)"
+        ));
+    }
     text
 }
 
@@ -414,19 +419,23 @@ mod tests {
                 timeouts: 12,
                 errors: 300,
                 kinds: vec![("http_status", 100), ("connect", 200)],
+                p50_ms: Some(12.0),
+                p99_ms: Some(87.4),
             },
             five_minutes: WindowCounts {
                 requests: 2_000,
                 timeouts: 12,
                 errors: 300,
                 kinds: vec![("http_status", 100), ("connect", 200)],
+                ..WindowCounts::default()
             },
         };
         let (state, detail) = health_of(Some(&down), true);
         assert_eq!(state, "down");
         assert_eq!(
             detail,
-            "last minute: 312 of 400 calls failed (timeout 12, http_status 100, connect 200); \
+            "last minute: 312 of 400 calls failed (timeout 12, http_status 100, connect 200), \
+             answers in 12 ms (p50), 87 ms (p99); \
              last 5 minutes: 312 of 2000 calls failed (timeout 12, http_status 100, connect 200); \
              since 1970-01-02 01:02:03 UTC"
         );

@@ -19,6 +19,7 @@ const BIDDER_WINDOW: Duration = Duration::from_secs(60);
 /// The longer window a bidder's health also reports, and how long totals are kept.
 const LONG_WINDOW: Duration = Duration::from_secs(300);
 const AUCTION_HISTOGRAM: &str = "bourse_exchange_auction_duration_seconds";
+const BIDDER_LATENCY_HISTOGRAM: &str = "bourse_bidder_response_duration_seconds";
 
 /// The registry's samples, with the sums the overview needs.
 pub(crate) struct Families(Vec<MetricFamily>);
@@ -94,8 +95,17 @@ impl Families {
 
     /// A histogram's cumulative bucket counts (upper bound, count), summed over its series.
     fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
+        self.buckets_where(name, |_| true)
+    }
+
+    /// A histogram's cumulative bucket counts, summed over the series `keep` accepts.
+    fn buckets_where(
+        &self,
+        name: &str,
+        keep: impl Fn(&prometheus::proto::Metric) -> bool,
+    ) -> Vec<(f64, f64)> {
         let mut buckets: Vec<(f64, f64)> = Vec::new();
-        for metric in self.series(name) {
+        for metric in self.series(name).filter(|m| keep(m)) {
             for (i, bucket) in metric.get_histogram().get_bucket().iter().enumerate() {
                 let count = bucket.cumulative_count() as f64;
                 match buckets.get_mut(i) {
@@ -118,6 +128,8 @@ struct BidderTotals {
     errors: f64,
     /// Errors by kind, in [`BIDDER_ERROR_KINDS`] order.
     error_kinds: [f64; BIDDER_ERROR_KINDS.len()],
+    /// Cumulative buckets of its completed calls' response times.
+    latency: Vec<(f64, f64)>,
     /// Wins counted by the win-price histogram, read in the same snapshot as its sum.
     priced_wins: f64,
     win_value_cpm: f64,
@@ -165,6 +177,11 @@ impl Totals {
             if let Some(slot) = BIDDER_ERROR_KINDS.iter().position(|k| *k == kind) {
                 bidders.entry(bidder).or_default().error_kinds[slot] = value;
             }
+        }
+        for (bidder, totals) in bidders.iter_mut() {
+            totals.latency = families.buckets_where(BIDDER_LATENCY_HISTOGRAM, |m| {
+                Families::label(m, "bidder") == Some(bidder.as_str())
+            });
         }
         for (bidder, (count, sum)) in families.histogram_by("bourse_bidder_win_price_cpm", "bidder")
         {
@@ -305,6 +322,9 @@ pub(crate) struct WindowCounts {
     pub(crate) errors: u64,
     /// Errors by kind (those that happened), in [`BIDDER_ERROR_KINDS`] order.
     pub(crate) kinds: Vec<(&'static str, u64)>,
+    /// Median and 99th percentile response time of the completed calls, milliseconds.
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
 }
 
 impl WindowCounts {
@@ -320,6 +340,8 @@ impl WindowCounts {
                 .map(|(i, kind)| (*kind, count(now.error_kinds[i], then.error_kinds[i])))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            p50_ms: quantile(0.5, &then.latency, &now.latency).map(|s| s * 1000.0),
+            p99_ms: quantile(0.99, &then.latency, &now.latency).map(|s| s * 1000.0),
         }
     }
 
@@ -587,12 +609,30 @@ mod tests {
             age(live, Duration::from_secs(1));
             live.sample(&registry);
         };
-        // A healthy start: 100 calls, none failing.
+        let latency = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new("bourse_bidder_response_duration_seconds", "l")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05]),
+            &["bidder"],
+        )
+        .unwrap();
+        registry.register(Box::new(latency.clone())).unwrap();
+        // A healthy start: 100 calls, none failing, answered in 5 to 10 ms.
         live.sample(&registry);
         requests.with_label_values(&["dsp"]).inc_by(100);
+        for _ in 0..100 {
+            latency.with_label_values(&["dsp"]).observe(0.008);
+        }
         tick(&live);
         let healthy = live.health()["dsp"].clone();
         assert_eq!(healthy.state, HealthState::Healthy, "{healthy:?}");
+        let (p50, p99) = (
+            healthy.minute.p50_ms.unwrap(),
+            healthy.minute.p99_ms.unwrap(),
+        );
+        assert!(
+            (5.0..=10.0).contains(&p50) && p50 <= p99 && p99 <= 10.0,
+            "{healthy:?}"
+        );
         // It stops answering: the next 300 calls all fail, three times what it answered, so
         // even with the good calls still in the window it is down.
         requests.with_label_values(&["dsp"]).inc_by(300);
