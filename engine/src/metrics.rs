@@ -209,6 +209,7 @@ pub struct ExchangeMetrics {
     pub configured_floor: GaugeVec,
     bidder_requests: IntCounterVec,
     bidder_bids: IntCounterVec,
+    bidder_bid_answers: IntCounterVec,
     bidder_nobids: IntCounterVec,
     bidder_timeouts: IntCounterVec,
     bidder_throttled: IntCounterVec,
@@ -226,6 +227,8 @@ pub struct BidderMetrics {
     pub requests: IntCounter,
     /// Bids received.
     pub bids: IntCounter,
+    /// Answers with at least one bid that entered the auction: the numerator of the bid rate.
+    pub bid_answers: IntCounter,
     /// Answers without a bid.
     pub nobids: IntCounter,
     /// Calls that passed their deadline.
@@ -395,6 +398,11 @@ impl ExchangeMetrics {
                 "Bids received from each bidder.",
                 &["bidder"],
             ))?,
+            bidder_bid_answers: metrics.register(counter_vec(
+                "bourse_bidder_bid_answers_total",
+                "Answers from each bidder with at least one bid that entered the auction.",
+                &["bidder"],
+            ))?,
             bidder_nobids: metrics.register(counter_vec(
                 "bourse_bidder_nobids_total",
                 "No-bid answers from each bidder.",
@@ -446,6 +454,7 @@ impl ExchangeMetrics {
         BidderMetrics {
             requests: self.bidder_requests.with_label_values(l),
             bids: self.bidder_bids.with_label_values(l),
+            bid_answers: self.bidder_bid_answers.with_label_values(l),
             nobids: self.bidder_nobids.with_label_values(l),
             timeouts: self.bidder_timeouts.with_label_values(l),
             throttled: self.bidder_throttled.with_label_values(l),

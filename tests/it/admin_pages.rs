@@ -727,7 +727,8 @@ async fn tables_paginate_twenty_rows_a_page() {
 
 #[tokio::test]
 async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
-    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    // Two bids in every answer: the bid rate counts answers, not bids.
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0), ("1", 1.0)]))).await;
     // First price, so every auction clears at the bid and the eCPM is known.
     let node = Node::start(&exchange_config(
         &partner,
@@ -785,6 +786,7 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
     let top = &view["top_bidders"][0];
     assert_eq!(top["name"], "adv");
     assert!(top["wins"].as_u64().unwrap() > 0, "{top}");
+    assert_eq!(top["bid_rate_pct"].as_f64(), Some(100.0), "{top}");
     // Only points newer than `after` come back.
     let newest = points.last().unwrap()["t"].as_u64().unwrap();
     let (_, _, body) = node_request(

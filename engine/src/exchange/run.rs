@@ -585,6 +585,7 @@ impl Exchange {
         }
         // Bids were sent but none could enter the auction.
         if candidates.len() > before {
+            runtime.metrics.bid_answers.inc();
             "bid"
         } else {
             "error"

@@ -123,6 +123,7 @@ impl Families {
 struct BidderTotals {
     requests: f64,
     bids: f64,
+    bid_answers: f64,
     wins: f64,
     timeouts: f64,
     errors: f64,
@@ -159,9 +160,10 @@ impl Totals {
             |outcome| families.sum("bourse_exchange_requests_total", &[("outcome", outcome)]);
         let filled = auction("bid");
         let mut bidders: BTreeMap<String, BidderTotals> = BTreeMap::new();
-        let columns: [(&str, Column); 5] = [
+        let columns: [(&str, Column); 6] = [
             ("bourse_bidder_requests_total", |b| &mut b.requests),
             ("bourse_bidder_bids_total", |b| &mut b.bids),
+            ("bourse_bidder_bid_answers_total", |b| &mut b.bid_answers),
             ("bourse_bidder_wins_total", |b| &mut b.wins),
             ("bourse_bidder_timeouts_total", |b| &mut b.timeouts),
             ("bourse_bidder_errors_total", |b| &mut b.errors),
@@ -511,7 +513,9 @@ impl Live {
                     name: name.clone(),
                     wins: wins as u64,
                     requests: requests as u64,
-                    bid_rate_pct: ratio(now.bids - then.bids, requests).map(|r| r * 100.0),
+                    // Answers with a bid per call (at most 100%), not bids per call.
+                    bid_rate_pct: ratio(now.bid_answers - then.bid_answers, requests)
+                        .map(|r| r * 100.0),
                     timeout_pct: ratio(now.timeouts - then.timeouts, requests).map(|r| r * 100.0),
                     errors: (now.errors - then.errors) as u64,
                     avg_win_cpm: ratio(
