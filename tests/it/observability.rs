@@ -52,6 +52,8 @@ fn promtool_accepts_the_shipped_scrape_config_and_alerting_rules() {
     ]);
     assert!(ok, "promtool test rules: {said}");
     for alert in [
+        "BourseBidderDown",
+        "BourseBidderErrorRate",
         "BourseBidderTimeoutRate",
         "BourseOverheadP99High",
         "BourseFillRateDrop",
@@ -64,6 +66,27 @@ fn promtool_accepts_the_shipped_scrape_config_and_alerting_rules() {
             "{alert} is shipped"
         );
     }
+}
+
+#[test]
+fn instances_up_is_red_at_zero_and_green_from_one() {
+    let kernel: Value = serde_json::from_str(
+        &std::fs::read_to_string(grafana_dir().join("dashboards/bourse-kernel.json")).unwrap(),
+    )
+    .unwrap();
+    let panel = kernel["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["title"] == "Instances up")
+        .expect("the kernel dashboard has an Instances up panel");
+    let steps = &panel["fieldConfig"]["defaults"]["thresholds"]["steps"];
+    assert_eq!(steps[0]["color"], "red", "{steps}");
+    assert_eq!(
+        (&steps[1]["color"], &steps[1]["value"]),
+        (&Value::from("green"), &Value::from(1)),
+        "{steps}"
+    );
 }
 
 /// A Prometheus server started on the shipped configuration, scraping one bourse; killed and
