@@ -126,12 +126,8 @@ impl ConfigCenter {
     where
         F: FnOnce(&mut toml_edit::DocumentMut) -> Result<(), Refusal>,
     {
-        let (seq, text) = self.current().unwrap_or_default();
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|error| {
-            Refusal::Unavailable(format!("the config in force does not parse: {error}"))
-        })?;
-        change(&mut doc)?;
-        self.send(doc.to_string(), who, Some(seq), false).await
+        let (seq, text) = self.edited(change)?;
+        self.send(text, who, Some(seq), false).await
     }
 
     /// What [`Self::edit`] with `change` would answer, without applying anything: the config
@@ -142,13 +138,21 @@ impl ConfigCenter {
     where
         F: FnOnce(&mut toml_edit::DocumentMut) -> Result<(), Refusal>,
     {
+        let (seq, text) = self.edited(change)?;
+        self.send(text, String::new(), Some(seq), true).await
+    }
+
+    /// The config in force with `change` made to it, and the sequence number it was read at.
+    fn edited<F>(&self, change: F) -> Result<(u64, String), Refusal>
+    where
+        F: FnOnce(&mut toml_edit::DocumentMut) -> Result<(), Refusal>,
+    {
         let (seq, text) = self.current().unwrap_or_default();
         let mut doc: toml_edit::DocumentMut = text.parse().map_err(|error| {
             Refusal::Unavailable(format!("the config in force does not parse: {error}"))
         })?;
         change(&mut doc)?;
-        self.send(doc.to_string(), String::new(), Some(seq), true)
-            .await
+        Ok((seq, doc.to_string()))
     }
 
     async fn send(
