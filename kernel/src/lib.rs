@@ -48,7 +48,7 @@ pub use plugin::{
 pub use request::{BodyTimeout, Request, RequestBody};
 pub use routes::{Mount, MountedAt};
 pub use running::{Kernel, KernelBuilder, Running};
-pub use time::{civil_from_days, utc_datetime};
+pub use time::{civil_from_days, unix_now_ms, utc_datetime};
 
 use http_body_util::{BodyExt, Empty, Full};
 

@@ -430,14 +430,7 @@ async fn a_section_post_needs_the_session_and_its_csrf_token() {
         "{page}"
     );
     // Rolling back to the config before it is previewed as removing that publisher.
-    let (_, _, preview) = node_request(
-        &node,
-        http::Method::GET,
-        "/admin/config/rollback?seq=1",
-        &session,
-        &[],
-    )
-    .await;
+    let (_, preview) = node_get(&node, "/admin/config/rollback?seq=1", &session).await;
     assert!(
         preview.contains("This rollback removes or turns off:")
             && preview.contains("<li>1 [[plugins.exchange.publishers]] table</li>")

@@ -20,11 +20,6 @@ fn exchange_config(partner: &Partner, extra: &str) -> String {
     )
 }
 
-async fn get(node: &Node, path: &str, session: &str) -> (http::StatusCode, String) {
-    let (status, _, page) = node_request(node, http::Method::GET, path, session, &[]).await;
-    (status, page)
-}
-
 async fn post(
     node: &Node,
     path: &str,
@@ -70,7 +65,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
     let node = Node::start(&exchange_config(&partner, ""));
     let session = sign_in(&node).await;
-    let (status, page) = get(&node, "/admin/exchange/publishers", &session).await;
+    let (status, page) = node_get(&node, "/admin/exchange/publishers", &session).await;
     assert_eq!(status, 200);
     assert!(page.contains("<td>news</td>"), "{page}");
     let csrf = csrf_in(&page);
@@ -131,7 +126,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
         );
         let saved = format!("{path}?saved={kind}&name={id}");
         assert_eq!(headers["location"], saved.as_str());
-        let (_, page) = get(&node, &saved, &session).await;
+        let (_, page) = node_get(&node, &saved, &session).await;
         assert!(page.contains(&format!("Saved {kind} {id}.")), "{page}");
     }
     let sent = ad(&node, &partner, "www.blog.example", "blog-top")
@@ -141,7 +136,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     assert_eq!(sent["imp"][0]["bidfloor"], 0.3);
 
     // Edit: the form comes filled in, the id cannot change; unchecking "enabled" disables it.
-    let (status, page) = get(&node, "/admin/exchange/publishers/edit?id=blog", &session).await;
+    let (status, page) = node_get(&node, "/admin/exchange/publishers/edit?id=blog", &session).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("value=\"Blog\"") && page.contains("readonly"),
@@ -166,7 +161,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
             .is_none(),
         "a disabled publisher's placements are not auctioned"
     );
-    let (_, page) = get(&node, "/admin/exchange/publishers", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/publishers", &session).await;
     assert!(
         page.contains("Blog Two") && page.contains("<em>disabled</em>"),
         "{page}"
@@ -226,7 +221,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
             .await
             .is_some()
     );
-    let (status, page) = get(&node, "/admin/exchange/bidders/edit?name=adv", &session).await;
+    let (status, page) = node_get(&node, "/admin/exchange/bidders/edit?name=adv", &session).await;
     assert_eq!(status, 200);
     let csrf = csrf_in(&page);
     let endpoint = partner.endpoint();
@@ -267,7 +262,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
         field_error_after(&page, "name=\"adjustment\"").is_some(),
         "the config's error on the first submit: {page}"
     );
-    let (_, history) = get(&node, "/admin/config", &session).await;
+    let (_, history) = node_get(&node, "/admin/config", &session).await;
     assert!(!history.contains("admin:ops"), "nothing applied: {history}");
     // A value the config refuses is named beside its field.
     let (status, _, page) = post(
@@ -315,7 +310,7 @@ async fn bidders_are_edited_and_disabled_live_with_errors_beside_fields() {
             .is_none(),
         "a disabled bidder is not asked"
     );
-    let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/bidders", &session).await;
     assert!(
         page.contains("200 ms") && page.contains("<em>disabled</em>"),
         "{page}"
@@ -348,7 +343,7 @@ async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     let page = loop {
-        let (status, page) = get(&node, "/admin/exchange/bidders", &session).await;
+        let (status, page) = node_get(&node, "/admin/exchange/bidders", &session).await;
         assert_eq!(status, 200);
         if row(&page, "gone").contains("class=\"health-down\"") || Instant::now() > deadline {
             break page;
@@ -377,7 +372,7 @@ async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed()
     assert!(adv_row.contains("class=\"health-healthy\""), "{adv_row}");
     // Every admin page names it at the top, in red, linking to the bidders; not the healthy one.
     for path in ["/admin", "/admin/config", "/admin/exchange/floors"] {
-        let (status, page) = get(&node, path, &session).await;
+        let (status, page) = node_get(&node, path, &session).await;
         assert_eq!(status, 200, "{path}");
         let strip = page
             .split("<div class=\"health-strip\"")
@@ -426,7 +421,7 @@ async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_fail
             let until = Instant::now() + within;
             loop {
                 ad(node, partner, "news.example", "news-top").await;
-                let (_, page) = get(node, "/admin/exchange/bidders", session).await;
+                let (_, page) = node_get(node, "/admin/exchange/bidders", session).await;
                 if health(&page) == state || Instant::now() > until {
                     return page;
                 }
@@ -457,7 +452,7 @@ async fn testing_a_bidder_shows_its_answer_and_what_the_adapter_read_without_cou
     let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.5)]))).await;
     let node = node_with_a_refused_bidder(&partner);
     let session = sign_in(&node).await;
-    let (_, page) = get(&node, "/admin/exchange/bidders", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/bidders", &session).await;
     assert!(
         page.contains("action=\"/admin/exchange/bidders/test\""),
         "{page}"
@@ -498,7 +493,7 @@ async fn testing_a_bidder_shows_its_answer_and_what_the_adapter_read_without_cou
         page.contains("class=\"test-failed\"") && page.contains("The call failed (connect)"),
         "{page}"
     );
-    let (_, metrics) = get(&node, "/metrics", "").await;
+    let (_, metrics) = node_get(&node, "/metrics", "").await;
     assert!(
         metrics.contains("bourse_bidder_requests_total{bidder=\"adv\"}")
             && !metrics
@@ -530,7 +525,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
                    recompute_interval_ms = 50\nrecompute_every_observations = 100\n";
     let node = Node::start(&exchange_config(&partner, learned));
     let session = sign_in(&node).await;
-    let (status, page) = get(&node, "/admin/exchange/floors", &session).await;
+    let (status, page) = node_get(&node, "/admin/exchange/floors", &session).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("<td>learning</td>"),
@@ -552,7 +547,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
         }
         assert!(Instant::now() < deadline, "the learner published no floor");
     };
-    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/floors", &session).await;
     assert!(!page.contains("<td>learning</td>"), "{page}");
     let shown = format!("{learned_floor:.4}");
     assert!(
@@ -616,7 +611,7 @@ async fn the_floors_page_shows_static_and_learned_floors_and_edits_them_live() {
     )
     .await;
     assert_eq!(status, 303);
-    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/floors", &session).await;
     assert!(
         page.contains("<td>off</td>") && page.contains("value=\"0.7\""),
         "{page}"
@@ -667,7 +662,7 @@ async fn turning_learned_floors_off_in_the_admin_stops_applying_them_at_the_next
     assert!(floors.iter().any(|&f| f > 0.5), "{floors:?}");
 
     // Off in the admin: the learn box left unticked.
-    let (_, page) = get(&node, "/admin/exchange/floors", &session).await;
+    let (_, page) = node_get(&node, "/admin/exchange/floors", &session).await;
     let (status, _, _) = post(
         &node,
         "/admin/exchange/floors/rules",
@@ -707,21 +702,21 @@ async fn tables_paginate_twenty_rows_a_page() {
         page.matches("href=\"/admin/exchange/placements/edit?id=")
             .count()
     };
-    let (_, first) = get(&node, "/admin/exchange/placements", &session).await;
+    let (_, first) = node_get(&node, "/admin/exchange/placements", &session).await;
     assert_eq!(rows(&first), 20);
     assert!(
         first.contains("Page 1 of 3 (45 in all)") && first.contains("?page=2"),
         "{first}"
     );
-    let (_, last) = get(&node, "/admin/exchange/placements?page=3", &session).await;
+    let (_, last) = node_get(&node, "/admin/exchange/placements?page=3", &session).await;
     assert_eq!(rows(&last), 5);
     assert!(
         last.contains("extra-43") && !last.contains("extra-00"),
         "{last}"
     );
-    let (_, beyond) = get(&node, "/admin/exchange/placements?page=99", &session).await;
+    let (_, beyond) = node_get(&node, "/admin/exchange/placements?page=99", &session).await;
     assert_eq!(rows(&beyond), 5, "a page past the end shows the last");
-    let (_, floors) = get(&node, "/admin/exchange/floors?page=2", &session).await;
+    let (_, floors) = node_get(&node, "/admin/exchange/floors?page=2", &session).await;
     assert!(floors.contains("Page 2 of 3"), "{floors}");
 }
 
@@ -807,12 +802,12 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
     );
     // The overview carries the cards, the charts and the plugins; the exchange's first page
     // the same cards and charts, fed from its own live.json, whose script it serves.
-    let (_, page) = get(&node, "/admin", &session).await;
+    let (_, page) = node_get(&node, "/admin", &session).await;
     assert!(
         page.contains("data-series=\"p50_ms,p99_ms\"") && page.contains("<td>exchange</td>"),
         "{page}"
     );
-    let (status, page) = get(&node, "/admin/exchange", &session).await;
+    let (status, page) = node_get(&node, "/admin/exchange", &session).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("data-series=\"p50_ms,p99_ms\"")
@@ -820,7 +815,7 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
             && page.contains("src=\"/admin/exchange/static/live.js\""),
         "{page}"
     );
-    let (status, script) = get(&node, "/admin/exchange/static/live.js", &session).await;
+    let (status, script) = node_get(&node, "/admin/exchange/static/live.js", &session).await;
     assert_eq!(status, 200);
     assert!(script.contains("data-live-source"), "{script}");
 }

@@ -189,14 +189,7 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
     let csrf = csrf_in(&page);
 
     // The rollback is previewed first: what it changes, over which config, nothing applied.
-    let (status, _, preview) = node_request(
-        &node,
-        http::Method::GET,
-        "/admin/config/rollback?seq=1",
-        &session,
-        &[],
-    )
-    .await;
+    let (status, preview) = node_get(&node, "/admin/config/rollback?seq=1", &session).await;
     assert_eq!(status, 200);
     assert!(
         preview.contains("Roll back to #1?")
@@ -207,30 +200,22 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
         "{preview}"
     );
     assert_eq!(floor_seen(&node, &partner).await, 1.5);
-    let rollback = |fields: Vec<(&'static str, String)>| {
-        let (node, session) = (&node, &session);
-        async move {
-            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let path = "/admin/config/rollback";
-            node_request(node, http::Method::POST, path, session, &fields).await
-        }
-    };
-    let with_csrf = |fields: &[(&'static str, &str)]| {
-        let mut all = vec![("csrf", csrf.clone())];
-        all.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
-        all
-    };
-
     // Without the CSRF token nothing happens.
-    let (status, _, _) = rollback(vec![("seq", "1".to_owned())]).await;
+    let (status, _, _) = post_rollback(&node, &session, &[("seq", "1")]).await;
     assert_eq!(status, 403);
     // Without the confirmation, back to the preview; over a config no longer in force, refused
     // with the preview shown again.
-    let (status, headers, _) = rollback(with_csrf(&[("seq", "1"), ("based_on", "2")])).await;
+    let unconfirmed = [("csrf", csrf.as_str()), ("seq", "1"), ("based_on", "2")];
+    let (status, headers, _) = post_rollback(&node, &session, &unconfirmed).await;
     assert_eq!(status, 303);
     assert_eq!(headers["location"], "/admin/config/rollback?seq=1");
-    let stale = with_csrf(&[("seq", "1"), ("based_on", "1"), ("confirm", "yes")]);
-    let (status, _, page) = rollback(stale).await;
+    let stale = [
+        ("csrf", csrf.as_str()),
+        ("seq", "1"),
+        ("based_on", "1"),
+        ("confirm", "yes"),
+    ];
+    let (status, _, page) = post_rollback(&node, &session, &stale).await;
     assert_eq!(status, 409);
     assert!(
         page.contains("The config changed since this preview"),
@@ -240,8 +225,13 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
 
     // Confirmed over the config previewed: #1 is in force at once, on disk too, the history
     // records it as a rollback by its operator, and the page says it worked.
-    let confirmed = with_csrf(&[("seq", "1"), ("based_on", "2"), ("confirm", "yes")]);
-    let (status, headers, _) = rollback(confirmed).await;
+    let confirmed = [
+        ("csrf", csrf.as_str()),
+        ("seq", "1"),
+        ("based_on", "2"),
+        ("confirm", "yes"),
+    ];
+    let (status, headers, _) = post_rollback(&node, &session, &confirmed).await;
     assert_eq!(status, 303);
     assert_eq!(headers["location"], "/admin/config?rolled_back=1");
     assert_eq!(
@@ -254,19 +244,31 @@ async fn the_admin_shows_the_history_and_rolls_back_live() {
             .unwrap()
             .contains("floor = 0.5")
     );
-    let (_, _, page) = node_request(
-        &node,
-        http::Method::GET,
-        "/admin/config?rolled_back=1",
-        &session,
-        &[],
-    )
-    .await;
+    let (_, page) = node_get(&node, "/admin/config?rolled_back=1", &session).await;
     assert!(
         page.contains("rollback to #1 by admin:ops")
             && page.contains("Rolled back to #1: its config is in force, recorded as #3."),
         "{page}"
     );
+    // A link naming a number the history does not hold says nothing.
+    let (_, page) = node_get(&node, "/admin/config?rolled_back=99", &session).await;
+    assert!(!page.contains("Rolled back"), "{page}");
+}
+
+/// Posts the rollback form with `fields`.
+async fn post_rollback(
+    node: &Node,
+    session: &str,
+    fields: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, String) {
+    node_request(
+        node,
+        http::Method::POST,
+        "/admin/config/rollback",
+        session,
+        fields,
+    )
+    .await
 }
 
 #[tokio::test]

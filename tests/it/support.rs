@@ -729,6 +729,12 @@ pub fn refused_endpoint() -> String {
     format!("http://{}/bid", closed.local_addr().unwrap())
 }
 
+/// A signed-in GET of an admin page: its status and text.
+pub async fn node_get(node: &Node, path: &str, cookie: &str) -> (http::StatusCode, String) {
+    let (status, _, page) = node_request(node, http::Method::GET, path, cookie, &[]).await;
+    (status, page)
+}
+
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// A users file holding `ops`, and the admin table pointing at it.

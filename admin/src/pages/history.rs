@@ -81,6 +81,12 @@ pub(crate) fn removals(diff: &str) -> Vec<String> {
     said
 }
 
+/// The entry numbered `seq` (as typed in a form or a link) in `history`.
+fn find<'a>(history: &'a [AuditEntry], seq: &str) -> Option<&'a AuditEntry> {
+    let seq = seq.parse::<u64>().ok()?;
+    history.iter().find(|e| e.seq == seq)
+}
+
 impl Admin {
     pub(crate) fn config_page(
         &self,
@@ -88,10 +94,18 @@ impl Admin {
         session: &Session,
         page_number: usize,
         error: Option<&str>,
-        notice: Option<String>,
+        rolled_back: Option<&str>,
     ) -> Response {
         let history = self.center.history();
         let last = history.last().map(|e| e.seq);
+        // Only a number in the history is named, so a crafted link says nothing.
+        let notice = rolled_back
+            .and_then(|seq| seq.parse::<u64>().ok())
+            .filter(|seq| history.iter().any(|e| e.seq == *seq))
+            .zip(last)
+            .map(|(seq, now)| {
+                format!("Rolled back to #{seq}: its config is in force, recorded as #{now}.")
+            });
         let rows = history
             .into_iter()
             .rev()
@@ -117,8 +131,7 @@ impl Admin {
     }
 
     fn entry(&self, seq: &str) -> Option<AuditEntry> {
-        let seq = seq.parse::<u64>().ok()?;
-        self.center.history().into_iter().find(|e| e.seq == seq)
+        find(&self.center.history(), seq).cloned()
     }
 
     /// `GET /admin/config/rollback?seq=N`: what rolling back to #N would change, and the form
@@ -131,7 +144,7 @@ impl Admin {
         error: Option<&str>,
     ) -> Response {
         let history = self.center.history();
-        let (Some(target), Some(current)) = (self.entry(seq), history.last()) else {
+        let (Some(current), Some(target)) = (history.last(), find(&history, seq)) else {
             return self.config_page(
                 StatusCode::NOT_FOUND,
                 session,
@@ -147,7 +160,7 @@ impl Admin {
                 chrome: self.chrome(session, "config", None),
                 seq: target.seq,
                 at: bourse_kernel::utc_datetime(target.at),
-                who: target.who,
+                who: target.who.clone(),
                 current: current.seq,
                 removes: removals(&diff),
                 diff,
@@ -194,11 +207,8 @@ impl Admin {
     }
 
     pub(crate) fn history_get(&self, session: &Session, query: &Form) -> Response {
-        let notice = query.get("rolled_back").map(|seq| {
-            let now = self.center.history().last().map_or(0, |e| e.seq);
-            format!("Rolled back to #{seq}: its config is in force, recorded as #{now}.")
-        });
-        self.config_page(StatusCode::OK, session, query.page(), None, notice)
+        let rolled_back = query.get("rolled_back");
+        self.config_page(StatusCode::OK, session, query.page(), None, rolled_back)
     }
 }
 

@@ -121,9 +121,7 @@ impl Exchange {
     ) {
         // The upstream price is what we quoted, net of fee; turn it into the partner's terms.
         let partner_price = price.map_or(token.price, |p| (p * token.gross_up).min(token.price));
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = bourse_kernel::unix_now_ms();
         let values = MacroValues {
             auction_id: &token.auction,
             bid_id: &token.bid,

@@ -55,7 +55,7 @@ fn test_request(runtime: &BidderRuntime) -> Option<BidRequest> {
     let mut imp = serde_json::json!({"id": "1", "bidfloor": 0.01, "bidfloorcur": "USD"});
     imp.as_object_mut()?.extend(offer.as_object()?.clone());
     let request = serde_json::json!({
-        "id": format!("bourse-admin-test-{}", now_millis()),
+        "id": format!("bourse-admin-test-{}", bourse_kernel::unix_now_ms()),
         "test": 1,
         "tmax": runtime.spec.timeout_ms,
         "cur": ["USD"],
@@ -64,12 +64,6 @@ fn test_request(runtime: &BidderRuntime) -> Option<BidRequest> {
         "device": {"ua": "bourse-admin-test", "ip": "192.0.2.1"},
     });
     serde_json::from_value(request).ok()
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The first `SHOWN_BYTES` of a body, as text.
@@ -97,7 +91,7 @@ impl Exchange {
             csrf: &req.csrf,
             name: &runtime.spec.name,
             endpoint: &runtime.spec.endpoint,
-            at: bourse_kernel::utc_datetime(now_millis() / 1000),
+            at: bourse_kernel::utc_datetime(bourse_kernel::unix_now_ms() / 1000),
             outcome: String::new(),
             verdict: "failed",
             status: "—".into(),

@@ -9,6 +9,11 @@ use askama::Template;
 use bourse_kernel::admin::{AdminReply, AdminRequest, Alert, AlertLevel, FieldErrors, Form, Pager};
 use http::StatusCode;
 
+/// What an empty field means, and what an unreadable one is checked as.
+const DEFAULT_TIMEOUT_MS: i64 = 150;
+const DEFAULT_QPS: i64 = 0;
+const DEFAULT_ADJUSTMENT: f64 = 1.0;
+
 const BIDDER_FIELDS: &[&str] = &[
     "name",
     "adapter",
@@ -70,11 +75,11 @@ fn health_of(health: Option<&Health>, enabled: bool) -> (&'static str, String) {
         // Not sampled yet (the first second of the instance).
         return (HealthState::Idle.as_str(), String::new());
     };
-    let since = bourse_kernel::utc_datetime(health.since_ms / 1000);
     let detail = format!(
-        "last minute: {}; last 5 minutes: {}; since {since} UTC",
+        "last minute: {}; last 5 minutes: {}; since {}",
         window_text(&health.minute),
         window_text(&health.five_minutes),
+        health.since_text(),
     );
     (health.state.as_str(), detail)
 }
@@ -118,9 +123,9 @@ impl Default for BidderForm {
             name: String::new(),
             adapter: "openrtb".into(),
             endpoint: String::new(),
-            timeout_ms: "150".into(),
-            qps: "0".into(),
-            adjustment: "1".into(),
+            timeout_ms: DEFAULT_TIMEOUT_MS.to_string(),
+            qps: DEFAULT_QPS.to_string(),
+            adjustment: DEFAULT_ADJUSTMENT.to_string(),
             media: "banner".into(),
             enabled: true,
         }
@@ -170,14 +175,14 @@ impl BidderForm {
                 text.parse::<i64>().ok()
             }
         };
-        let timeout_ms = whole(&self.timeout_ms, 150);
+        let timeout_ms = whole(&self.timeout_ms, DEFAULT_TIMEOUT_MS);
         if timeout_ms.is_none() {
             errors.set(
                 "timeout_ms",
                 "The timeout is a whole number of milliseconds.",
             );
         }
-        let qps = whole(&self.qps, 0);
+        let qps = whole(&self.qps, DEFAULT_QPS);
         if qps.is_none() {
             errors.set(
                 "qps",
@@ -185,7 +190,7 @@ impl BidderForm {
             );
         }
         let adjustment = if self.adjustment.is_empty() {
-            Some(1.0)
+            Some(DEFAULT_ADJUSTMENT)
         } else {
             self.adjustment
                 .parse::<f64>()
@@ -196,9 +201,9 @@ impl BidderForm {
             errors.set("adjustment", "The adjustment is a number, e.g. 0.95.");
         }
         let values = BidderValues {
-            timeout_ms: timeout_ms.unwrap_or(150),
-            qps: qps.unwrap_or(0),
-            adjustment: adjustment.unwrap_or(1.0),
+            timeout_ms: timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            qps: qps.unwrap_or(DEFAULT_QPS),
+            adjustment: adjustment.unwrap_or(DEFAULT_ADJUSTMENT),
         };
         (values, errors)
     }
@@ -251,11 +256,11 @@ impl Exchange {
                 Some(Alert {
                     level,
                     text: format!(
-                        "Bidder {} is {}: {} in the last minute, since {} UTC",
+                        "Bidder {} is {}: {} in the last minute, since {}",
                         b.name,
                         health.state.as_str(),
                         window_text(&health.minute),
-                        bourse_kernel::utc_datetime(health.since_ms / 1000),
+                        health.since_text(),
                     ),
                     href: format!("{base}/bidders"),
                 })

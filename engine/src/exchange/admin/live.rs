@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use prometheus::proto::MetricFamily;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::metrics::BIDDER_ERROR_KINDS;
 
@@ -95,26 +95,33 @@ impl Families {
 
     /// A histogram's cumulative bucket counts (upper bound, count), summed over its series.
     fn buckets(&self, name: &str) -> Vec<(f64, f64)> {
-        self.buckets_where(name, |_| true)
-    }
-
-    /// A histogram's cumulative bucket counts, summed over the series `keep` accepts.
-    fn buckets_where(
-        &self,
-        name: &str,
-        keep: impl Fn(&prometheus::proto::Metric) -> bool,
-    ) -> Vec<(f64, f64)> {
-        let mut buckets: Vec<(f64, f64)> = Vec::new();
-        for metric in self.series(name).filter(|m| keep(m)) {
-            for (i, bucket) in metric.get_histogram().get_bucket().iter().enumerate() {
-                let count = bucket.cumulative_count() as f64;
-                match buckets.get_mut(i) {
-                    Some(slot) => slot.1 += count,
-                    None => buckets.push((bucket.upper_bound(), count)),
-                }
-            }
+        let mut buckets = Vec::new();
+        for metric in self.series(name) {
+            add_buckets(&mut buckets, metric);
         }
         buckets
+    }
+
+    /// A histogram's cumulative bucket counts per value of `label`, summed over the others.
+    fn buckets_by(&self, name: &str, label: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+        let mut values: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for metric in self.series(name) {
+            if let Some(key) = Self::label(metric, label) {
+                add_buckets(values.entry(key.to_owned()).or_default(), metric);
+            }
+        }
+        values
+    }
+}
+
+/// Adds one histogram series' cumulative bucket counts into `buckets`.
+fn add_buckets(buckets: &mut Vec<(f64, f64)>, metric: &prometheus::proto::Metric) {
+    for (i, bucket) in metric.get_histogram().get_bucket().iter().enumerate() {
+        let count = bucket.cumulative_count() as f64;
+        match buckets.get_mut(i) {
+            Some(slot) => slot.1 += count,
+            None => buckets.push((bucket.upper_bound(), count)),
+        }
     }
 }
 
@@ -122,18 +129,23 @@ impl Families {
 #[derive(Debug, Clone, Default)]
 struct BidderTotals {
     requests: f64,
-    bids: f64,
     bid_answers: f64,
     wins: f64,
     timeouts: f64,
-    errors: f64,
-    /// Errors by kind, in [`BIDDER_ERROR_KINDS`] order.
+    /// Errors by kind, in [`BIDDER_ERROR_KINDS`] order (every kind the counter has).
     error_kinds: [f64; BIDDER_ERROR_KINDS.len()],
     /// Cumulative buckets of its completed calls' response times.
     latency: Vec<(f64, f64)>,
     /// Wins counted by the win-price histogram, read in the same snapshot as its sum.
     priced_wins: f64,
     win_value_cpm: f64,
+}
+
+impl BidderTotals {
+    /// Errors of every kind.
+    fn errors(&self) -> f64 {
+        self.error_kinds.iter().sum()
+    }
 }
 
 /// Where a per-bidder counter goes in [`BidderTotals`].
@@ -160,13 +172,11 @@ impl Totals {
             |outcome| families.sum("bourse_exchange_requests_total", &[("outcome", outcome)]);
         let filled = auction("bid");
         let mut bidders: BTreeMap<String, BidderTotals> = BTreeMap::new();
-        let columns: [(&str, Column); 6] = [
+        let columns: [(&str, Column); 4] = [
             ("bourse_bidder_requests_total", |b| &mut b.requests),
-            ("bourse_bidder_bids_total", |b| &mut b.bids),
             ("bourse_bidder_bid_answers_total", |b| &mut b.bid_answers),
             ("bourse_bidder_wins_total", |b| &mut b.wins),
             ("bourse_bidder_timeouts_total", |b| &mut b.timeouts),
-            ("bourse_bidder_errors_total", |b| &mut b.errors),
         ];
         for (name, column) in columns {
             for (bidder, value) in families.by(name, "bidder") {
@@ -180,10 +190,8 @@ impl Totals {
                 bidders.entry(bidder).or_default().error_kinds[slot] = value;
             }
         }
-        for (bidder, totals) in bidders.iter_mut() {
-            totals.latency = families.buckets_where(BIDDER_LATENCY_HISTOGRAM, |m| {
-                Families::label(m, "bidder") == Some(bidder.as_str())
-            });
+        for (bidder, latency) in families.buckets_by(BIDDER_LATENCY_HISTOGRAM, "bidder") {
+            bidders.entry(bidder).or_default().latency = latency;
         }
         for (bidder, (count, sum)) in families.histogram_by("bourse_bidder_win_price_cpm", "bidder")
         {
@@ -335,7 +343,7 @@ impl WindowCounts {
         WindowCounts {
             requests: count(now.requests, then.requests),
             timeouts: count(now.timeouts, then.timeouts),
-            errors: count(now.errors, then.errors),
+            errors: count(now.errors(), then.errors()),
             kinds: BIDDER_ERROR_KINDS
                 .iter()
                 .enumerate()
@@ -365,6 +373,11 @@ pub(crate) struct Health {
 }
 
 impl Health {
+    /// When the state began, as the admin shows it: `YYYY-MM-DD HH:MM:SS UTC`.
+    pub(crate) fn since_text(&self) -> String {
+        format!("{} UTC", bourse_kernel::utc_datetime(self.since_ms / 1000))
+    }
+
     /// The state of a window's counts: judged on the window alone, so a bidder that stops
     /// answering is down within a minute, and healthy again a minute after it recovers.
     pub(crate) fn judge(requests: u64, timeouts: u64, errors: u64) -> HealthState {
@@ -380,12 +393,6 @@ impl Health {
             HealthState::Healthy
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl LiveState {
@@ -451,7 +458,7 @@ impl Live {
             let auctions = totals.auctions - last.auctions;
             let cleared = totals.cleared - last.cleared;
             let point = Point {
-                t: unix_ms(),
+                t: bourse_kernel::unix_now_ms(),
                 auctions_per_sec: auctions / seconds,
                 p50_ms: quantile(0.5, &last.latency, &totals.latency).map(|s| s * 1000.0),
                 p99_ms: quantile(0.99, &last.latency, &totals.latency).map(|s| s * 1000.0),
@@ -476,7 +483,7 @@ impl Live {
         }) {
             state.totals.pop_front();
         }
-        state.judge_health(unix_ms());
+        state.judge_health(bourse_kernel::unix_now_ms());
     }
 
     /// Each bidder's health over the last minute, by name.
@@ -517,7 +524,7 @@ impl Live {
                     bid_rate_pct: ratio(now.bid_answers - then.bid_answers, requests)
                         .map(|r| r * 100.0),
                     timeout_pct: ratio(now.timeouts - then.timeouts, requests).map(|r| r * 100.0),
-                    errors: (now.errors - then.errors) as u64,
+                    errors: (now.errors() - then.errors()) as u64,
                     avg_win_cpm: ratio(
                         now.win_value_cpm - then.win_value_cpm,
                         now.priced_wins - then.priced_wins,
