@@ -3,7 +3,7 @@
 
 use prometheus::core::Collector as _;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
 };
 
 /// Latency buckets fine enough to show sub-millisecond overhead.
@@ -207,6 +207,9 @@ pub struct ExchangeMetrics {
     pub tag_slots: FixedCounters,
     /// `bourse_floors_configured_cpm{placement}`: each configured placement's static floor.
     pub configured_floor: GaugeVec,
+    /// `bourse_exchange_base_currency{currency}`: 1 for the currency every money figure is
+    /// in, so dashboards can name it.
+    base_currency: IntGaugeVec,
     bidder_requests: IntCounterVec,
     bidder_bids: IntCounterVec,
     bidder_bid_answers: IntCounterVec,
@@ -335,6 +338,16 @@ impl ExchangeMetrics {
                         "Static floor of each configured placement, CPM in the base currency.",
                     ),
                     &["placement"],
+                )
+                .expect("valid metric"),
+            )?,
+            base_currency: metrics.register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "bourse_exchange_base_currency",
+                        "1 for the currency the exchange's money figures are in (its config's currency).",
+                    ),
+                    &["currency"],
                 )
                 .expect("valid metric"),
             )?,
@@ -485,6 +498,12 @@ impl ExchangeMetrics {
             self.configured_floor.with_label_values(&[id]).set(floor);
         }
     }
+
+    /// Names the currency of every money figure: one series, at 1, for `currency`.
+    pub fn set_base_currency(&self, currency: &str) {
+        self.base_currency.reset();
+        self.base_currency.with_label_values(&[currency]).set(1);
+    }
 }
 
 /// Outcomes of notices fired at partners (`bourse_exchange_notices_total`): delivered, a
@@ -566,5 +585,15 @@ mod tests {
         let text = registry.render();
         assert!(text.contains("bourse_floors_configured_cpm{placement=\"top\"} 0.75"));
         assert!(!text.contains("placement=\"side\""), "{text}");
+    }
+
+    #[test]
+    fn the_base_currency_series_names_only_the_currency_in_force() {
+        let (registry, metrics) = registered();
+        metrics.set_base_currency("USD");
+        metrics.set_base_currency("EUR");
+        let text = registry.render();
+        assert!(text.contains("bourse_exchange_base_currency{currency=\"EUR\"} 1"), "{text}");
+        assert!(!text.contains("currency=\"USD\""), "{text}");
     }
 }

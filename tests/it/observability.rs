@@ -102,20 +102,25 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Copies the shipped config with a 1 s scrape interval and `target` as the only file_sd
-    /// target (the two things a deployment changes), and starts Prometheus on a free port.
-    async fn start(target: SocketAddr) -> Prometheus {
+    /// Copies the shipped config with 1 s scrape and evaluation intervals and `target` as the
+    /// only file_sd target (the things a deployment or a test changes), with these alerting
+    /// `rules`, backfills `history` (OpenMetrics text) into the store, and starts Prometheus
+    /// on a free port.
+    async fn start_with(target: SocketAddr, rules: &str, history: &str) -> Prometheus {
         let shipped = grafana_dir().join("prometheus");
         let dir = std::env::temp_dir().join(format!("bourse-prom-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(dir.join("targets")).unwrap();
         let config = std::fs::read_to_string(shipped.join("prometheus.yml")).unwrap();
         assert_eq!(config.matches("scrape_interval: 15s").count(), 1);
+        assert_eq!(config.matches("evaluation_interval: 15s").count(), 1);
         std::fs::write(
             dir.join("prometheus.yml"),
-            config.replace("scrape_interval: 15s", "scrape_interval: 1s"),
+            config
+                .replace("scrape_interval: 15s", "scrape_interval: 1s")
+                .replace("evaluation_interval: 15s", "evaluation_interval: 1s"),
         )
         .unwrap();
-        std::fs::copy(shipped.join("alerts.yml"), dir.join("alerts.yml")).unwrap();
+        std::fs::write(dir.join("alerts.yml"), rules).unwrap();
         let targets = std::fs::read_to_string(shipped.join("targets/bourse.json")).unwrap();
         assert!(targets.contains("127.0.0.1:8080"), "{targets}");
         std::fs::write(
@@ -123,6 +128,18 @@ impl Prometheus {
             targets.replace("127.0.0.1:8080", &target.to_string()),
         )
         .unwrap();
+        if !history.is_empty() {
+            let file = dir.join("history.om");
+            std::fs::write(&file, history).unwrap();
+            let (ok, said) = promtool(&[
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                file.to_str().unwrap(),
+                dir.join("data").to_str().unwrap(),
+            ]);
+            assert!(ok, "promtool backfills the history: {said}");
+        }
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
@@ -227,6 +244,24 @@ fn substitute(expr: &str, variables: &[(String, String)]) -> String {
             .replace(&format!("${name}"), value);
     }
     expr
+}
+
+/// Billed revenue as `target` would have reported it a week and a day before now (two hours
+/// up to a few minutes past each moment, a sample a minute), in OpenMetrics for promtool's
+/// backfill: a test cannot wait a week for the comparison panels' data.
+fn revenue_history(target: SocketAddr) -> String {
+    let now = unix_now() as i64;
+    let mut text = String::from("# TYPE bourse_exchange_billed_revenue counter\n");
+    for back in [7 * 86_400, 86_400] {
+        for minute in 0..=125_i64 {
+            let at = now - back - 7_200 + minute * 60;
+            let billed = minute as f64 * 0.05;
+            text.push_str(&format!(
+                "bourse_exchange_billed_revenue_total{{instance=\"{target}\",job=\"bourse\"}} {billed} {at}\n"
+            ));
+        }
+    }
+    text + "# EOF\n"
 }
 
 fn unix_now() -> f64 {
@@ -408,7 +443,10 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_bourse_unde
     scenario.traffic.connections = 16;
     let bidders = scenario.start_bidders().await.unwrap();
     let node = Node::start(&node_config(&scenario, &bidders));
-    let prometheus = Prometheus::start(node.addr).await;
+    // The overview compares the last hour's revenue with the same hour a day and a week ago:
+    // that history is backfilled, so those queries read stored data too.
+    let rules = std::fs::read_to_string(grafana_dir().join("prometheus/alerts.yml")).unwrap();
+    let prometheus = Prometheus::start_with(node.addr, &rules, &revenue_history(node.addr)).await;
 
     let started = Instant::now();
     let target = node.url("/openrtb2/auction");
@@ -787,4 +825,156 @@ async fn configured_floors_and_the_config_generation_follow_live_applies() {
         .metric("bourse_kernel_config_last_applied_timestamp_seconds")
         .await;
     assert!((unix_now() - applied_at).abs() < 60.0, "{applied_at}");
+}
+
+/// The names and states of the alerts Prometheus holds for `bidder`.
+async fn bidder_alerts(prometheus: &Prometheus, bidder: &str) -> Vec<(String, String)> {
+    let data = prometheus.api("alerts", &[]).await;
+    data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|alert| alert["labels"]["bidder"] == bidder)
+        .map(|alert| {
+            (
+                alert["labels"]["alertname"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                alert["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Polls until `done` holds for the bidder's alerts, or fails after `within`.
+async fn wait_for_alerts(
+    prometheus: &Prometheus,
+    bidder: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&[(String, String)]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let alerts = bidder_alerts(prometheus, bidder).await;
+        if done(&alerts) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {within:?}; alerts now: {alerts:?}\n{}",
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The shipped BourseBidderDown rule fires in a real Prometheus scraping bourse while a
+/// bidder fails, and resolves once it answers again. Its windows are shortened (2 m → 10 s,
+/// `for` 1 m → 5 s) so the test takes seconds; the rule's expression and labels are the
+/// shipped ones, and alerts.test.yml checks it at its real timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bidder_down_alert_fires_in_prometheus_during_an_outage_and_resolves_after_it() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outage = failing.clone();
+    let partner = Partner::start(move |r| {
+        if outage.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(503)
+        } else {
+            Reply::Json(bids(r, "flaky-seat", &[("1", 1.0)]))
+        }
+    })
+    .await;
+    let steady = Partner::start(|r| Reply::Json(bids(r, "steady-seat", &[("1", 0.8)]))).await;
+    let exchange = Exchange::start(&config(
+        "",
+        &[bidder("flaky", &partner, ""), bidder("steady", &steady, "")],
+    ))
+    .await;
+
+    let shipped = std::fs::read_to_string(grafana_dir().join("prometheus/alerts.yml")).unwrap();
+    let start = shipped.find("- alert: BourseBidderDown").unwrap();
+    let rule = &shipped[start..start + shipped[start..].find("\n\n").unwrap()];
+    assert_eq!(rule.matches("[2m]").count(), 4, "{rule}");
+    assert_eq!(rule.matches("for: 1m").count(), 1, "{rule}");
+    let fast = rule.replace("[2m]", "[10s]").replace("for: 1m", "for: 5s");
+    let prometheus = Prometheus::start_with(exchange.addr, &shipped.replace(rule, &fast), "").await;
+
+    // Twenty auctions a second until the test ends.
+    let load = {
+        let (addr, client) = (exchange.addr, exchange.client.clone());
+        tokio::spawn(async move {
+            for n in 0u64.. {
+                let request = banner_request(&format!("alert-{n}"), &[("1", 0.1)]);
+                let req = http::Request::post(format!("http://{addr}/openrtb2/auction"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(
+                        serde_json::to_vec(&request).unwrap(),
+                    )))
+                    .unwrap();
+                let _ = client.request(req).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Healthy: once Prometheus has scraped the bidder's traffic over a window of the rule, it
+    // holds no alert for the bidder.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let calls = prometheus
+            .api(
+                "query",
+                &[(
+                    "query",
+                    "sum(rate(bourse_bidder_requests_total{bidder=\"flaky\"}[10s]))",
+                )],
+            )
+            .await;
+        let rate = calls["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok());
+        if rate.is_some_and(|rate| rate > 5.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus sees the flaky bidder's calls: {calls}; {} calls made",
+            partner.request_count()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bidder_alerts(&prometheus, "flaky").await, vec![]);
+
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for_alerts(
+        &prometheus,
+        "flaky",
+        Duration::from_secs(45),
+        "BourseBidderDown fires for the failing bidder",
+        |alerts| {
+            alerts
+                .iter()
+                .any(|(name, state)| name == "BourseBidderDown" && state == "firing")
+        },
+    )
+    .await;
+    assert_eq!(
+        bidder_alerts(&prometheus, "steady").await,
+        vec![],
+        "the healthy bidder raises nothing"
+    );
+
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for_alerts(
+        &prometheus,
+        "flaky",
+        Duration::from_secs(45),
+        "BourseBidderDown resolves once the bidder answers",
+        |alerts| !alerts.iter().any(|(name, _)| name == "BourseBidderDown"),
+    )
+    .await;
+    load.abort();
 }

@@ -558,6 +558,7 @@ impl Handler for Exchange {
                 .iter()
                 .map(|p| (p.id.as_str(), p.floor)),
         );
+        shared.metrics.set_base_currency(&self.config.currency);
     }
 
     fn admin(&self) -> Option<&dyn bourse_kernel::admin::AdminSection> {
