@@ -27,6 +27,19 @@
     return String(Math.round(value * 1000) / 1000);
   }
 
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  // Time ticks in UTC, 24-hour: the time within a day, the date too across days.
+  function timeTicks(u, ticks) {
+    var span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+    return ticks.map(function (t) {
+      var d = new Date(t * 1000);
+      var time = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+      if (span < 120) time += ":" + pad(d.getUTCSeconds());
+      return span > 86400 ? pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " + time : time;
+    });
+  }
+
   // What each chart draws: its axes (label with unit, fixed range or from zero up) and series
   // (the figure of series.json, legend label, unit, decimals, axis).
   function catalogue(currency) {
@@ -90,7 +103,7 @@
 
   function options(spec, width, compare) {
     var scales = { x: { time: true } };
-    var axes = [{}];
+    var axes = [{ values: timeTicks, space: 70 }];
     spec.axes.forEach(function (axis, i) {
       scales["y" + i] = {
         range: function (u, min, max) {
@@ -161,6 +174,8 @@
       var plot = panel.plots[i];
       if (!plot) {
         plot = panel.plots[i] = new uPlot(options(spec, width, !!view.previous), data, box);
+        // uPlot draws its axes on the canvas: name their units for readers of the DOM too.
+        figure.setAttribute("data-axes", spec.axes.map(function (a) { return a.label; }).join(" | "));
       } else {
         plot.setData(data);
       }
