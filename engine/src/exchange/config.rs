@@ -614,3 +614,22 @@ impl ExchangeConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_window_defaults_to_a_minute_and_stays_between_5_seconds_and_an_hour() {
+        let config = |text: &str| -> ExchangeConfig { toml::from_str(text).unwrap() };
+        assert_eq!(config("").admin.health_window_secs, 60);
+        let refused = |secs: u64| {
+            config(&format!("[admin]\nhealth_window_secs = {secs}\n"))
+                .check_with(|_, _| None)
+                .iter()
+                .any(|issue| issue.path == "admin.health_window_secs")
+        };
+        assert!(refused(0) && refused(4) && refused(3601));
+        assert!(!refused(5) && !refused(15) && !refused(3600));
+    }
+}

@@ -3,7 +3,8 @@
 //! billed impressions per placement), kept per second for 15 minutes and rolled up per minute
 //! for 7 days, and the series and totals a chart asks for over a range, compared with the
 //! period before it. Memory is bounded: counts are `u32` per slice, names are interned (at most
-//! [`MAX_NAMES`]), and a bidder costs about 130 bytes a minute, some 1.3 MB over the 7 days.
+//! [`MAX_NAMES`]), and an active bidder costs about 150 bytes a minute, some 1.5 MB over the 7
+//! days (the exchange's own figures as much again).
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};

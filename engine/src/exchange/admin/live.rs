@@ -614,7 +614,8 @@ impl Live {
         let bounds = &state.history.auction_bounds;
         let points: Vec<Point> = state
             .history
-            .seconds_after(0)
+            // A point ends a second or so after its slice starts.
+            .seconds_after(after.saturating_sub(5_000))
             .map(|slice| point_of(slice, bounds))
             .filter(|p| p.t > after)
             .collect();
