@@ -3,7 +3,9 @@
 //! section of pages under `/admin/<instance>/` through [`AdminSection`], returned by its
 //! handler. The shell checks the session and the CSRF token before a section sees a request, and
 //! wraps the HTML a section returns in the common layout. The small kit here (forms, field
-//! errors placed from a config refusal, pagination, safe responses) is what every section needs.
+//! errors placed from a config refusal, pagination, sortable and searchable lists, safe
+//! responses) is what every section needs; the shell also serves the kit's stylesheet and the
+//! charting library ([`CHART_SCRIPT`]) every section's charts use.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,10 @@ use crate::{Response, full};
 
 /// Rows shown per page of every admin table.
 pub const PAGE_SIZE: usize = 20;
+
+/// The charting library (uPlot, embedded in the binary; its stylesheet is in every page's head)
+/// that a page drawing charts loads with `<script src>`: nothing comes from another origin.
+pub const CHART_SCRIPT: &str = "/admin/static/uplot.js";
 
 /// A plugin's pages in the admin.
 pub trait AdminSection: Send + Sync {
@@ -365,6 +371,9 @@ pub struct Pager {
     pub total: usize,
     /// The page's path, to which `?page=N` is appended.
     pub path: String,
+    /// The list's other query fields (sort, order, search, filter), already encoded, kept by
+    /// every page link.
+    pub keep: String,
 }
 
 impl Pager {
@@ -385,8 +394,24 @@ impl Pager {
                 pages,
                 total,
                 path: path.into(),
+                keep: String::new(),
             },
         )
+    }
+
+    /// The same pager, its links keeping a list's sort, search and filter.
+    pub fn keeping(mut self, list: &ListQuery) -> Self {
+        self.keep = list.encoded(None);
+        self
+    }
+
+    /// The link to page `page` (a number; templates hand it over by reference).
+    pub fn href(&self, page: impl std::fmt::Display) -> String {
+        if self.keep.is_empty() {
+            format!("{}?page={page}", self.path)
+        } else {
+            format!("{}?{}&page={page}", self.path, self.keep)
+        }
     }
 
     pub fn previous(&self) -> Option<usize> {
@@ -395,6 +420,142 @@ impl Pager {
 
     pub fn next(&self) -> Option<usize> {
         (self.page < self.pages).then(|| self.page + 1)
+    }
+}
+
+/// The longest search text a list keeps (longer ones are cut, at a character boundary).
+const MAX_SEARCH_CHARS: usize = 100;
+
+/// How a list page is sorted, searched, filtered and paged, read from its query string
+/// (`?sort=name&dir=desc&q=…&state=down&page=2`), and the links that change one of these while
+/// keeping the others. Sorting and filtering happen on the server, so a list works without
+/// script; anything unknown in the query falls back to the list's defaults.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// The page's path, e.g. `/admin/exchange/bidders`.
+    pub path: String,
+    /// A column key the list sorts by (one of those it offers).
+    pub sort: String,
+    pub descending: bool,
+    /// `q`: rows whose text holds it, any case; empty for all.
+    pub search: String,
+    /// `state`: one of the list's filter values, or empty for all.
+    pub filter: String,
+    /// `page`, 1-based.
+    pub page: usize,
+}
+
+/// What a row is sorted by in one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// Compared without regard to case.
+    Text(String),
+    Number(f64),
+}
+
+impl ListQuery {
+    /// Reads the query of a list sortable by `columns` (the first is the default) and filtered
+    /// by one of `filters` (none when empty).
+    pub fn read(query: &Form, path: impl Into<String>, columns: &[&str], filters: &[&str]) -> Self {
+        let sort = query
+            .get("sort")
+            .filter(|sort| columns.contains(sort))
+            .or(columns.first().copied())
+            .unwrap_or_default()
+            .to_owned();
+        let search: String = query
+            .get("q")
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_SEARCH_CHARS)
+            .collect();
+        let filter = query
+            .get("state")
+            .filter(|state| filters.contains(state))
+            .unwrap_or_default()
+            .to_owned();
+        ListQuery {
+            path: path.into(),
+            sort,
+            descending: query.get("dir") == Some("desc"),
+            search,
+            filter,
+            page: query.page(),
+        }
+    }
+
+    /// Whether a row whose text is `fields` matches the search (every row when there is none).
+    pub fn matches(&self, fields: &[&str]) -> bool {
+        if self.search.is_empty() {
+            return true;
+        }
+        let wanted = self.search.to_lowercase();
+        fields.iter().any(|f| f.to_lowercase().contains(&wanted))
+    }
+
+    /// Sorts `rows` by the chosen column (`key` gives a row's key in a column), stably, so rows
+    /// that tie keep their configured order.
+    pub fn sort<T>(&self, rows: &mut [T], key: impl Fn(&T, &str) -> SortKey) {
+        rows.sort_by(|a, b| {
+            let order = match (key(a, &self.sort), key(b, &self.sort)) {
+                (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(&b),
+                (SortKey::Text(a), SortKey::Text(b)) => a.to_lowercase().cmp(&b.to_lowercase()),
+                (SortKey::Number(_), SortKey::Text(_)) => std::cmp::Ordering::Less,
+                (SortKey::Text(_), SortKey::Number(_)) => std::cmp::Ordering::Greater,
+            };
+            if self.descending {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+    }
+
+    /// The query string of this list (without `page`), with `sort` changed when given.
+    fn encoded(&self, sort: Option<(&str, bool)>) -> String {
+        let (column, descending) = sort.unwrap_or((&self.sort, self.descending));
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("sort", column);
+        if descending {
+            query.append_pair("dir", "desc");
+        }
+        if !self.search.is_empty() {
+            query.append_pair("q", &self.search);
+        }
+        if !self.filter.is_empty() {
+            query.append_pair("state", &self.filter);
+        }
+        query.finish()
+    }
+
+    /// The link a column's header points to: sorted by it, ascending, or the other way round
+    /// when it is already the sort; back to the first page, search and filter kept.
+    pub fn sort_href(&self, column: &str) -> String {
+        let descending = column == self.sort && !self.descending;
+        format!("{}?{}", self.path, self.encoded(Some((column, descending))))
+    }
+
+    /// `aria-sort` of a column's header.
+    pub fn aria_sort(&self, column: &str) -> &'static str {
+        match (column == self.sort, self.descending) {
+            (false, _) => "none",
+            (true, false) => "ascending",
+            (true, true) => "descending",
+        }
+    }
+
+    /// The arrow beside the sorted column's name.
+    pub fn arrow(&self, column: &str) -> &'static str {
+        match (column == self.sort, self.descending) {
+            (false, _) => "",
+            (true, false) => " ▲",
+            (true, true) => " ▼",
+        }
+    }
+
+    /// Whether the list shows fewer rows than it has because of a search or filter.
+    pub fn narrowed(&self) -> bool {
+        !self.search.is_empty() || !self.filter.is_empty()
     }
 }
 
@@ -495,6 +656,80 @@ mod tests {
             &["fee"],
         );
         assert!(errors.general.unwrap().contains("etcd changed"));
+    }
+
+    #[test]
+    fn a_list_reads_its_query_and_links_keep_what_they_do_not_change() {
+        let columns = ["name", "errors"];
+        let read = |query: &str| {
+            ListQuery::read(
+                &Form::parse(query.as_bytes()),
+                "/admin/x/bidders",
+                &columns,
+                &["down"],
+            )
+        };
+        let list = read("sort=errors&dir=desc&q=Adv+2&state=down&page=3");
+        assert_eq!(
+            (
+                list.sort.as_str(),
+                list.descending,
+                list.search.as_str(),
+                list.filter.as_str()
+            ),
+            ("errors", true, "Adv 2", "down")
+        );
+        assert_eq!(list.page, 3);
+        // Its header flips the order of the sorted column and starts others ascending.
+        assert_eq!(
+            list.sort_href("errors"),
+            "/admin/x/bidders?sort=errors&q=Adv+2&state=down"
+        );
+        assert_eq!(
+            list.sort_href("name"),
+            "/admin/x/bidders?sort=name&q=Adv+2&state=down"
+        );
+        assert_eq!(
+            (list.aria_sort("errors"), list.aria_sort("name")),
+            ("descending", "none")
+        );
+        let (_, pager) = Pager::slice((0..45).collect::<Vec<_>>(), 2, "/admin/x/bidders");
+        assert_eq!(
+            pager.keeping(&list).href(3),
+            "/admin/x/bidders?sort=errors&dir=desc&q=Adv+2&state=down&page=3"
+        );
+        // Anything unknown falls back to the defaults, never to an error.
+        let list = read("sort=%3Cscript%3E&dir=sideways&state=nonsense&page=-1&page=x");
+        assert_eq!(
+            (
+                list.sort.as_str(),
+                list.descending,
+                list.filter.as_str(),
+                list.page
+            ),
+            ("name", false, "", 1)
+        );
+        let long = format!("q={}", "é".repeat(500));
+        assert_eq!(read(&long).search.chars().count(), MAX_SEARCH_CHARS);
+    }
+
+    #[test]
+    fn rows_sort_by_text_without_case_and_by_number() {
+        let rows = vec![("beta", 3.0), ("Alpha", 10.0), ("gamma", 1.0)];
+        let sorted = |query: &str| {
+            let list = ListQuery::read(&Form::parse(query.as_bytes()), "/x", &["name", "n"], &[]);
+            let mut rows = rows.clone();
+            list.sort(&mut rows, |row, column| match column {
+                "n" => SortKey::Number(row.1),
+                _ => SortKey::Text(row.0.to_owned()),
+            });
+            rows.iter().map(|r| r.0).collect::<Vec<_>>()
+        };
+        assert_eq!(sorted(""), ["Alpha", "beta", "gamma"]);
+        assert_eq!(sorted("sort=n"), ["gamma", "beta", "Alpha"]);
+        assert_eq!(sorted("sort=n&dir=desc"), ["Alpha", "beta", "gamma"]);
+        let list = ListQuery::read(&Form::parse(b"q=ALP"), "/x", &["name"], &[]);
+        assert!(list.matches(&["x", "alpha"]) && !list.matches(&["beta"]));
     }
 
     #[test]

@@ -290,6 +290,19 @@ async fn static_files_are_served_and_traversal_is_not() {
             .starts_with("text/css")
     );
     assert!(css.contains("body"));
+    // The charting library comes from the binary, never from another origin.
+    let (status, headers, script) = get(&ex, "/admin/static/uplot.js", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+            && script.starts_with("/*! https://github.com/leeoniya/uPlot (v1.6.32) */"),
+        "{headers:?}"
+    );
+    let (status, _, style) = get(&ex, "/admin/static/uplot.css", "").await;
+    assert!(status == 200 && style.contains(".uplot"), "{status}");
     for path in [
         "/admin/static/..%2f..%2fCargo.toml",
         "/admin/static/%2e%2e/%2e%2e/Cargo.toml",
@@ -412,7 +425,7 @@ async fn a_section_post_needs_the_session_and_its_csrf_token() {
     assert_eq!(post(forged).await.0, 403);
     let (_, _, page) = node_request(&node, http::Method::GET, publishers, &session, &[]).await;
     assert!(
-        !page.contains("<td>blog</td>"),
+        !page.contains(">blog</a></td>"),
         "nothing was applied: {page}"
     );
     // With the session's token the section gets the form and applies it.
@@ -425,7 +438,7 @@ async fn a_section_post_needs_the_session_and_its_csrf_token() {
     // The page it lands on says the save worked.
     let (_, _, page) = node_request(&node, http::Method::GET, &saved, &session, &[]).await;
     assert!(
-        page.contains("<td>blog</td>")
+        page.contains(">blog</a></td>")
             && page.contains("Saved publisher blog. It applies from the next request."),
         "{page}"
     );

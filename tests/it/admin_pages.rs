@@ -67,7 +67,7 @@ async fn publishers_are_created_edited_and_disabled_live() {
     let session = sign_in(&node).await;
     let (status, page) = node_get(&node, "/admin/exchange/publishers", &session).await;
     assert_eq!(status, 200);
-    assert!(page.contains("<td>news</td>"), "{page}");
+    assert!(page.contains(">news</a></td>"), "{page}");
     let csrf = csrf_in(&page);
 
     // A bad id is refused beside the id field, and what was typed stays in the form.
@@ -336,8 +336,8 @@ async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed()
     }
     // The health is the sampler's, which reads the metrics once a second.
     let row = |page: &str, name: &str| {
-        page.split("<tr>")
-            .find(|row| row.contains(&format!("<td>{name}</td>")))
+        page.split("<tr")
+            .find(|row| row.contains(&format!("data-bidder=\"{name}\"")))
             .map(str::to_owned)
             .unwrap_or_default()
     };
@@ -345,14 +345,14 @@ async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed()
     let page = loop {
         let (status, page) = node_get(&node, "/admin/exchange/bidders", &session).await;
         assert_eq!(status, 200);
-        if row(&page, "gone").contains("class=\"health-down\"") || Instant::now() > deadline {
+        if row(&page, "gone").contains("class=\"health-down ") || Instant::now() > deadline {
             break page;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let gone_row = row(&page, "gone");
     assert!(
-        gone_row.contains("class=\"health-down\"") && gone_row.contains(" UTC"),
+        gone_row.contains("class=\"health-down ") && gone_row.contains(" UTC"),
         "{gone_row}"
     );
     // "last minute: N of N calls failed (connect N)": every call, all refused.
@@ -369,7 +369,7 @@ async fn a_bidder_refusing_connections_is_down_within_seconds_with_what_failed()
         "{gone_row}"
     );
     let adv_row = row(&page, "adv");
-    assert!(adv_row.contains("class=\"health-healthy\""), "{adv_row}");
+    assert!(adv_row.contains("class=\"health-healthy "), "{adv_row}");
     // Every admin page names it at the top, in red, linking to the bidders; not the healthy one.
     for path in ["/admin", "/admin/config", "/admin/exchange/floors"] {
         let (status, page) = node_get(&node, path, &session).await;
@@ -407,10 +407,10 @@ async fn a_failing_bidder_is_down_then_healthy_once_a_minute_passes_without_fail
     let node = Node::start(&exchange_config(&partner, ""));
     let session = sign_in(&node).await;
     let health = |page: &str| {
-        page.split("<tr>")
-            .find(|row| row.contains("<td>adv</td>"))
+        page.split("<tr")
+            .find(|row| row.contains("data-bidder=\"adv\""))
             .and_then(|row| row.split("class=\"health-").nth(1))
-            .and_then(|rest| rest.split('"').next())
+            .and_then(|rest| rest.split(' ').next())
             .unwrap_or_default()
             .to_owned()
     };
@@ -705,7 +705,8 @@ async fn tables_paginate_twenty_rows_a_page() {
     let (_, first) = node_get(&node, "/admin/exchange/placements", &session).await;
     assert_eq!(rows(&first), 20);
     assert!(
-        first.contains("Page 1 of 3 (45 in all)") && first.contains("?page=2"),
+        first.contains("Page 1 of 3 (45 in all)")
+            && first.contains("href=\"/admin/exchange/placements?sort=id&#38;page=2\""),
         "{first}"
     );
     let (_, last) = node_get(&node, "/admin/exchange/placements?page=3", &session).await;
@@ -804,13 +805,15 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
     // the same cards and charts, fed from its own live.json, whose script it serves.
     let (_, page) = node_get(&node, "/admin", &session).await;
     assert!(
-        page.contains("data-series=\"p50_ms,p99_ms\"") && page.contains("<td>exchange</td>"),
+        page.contains("data-chart=\"latency\"") && page.contains("<td>exchange</td>"),
         "{page}"
     );
     let (status, page) = node_get(&node, "/admin/exchange", &session).await;
     assert_eq!(status, 200);
     assert!(
-        page.contains("data-series=\"p50_ms,p99_ms\"")
+        page.contains("data-chart=\"latency\"")
+            && page.contains("data-series-source=\"/admin/exchange/series.json?\"")
+            && page.contains("src=\"/admin/static/uplot.js\"")
             && page.contains("data-live-source=\"/admin/exchange/live.json\"")
             && page.contains("src=\"/admin/exchange/static/live.js\""),
         "{page}"
@@ -818,4 +821,262 @@ async fn the_live_overview_reports_auction_rates_latency_and_top_bidders() {
     let (status, script) = node_get(&node, "/admin/exchange/static/live.js", &session).await;
     assert_eq!(status, 200);
     assert!(script.contains("data-live-source"), "{script}");
+}
+
+#[tokio::test]
+async fn lists_sort_search_and_filter_on_the_server_and_their_pages_keep_it() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    let placements: String = (0..44)
+        .map(|i| {
+            format!(
+                "[[plugins.exchange.placements]]\nid = \"extra-{i:02}\"\npublisher = \"news\"\nsizes = [[300, 250]]\nfloor = {}\n\n",
+                f64::from(i) / 100.0
+            )
+        })
+        .collect();
+    let node = Node::start(&format!("{}\n{placements}", exchange_config(&partner, "")));
+    let session = sign_in(&node).await;
+    let ids = |page: &str| -> Vec<String> {
+        page.split("href=\"/admin/exchange/placements/edit?id=")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    };
+    // Descending by id: news-top sorts after every extra-NN.
+    let (status, page) = node_get(
+        &node,
+        "/admin/exchange/placements?sort=id&dir=desc",
+        &session,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(&ids(&page)[..2], ["news-top", "extra-43"], "{page}");
+    assert!(page.contains("aria-sort=\"descending\""), "{page}");
+    // By floor, a number: 0.5 (news-top) sorts after 0.43, not between 0.4 and 0.41.
+    let (_, page) = node_get(
+        &node,
+        "/admin/exchange/placements?sort=floor&dir=desc",
+        &session,
+    )
+    .await;
+    assert_eq!(&ids(&page)[..2], ["news-top", "extra-43"], "{page}");
+    // A search narrows the list and every page link keeps the sort, order and search.
+    let (_, page) = node_get(
+        &node,
+        "/admin/exchange/placements?sort=id&dir=desc&q=EXTRA",
+        &session,
+    )
+    .await;
+    assert_eq!(ids(&page)[0], "extra-43");
+    assert!(
+        page.contains("44 of 45 placements match")
+            && page.contains(
+                "href=\"/admin/exchange/placements?sort=id&#38;dir=desc&#38;q=EXTRA&#38;page=2\""
+            ),
+        "{page}"
+    );
+    let (_, second) = node_get(
+        &node,
+        "/admin/exchange/placements?sort=id&dir=desc&q=EXTRA&page=2",
+        &session,
+    )
+    .await;
+    assert_eq!(ids(&second)[0], "extra-23", "{second}");
+    // The headers sort by their column, keeping the search.
+    assert!(
+        second.contains("href=\"/admin/exchange/placements?sort=floor&#38;q=EXTRA\""),
+        "{second}"
+    );
+    // The state filter: nothing is disabled.
+    let (_, page) = node_get(&node, "/admin/exchange/placements?state=disabled", &session).await;
+    assert!(
+        ids(&page).is_empty() && page.contains("No placement matches."),
+        "{page}"
+    );
+    // Bad query values fall back to the defaults; none fails the page.
+    for query in [
+        "sort=&dir=&page=&q=",
+        "sort=%00%3Cscript%3E&dir=up&page=-3",
+        "page=99999999999999999999999&state=%FF",
+        "q=%E2%28%A1",
+    ] {
+        for list in ["placements", "publishers", "bidders"] {
+            let (status, page) =
+                node_get(&node, &format!("/admin/exchange/{list}?{query}"), &session).await;
+            assert_eq!(status, 200, "{list}?{query}: {page}");
+            assert!(!page.contains("<script>"), "{list}?{query}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_bidder_has_its_own_page_and_the_lists_filter_and_sort_by_health() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 1.0)]))).await;
+    let node = node_with_a_refused_bidder(&partner);
+    let session = sign_in(&node).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let down = loop {
+        ad(&node, &partner, "news.example", "news-top").await;
+        let (_, page) = node_get(&node, "/admin/exchange/bidders?state=down", &session).await;
+        if page.contains("data-bidder=\"gone\"") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        down.contains("data-bidder=\"gone\"") && !down.contains("data-bidder=\"adv\""),
+        "only the down bidder: {down}"
+    );
+    // Worst health first, and most errors first.
+    for query in ["sort=health", "sort=errors&dir=desc"] {
+        let (_, page) =
+            node_get(&node, &format!("/admin/exchange/bidders?{query}"), &session).await;
+        let first = page.split("data-bidder=\"").nth(1).unwrap_or_default();
+        assert!(first.starts_with("gone\""), "{query}: {page}");
+    }
+    // Its page: down in red's class, since when, the connect failures counted by kind.
+    let (status, page) = node_get(&node, "/admin/exchange/bidders/view?name=gone", &session).await;
+    assert_eq!(status, 200);
+    let health = page.split("data-bidder-health>").nth(1).unwrap_or_default();
+    assert!(
+        page.contains("class=\"health-down\" data-bidder-health")
+            && health.starts_with("down since ")
+            && health.contains(" UTC"),
+        "{page}"
+    );
+    let connect = page
+        .split("<th scope=\"row\">connect</th><td>")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_default();
+    assert!(connect > 0, "{page}");
+    assert!(
+        page.contains("data-series-source=\"/admin/exchange/series.json?bidder=gone\"")
+            && page.contains("<th scope=\"row\">Errors: connect</th>"),
+        "{page}"
+    );
+    let (status, _) = node_get(&node, "/admin/exchange/bidders/view?name=nobody", &session).await;
+    assert_eq!(status, 404);
+
+    // Its series: every call failed, by connect.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = node_get(
+        &node,
+        "/admin/exchange/series.json?bidder=gone&range=15m",
+        &session,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    let figure = |totals: &Value, name: &str| {
+        totals
+            .as_array()
+            .and_then(|all| all.iter().find(|f| f[0] == name))
+            .and_then(|f| f[1].as_f64())
+    };
+    let (requests, connect) = (
+        figure(&view["totals"], "requests"),
+        figure(&view["totals"], "errors_connect"),
+    );
+    assert!(
+        requests.is_some_and(|n| n > 0.0) && requests == connect,
+        "{view}"
+    );
+    assert_eq!(figure(&view["totals"], "failed_pct"), Some(100.0), "{view}");
+    assert_eq!(view["step_secs"], 1);
+    assert_eq!(
+        view["current"]["t"].as_array().unwrap().len(),
+        view["current"]["failed_pct"].as_array().unwrap().len()
+    );
+    // A week, compared with the one before: by 15 minutes, saying the data starts at the node's
+    // start; the previous period on the same time axis.
+    let (_, body) = node_get(
+        &node,
+        "/admin/exchange/series.json?range=7d&compare=1",
+        &session,
+    )
+    .await;
+    let week: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(week["step_secs"], 900, "{week}");
+    let note = week["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("Data since ") && note.ends_with(" UTC (node start)."),
+        "{week}"
+    );
+    assert!(
+        week["previous"]["t"].is_array() && week["previous_totals"].is_array(),
+        "{week}"
+    );
+    // Unknown ranges are 15 minutes; unknown names are not found.
+    let (_, body) = node_get(
+        &node,
+        "/admin/exchange/series.json?range=1y&compare=yes",
+        &session,
+    )
+    .await;
+    let fallback: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (fallback["range"].as_str(), fallback["previous"].is_null()),
+        (Some("15m"), true)
+    );
+    for query in ["bidder=nobody", "publisher=nobody", "placement=nobody"] {
+        let (status, _) = node_get(
+            &node,
+            &format!("/admin/exchange/series.json?{query}"),
+            &session,
+        )
+        .await;
+        assert_eq!(status, 404, "{query}");
+    }
+    // The live page without script: the range's figures as a table, the note, the picker.
+    let (_, page) = node_get(&node, "/admin/exchange?range=24h&compare=1", &session).await;
+    assert!(
+        page.contains("<th scope=\"row\">Fill rate</th>")
+            && page.contains("<th>Previous period</th>")
+            && page.contains("UTC (node start).")
+            && page.contains("href=\"/admin/exchange?range=7d&#38;compare=1\"")
+            && page.contains("aria-current=\"true\">24 hours</a>"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn publishers_and_placements_show_what_they_billed_and_say_what_is_not_broken_down() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "adv", &[("1", 2.0)]))).await;
+    let node = Node::start(&exchange_config(&partner, ""));
+    let session = sign_in(&node).await;
+    let (status, list) = node_get(&node, "/admin/exchange/publishers", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("href=\"/admin/exchange/publishers/view?id=news\""),
+        "{list}"
+    );
+    for (path, heading) in [
+        ("/admin/exchange/publishers/view?id=news", "Publisher news"),
+        (
+            "/admin/exchange/placements/view?id=news-top",
+            "Placement news-top",
+        ),
+    ] {
+        let (status, page) = node_get(&node, path, &session).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            page.contains(&format!("<h1>{heading}</h1>"))
+                && page.contains("not per publisher or placement")
+                && page.contains("<th>Net to seller</th>")
+                && page.contains("<td data-label=\"Static floor\">0.5</td>")
+                && page.contains("data-chart=\"billed\""),
+            "{path}: {page}"
+        );
+    }
+    for path in [
+        "/admin/exchange/publishers/view?id=nobody",
+        "/admin/exchange/placements/view?id=nobody",
+        "/admin/exchange/placements/view",
+    ] {
+        let (status, _) = node_get(&node, path, &session).await;
+        assert_eq!(status, 404, "{path}");
+    }
 }

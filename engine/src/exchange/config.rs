@@ -74,6 +74,9 @@ pub struct ExchangeConfig {
     /// Learned floors for tag placements (off unless `enabled`).
     #[serde(default)]
     pub floors: bourse_floors::LearnedFloorsConfig,
+    /// What the exchange's admin pages judge by.
+    #[serde(default)]
+    pub admin: AdminPagesConfig,
     /// Moved to the kernel's `[services]` (Redis URL, key prefix, HyperLogLog and
     /// exactly-once settings, shared by every plugin). Accepted only to refuse it with that
     /// explanation.
@@ -162,6 +165,29 @@ pub struct Placement {
     /// A disabled placement gets no ads.
     #[serde(default = "default_true")]
     pub enabled: bool,
+}
+
+/// `[plugins.exchange.admin]`: how the exchange's admin pages judge what they show.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminPagesConfig {
+    /// The window of calls a bidder's health state is judged on, seconds: a dead bidder reads
+    /// "down" within seconds, and "healthy" at the latest this long after it recovers. Tests
+    /// shorten it; 60 by default.
+    #[serde(default = "default_health_window")]
+    pub health_window_secs: u64,
+}
+
+impl Default for AdminPagesConfig {
+    fn default() -> Self {
+        AdminPagesConfig {
+            health_window_secs: default_health_window(),
+        }
+    }
+}
+
+fn default_health_window() -> u64 {
+    60
 }
 
 /// Settings of the ad tag endpoints.
@@ -363,6 +389,12 @@ impl ExchangeConfig {
         mut adapter: impl FnMut(&str, &BidderSpec) -> Option<ConfigIssue>,
     ) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
+        if !(5..=3600).contains(&self.admin.health_window_secs) {
+            issues.push(issue(
+                "admin.health_window_secs",
+                "between 5 and 3600 seconds",
+            ));
+        }
         if !is_currency_code(&self.currency) {
             issues.push(issue(
                 "currency",
@@ -580,5 +612,24 @@ impl ExchangeConfig {
         if self.tags.beacon_ttl_secs == 0 {
             issues.push(issue("tags.beacon_ttl_secs", "must be at least 1"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_window_defaults_to_a_minute_and_stays_between_5_seconds_and_an_hour() {
+        let config = |text: &str| -> ExchangeConfig { toml::from_str(text).unwrap() };
+        assert_eq!(config("").admin.health_window_secs, 60);
+        let refused = |secs: u64| {
+            config(&format!("[admin]\nhealth_window_secs = {secs}\n"))
+                .check_with(|_, _| None)
+                .iter()
+                .any(|issue| issue.path == "admin.health_window_secs")
+        };
+        assert!(refused(0) && refused(4) && refused(3601));
+        assert!(!refused(5) && !refused(15) && !refused(3600));
     }
 }

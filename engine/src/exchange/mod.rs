@@ -513,6 +513,7 @@ impl Handler for Exchange {
 
     fn activate(&self) {
         let shared = &self.shared;
+        shared.admin.configure(&self.config.admin);
         // This generation's partners become the ones whose pools and limiters are kept.
         *shared.partners.lock() = self
             .bidders

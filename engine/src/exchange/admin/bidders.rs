@@ -2,11 +2,13 @@
 //! health from the metrics registry; added, edited and disabled live.
 
 use super::live::{Families, Health, HealthState, WindowCounts};
-use super::{entry, list, number, render};
+use super::{ListView, entry, list, number, render};
 use crate::bidder::BidderSpec;
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, Alert, AlertLevel, FieldErrors, Form, Pager};
+use bourse_kernel::admin::{
+    AdminReply, AdminRequest, Alert, AlertLevel, FieldErrors, Form, Pager, SortKey,
+};
 use http::StatusCode;
 
 /// What an empty field means, and what an unreadable one is checked as.
@@ -24,12 +26,28 @@ const BIDDER_FIELDS: &[&str] = &[
     "media",
 ];
 
+/// The bidders list's sortable columns, key columns first.
+const BIDDER_COLUMNS: &[(&str, &str)] = &[
+    ("name", "Bidder"),
+    ("health", "Health"),
+    ("errors", "Errors"),
+    ("requests", "Requests"),
+    ("bids", "Bids"),
+    ("timeouts", "Timeouts"),
+    ("adapter", "Adapter"),
+    ("state", "State"),
+];
+
+/// What the bidders list filters by: a health state, or `off` for disabled bidders.
+const HEALTH_FILTER: (&str, &[&str]) = ("Health", &["down", "degraded", "healthy", "idle", "off"]);
+
 #[derive(Template)]
 #[template(path = "bidders.html")]
 struct BiddersPage<'a> {
     base: &'a str,
     csrf: &'a str,
     bidders: Vec<BidderRow>,
+    list: ListView,
     pager: Pager,
     adapters: &'a [&'static str],
     form: BidderForm,
@@ -63,6 +81,29 @@ struct BidderRow {
     health: &'static str,
     /// What the health rests on and since when it holds; empty when there is nothing to say.
     health_detail: String,
+}
+
+impl BidderRow {
+    /// The row's key in a column of [`BIDDER_COLUMNS`]; health sorts worst first.
+    fn sort_key(&self, column: &str) -> SortKey {
+        let count = |n: u64| SortKey::Number(n as f64);
+        match column {
+            "health" => SortKey::Number(match self.health {
+                "down" => 0.0,
+                "degraded" => 1.0,
+                "healthy" => 2.0,
+                "idle" => 3.0,
+                _ => 4.0,
+            }),
+            "errors" => count(self.errors),
+            "requests" => count(self.requests),
+            "bids" => count(self.bids),
+            "timeouts" => count(self.timeouts),
+            "adapter" => SortKey::Text(self.adapter.clone()),
+            "state" => SortKey::Text(if self.enabled { "enabled" } else { "disabled" }.into()),
+            _ => SortKey::Text(self.name.clone()),
+        }
+    }
 }
 
 /// A bidder's health over the last minute (disabled ones are "off"), and the words behind it:
@@ -271,7 +312,6 @@ impl Exchange {
     fn bidders_page(
         &self,
         req: &AdminRequest,
-        page_number: usize,
         form: BidderForm,
         errors: FieldErrors,
     ) -> AdminReply {
@@ -279,7 +319,7 @@ impl Exchange {
         let families = Families::gather(&admin.registry);
         let health = admin.live.health();
         let count = |name: &str, bidder: &str| families.sum(name, &[("bidder", bidder)]) as u64;
-        let rows = self
+        let rows: Vec<BidderRow> = self
             .config
             .bidders
             .iter()
@@ -305,7 +345,13 @@ impl Exchange {
                 }
             })
             .collect();
-        let (bidders, pager) = Pager::slice(rows, page_number, format!("{}/bidders", req.base));
+        let mut list = ListView::read(req, "bidders", "bidders", BIDDER_COLUMNS, HEALTH_FILTER);
+        let (bidders, pager) = list.apply(
+            rows,
+            |b: &BidderRow| vec![&b.name, &b.adapter, &b.endpoint, b.health],
+            |b| b.health,
+            BidderRow::sort_key,
+        );
         render(
             "Bidders",
             "bidders",
@@ -313,6 +359,7 @@ impl Exchange {
                 base: &req.base,
                 csrf: &req.csrf,
                 bidders,
+                list,
                 pager,
                 adapters: &admin.adapters,
                 form,
@@ -323,12 +370,7 @@ impl Exchange {
     }
 
     pub(super) fn bidders_get(&self, req: &AdminRequest) -> AdminReply {
-        self.bidders_page(
-            req,
-            req.query.page(),
-            BidderForm::default(),
-            FieldErrors::default(),
-        )
+        self.bidders_page(req, BidderForm::default(), FieldErrors::default())
     }
 
     pub(super) async fn add_bidder(&self, req: &AdminRequest) -> AdminReply {
@@ -352,7 +394,7 @@ impl Exchange {
         match result {
             Ok(()) => AdminReply::saved(format!("{}/bidders", req.base), "bidder", &form.name),
             Err(errors) => self
-                .bidders_page(req, 1, form, errors)
+                .bidders_page(req, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
@@ -384,7 +426,6 @@ impl Exchange {
             None => self
                 .bidders_page(
                     req,
-                    1,
                     BidderForm::default(),
                     FieldErrors::general(format!("No bidder `{name}` in the running config.")),
                 )

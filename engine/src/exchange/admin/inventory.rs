@@ -1,14 +1,36 @@
 //! Publishers and placements: paginated lists, the tag snippet ready to copy, and forms that
 //! create, edit and disable them, applied live; a refusal shows beside the field it names.
 
-use super::{entry, list, number, render};
+use super::{ListView, entry, list, number, render};
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, Form, Pager};
+use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, Form, Pager, SortKey};
 use http::StatusCode;
 
 const PUBLISHER_FIELDS: &[&str] = &["id", "name", "domain"];
 const PLACEMENT_FIELDS: &[&str] = &["id", "publisher", "sizes", "floor"];
+
+const PUBLISHER_COLUMNS: &[(&str, &str)] = &[
+    ("id", "Publisher"),
+    ("name", "Name"),
+    ("domain", "Domain"),
+    ("placements", "Placements"),
+    ("state", "State"),
+];
+const PLACEMENT_COLUMNS: &[(&str, &str)] = &[
+    ("id", "Placement"),
+    ("publisher", "Publisher"),
+    ("sizes", "Sizes"),
+    ("floor", "Floor"),
+    ("state", "State"),
+];
+/// Publishers and placements filter by whether they are enabled.
+const STATE_FILTER: (&str, &[&str]) = ("State", &["enabled", "disabled"]);
+
+/// `enabled` or `disabled`, as the lists show and filter it.
+fn state_word(enabled: bool) -> &'static str {
+    if enabled { "enabled" } else { "disabled" }
+}
 
 #[derive(Template)]
 #[template(path = "publishers.html")]
@@ -16,6 +38,7 @@ struct PublishersPage<'a> {
     base: &'a str,
     csrf: &'a str,
     publishers: Vec<PublisherRow>,
+    list: ListView,
     pager: Pager,
     form: PublisherForm,
     errors: FieldErrors,
@@ -86,6 +109,7 @@ struct PlacementsPage<'a> {
     base: &'a str,
     csrf: &'a str,
     placements: Vec<PlacementRow>,
+    list: ListView,
     pager: Pager,
     publishers: Vec<String>,
     form: PlacementForm,
@@ -110,6 +134,7 @@ struct PlacementRow {
     publisher: String,
     sizes: String,
     floor: String,
+    floor_cpm: f64,
     enabled: bool,
     snippet: String,
 }
@@ -226,12 +251,11 @@ impl Exchange {
     fn publishers_page(
         &self,
         req: &AdminRequest,
-        page_number: usize,
         form: PublisherForm,
         errors: FieldErrors,
     ) -> AdminReply {
         let config = &self.config;
-        let rows = config
+        let rows: Vec<PublisherRow> = config
             .publishers
             .iter()
             .map(|p| PublisherRow {
@@ -246,8 +270,25 @@ impl Exchange {
                 enabled: p.enabled,
             })
             .collect();
-        let (publishers, pager) =
-            Pager::slice(rows, page_number, format!("{}/publishers", req.base));
+        let mut list = ListView::read(
+            req,
+            "publishers",
+            "publishers",
+            PUBLISHER_COLUMNS,
+            STATE_FILTER,
+        );
+        let (publishers, pager) = list.apply(
+            rows,
+            |p: &PublisherRow| vec![&p.id, &p.name, &p.domain],
+            |p| state_word(p.enabled),
+            |p, column| match column {
+                "name" => SortKey::Text(p.name.clone()),
+                "domain" => SortKey::Text(p.domain.clone()),
+                "placements" => SortKey::Number(p.placements as f64),
+                "state" => SortKey::Text(state_word(p.enabled).into()),
+                _ => SortKey::Text(p.id.clone()),
+            },
+        );
         render(
             "Publishers",
             "publishers",
@@ -255,6 +296,7 @@ impl Exchange {
                 base: &req.base,
                 csrf: &req.csrf,
                 publishers,
+                list,
                 pager,
                 form,
                 errors,
@@ -264,12 +306,7 @@ impl Exchange {
     }
 
     pub(super) fn publishers_get(&self, req: &AdminRequest) -> AdminReply {
-        self.publishers_page(
-            req,
-            req.query.page(),
-            PublisherForm::default(),
-            FieldErrors::default(),
-        )
+        self.publishers_page(req, PublisherForm::default(), FieldErrors::default())
     }
 
     pub(super) async fn create_publisher(&self, req: &AdminRequest) -> AdminReply {
@@ -294,7 +331,7 @@ impl Exchange {
                     &self.scope("publishers"),
                     PUBLISHER_FIELDS,
                 );
-                self.publishers_page(req, 1, form, errors)
+                self.publishers_page(req, form, errors)
                     .with_status(StatusCode::UNPROCESSABLE_ENTITY)
             }
         }
@@ -325,7 +362,6 @@ impl Exchange {
             return self
                 .publishers_page(
                     req,
-                    1,
                     PublisherForm::default(),
                     FieldErrors::general(format!("No publisher `{id}` in the running config.")),
                 )
@@ -365,12 +401,11 @@ impl Exchange {
     fn placements_page(
         &self,
         req: &AdminRequest,
-        page_number: usize,
         form: PlacementForm,
         errors: FieldErrors,
     ) -> AdminReply {
         let config = &self.config;
-        let rows = config
+        let rows: Vec<PlacementRow> = config
             .placements
             .iter()
             .map(|p| {
@@ -380,13 +415,31 @@ impl Exchange {
                     id: p.id.clone(),
                     publisher: p.publisher.clone(),
                     floor: number(p.floor, 4),
+                    floor_cpm: p.floor,
                     enabled: p.enabled,
                     sizes,
                 }
             })
             .collect();
-        let (placements, pager) =
-            Pager::slice(rows, page_number, format!("{}/placements", req.base));
+        let mut list = ListView::read(
+            req,
+            "placements",
+            "placements",
+            PLACEMENT_COLUMNS,
+            STATE_FILTER,
+        );
+        let (placements, pager) = list.apply(
+            rows,
+            |p: &PlacementRow| vec![&p.id, &p.publisher, &p.sizes],
+            |p| state_word(p.enabled),
+            |p, column| match column {
+                "publisher" => SortKey::Text(p.publisher.clone()),
+                "sizes" => SortKey::Text(p.sizes.clone()),
+                "floor" => SortKey::Number(p.floor_cpm),
+                "state" => SortKey::Text(state_word(p.enabled).into()),
+                _ => SortKey::Text(p.id.clone()),
+            },
+        );
         render(
             "Placements",
             "placements",
@@ -394,6 +447,7 @@ impl Exchange {
                 base: &req.base,
                 csrf: &req.csrf,
                 placements,
+                list,
                 pager,
                 publishers: config.publishers.iter().map(|p| p.id.clone()).collect(),
                 form,
@@ -404,12 +458,7 @@ impl Exchange {
     }
 
     pub(super) fn placements_get(&self, req: &AdminRequest) -> AdminReply {
-        self.placements_page(
-            req,
-            req.query.page(),
-            PlacementForm::default(),
-            FieldErrors::default(),
-        )
+        self.placements_page(req, PlacementForm::default(), FieldErrors::default())
     }
 
     pub(super) async fn create_placement(&self, req: &AdminRequest) -> AdminReply {
@@ -430,7 +479,7 @@ impl Exchange {
         match result {
             Ok(()) => AdminReply::saved(format!("{}/placements", req.base), "placement", &form.id),
             Err(errors) => self
-                .placements_page(req, 1, form, errors)
+                .placements_page(req, form, errors)
                 .with_status(StatusCode::UNPROCESSABLE_ENTITY),
         }
     }
@@ -469,7 +518,6 @@ impl Exchange {
             return self
                 .placements_page(
                     req,
-                    1,
                     PlacementForm::default(),
                     FieldErrors::general(format!("No placement `{id}` in the running config.")),
                 )

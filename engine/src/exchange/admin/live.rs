@@ -1,8 +1,9 @@
 //! The live numbers of the exchange's admin section: a sampler, running for the instance's
-//! whole life, reads the metrics registry once a second and keeps ten minutes of per-second
-//! points (auctions/s, p50/p99 latency, fill rate, revenue, eCPM) and the per-bidder totals
-//! behind the top-bidders table. Reading the registry costs nothing on the auction path; the
-//! page polls `/admin/<instance>/live.json` and `live.js` draws the charts.
+//! whole life, reads the metrics registry once a second, adds what each second counted to the
+//! history behind the charts (`history.rs`: seconds for 15 minutes, minutes for 7 days) and keeps
+//! the per-bidder totals behind the top-bidders table and each bidder's health. Reading the
+//! registry costs nothing on the auction path; the page polls `/admin/<instance>/live.json` for
+//! its cards and `series.json` for its charts.
 
 use parking_lot::Mutex;
 use prometheus::proto::MetricFamily;
@@ -12,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::BIDDER_ERROR_KINDS;
 
-/// Points kept: ten minutes at one a second.
-const POINTS: usize = 600;
-/// The top-bidders table and a bidder's health state cover this window.
-const BIDDER_WINDOW: Duration = Duration::from_secs(60);
-/// The longer window a bidder's health also reports, and how long totals are kept.
+use super::history::{BidderSlice, History, Range, Scope, SeriesView, Slice};
+
+/// The top-bidders table covers this window, and so does a bidder's health state unless the
+/// config sets another (`[plugins.<exchange>.admin] health_window_secs`).
+pub(crate) const BIDDER_WINDOW: Duration = Duration::from_secs(60);
+/// The longer window a bidder's health also reports, and how long totals are kept at least.
 const LONG_WINDOW: Duration = Duration::from_secs(300);
 const AUCTION_HISTOGRAM: &str = "bourse_exchange_auction_duration_seconds";
 const BIDDER_LATENCY_HISTOGRAM: &str = "bourse_bidder_response_duration_seconds";
@@ -163,6 +165,8 @@ struct Totals {
     win_value_cpm: f64,
     billed: f64,
     bidders: BTreeMap<String, BidderTotals>,
+    /// Billed impressions by placement id.
+    billed_by_placement: BTreeMap<String, f64>,
 }
 
 impl Totals {
@@ -209,6 +213,8 @@ impl Totals {
             win_value_cpm: bidders.values().map(|b| b.win_value_cpm).sum(),
             billed: families.sum("bourse_exchange_billed_revenue_total", &[]),
             bidders,
+            billed_by_placement: families
+                .by("bourse_adserve_billed_impressions_total", "placement"),
         }
     }
 }
@@ -250,7 +256,7 @@ pub(crate) struct LiveView {
 
 /// The `q` quantile (0..1) of the observations between two cumulative histograms, by linear
 /// interpolation inside the bucket, as PromQL's `histogram_quantile` does.
-fn quantile(q: f64, before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
+pub(super) fn quantile(q: f64, before: &[(f64, f64)], after: &[(f64, f64)]) -> Option<f64> {
     let counts: Vec<(f64, f64)> = after
         .iter()
         .enumerate()
@@ -284,7 +290,7 @@ fn ratio(part: f64, whole: f64) -> Option<f64> {
     (whole > 0.0).then(|| part / whole)
 }
 
-/// Keeps the points; part of the instance's state, so every generation shows the same ones.
+/// Keeps the history; part of the instance's state, so every generation shows the same one.
 #[derive(Default)]
 pub(crate) struct Live {
     state: Mutex<LiveState>,
@@ -292,11 +298,13 @@ pub(crate) struct Live {
 
 #[derive(Default)]
 struct LiveState {
-    points: VecDeque<Point>,
-    /// Totals of the last minute or so, oldest first.
+    history: History,
+    /// Totals of the last five minutes or so (or the health window, if longer), oldest first.
     totals: VecDeque<Totals>,
-    /// Each bidder's health over the last minute, and since when it has held.
+    /// Each bidder's health over the health window, and since when it has held.
     health: BTreeMap<String, Health>,
+    /// The window a bidder's health state covers; [`BIDDER_WINDOW`] unless configured.
+    health_window: Option<Duration>,
 }
 
 /// A bidder's state over the last minute of calls (see [`Health::judge`]).
@@ -395,7 +403,110 @@ impl Health {
     }
 }
 
+/// What the registry counted between two samples, `seconds` apart, as a slice of history.
+fn slice_between(
+    history: &mut History,
+    then: &Totals,
+    now: &Totals,
+    start_ms: u64,
+    seconds: f64,
+) -> Slice {
+    let count = |now: f64, then: f64| (now - then).max(0.0).min(f64::from(u32::MAX)) as u32;
+    let buckets = |then: &[(f64, f64)], now: &[(f64, f64)]| -> Box<[u32]> {
+        now.iter()
+            .enumerate()
+            .map(|(i, &(_, n))| count(n, then.get(i).map_or(0.0, |b| b.1)))
+            .collect()
+    };
+    if history.auction_bounds.is_empty() {
+        history.auction_bounds = now.latency.iter().map(|b| b.0).collect();
+    }
+    let mut bidders = Vec::new();
+    for (name, b) in &now.bidders {
+        let before = then.bidders.get(name).cloned().unwrap_or_default();
+        if history.bidder_bounds.is_empty() && !b.latency.is_empty() {
+            history.bidder_bounds = b.latency.iter().map(|b| b.0).collect();
+        }
+        let slice = BidderSlice {
+            requests: count(b.requests, before.requests),
+            bid_answers: count(b.bid_answers, before.bid_answers),
+            wins: count(b.wins, before.wins),
+            timeouts: count(b.timeouts, before.timeouts),
+            errors: std::array::from_fn(|i| count(b.error_kinds[i], before.error_kinds[i])),
+            priced_wins: count(b.priced_wins, before.priced_wins),
+            win_value_cpm: (b.win_value_cpm - before.win_value_cpm).max(0.0),
+            latency: buckets(&before.latency, &b.latency),
+        };
+        // A quiet bidder's second costs nothing.
+        let quiet = slice.requests == 0
+            && slice.wins == 0
+            && slice.timeouts == 0
+            && slice.errors.iter().all(|n| *n == 0)
+            && slice.latency.last().is_none_or(|n| *n == 0);
+        if quiet {
+            continue;
+        }
+        if let Some(id) = history.bidder_names.id(name) {
+            bidders.push((id, slice));
+        }
+    }
+    bidders.sort_by_key(|(id, _)| *id);
+    let mut billed: Vec<(u16, u32)> = now
+        .billed_by_placement
+        .iter()
+        .filter_map(|(placement, n)| {
+            let before = then
+                .billed_by_placement
+                .get(placement)
+                .copied()
+                .unwrap_or(0.0);
+            let added = count(*n, before);
+            (added > 0).then(|| history.placement_names.id(placement).map(|id| (id, added)))?
+        })
+        .collect();
+    billed.sort_by_key(|(id, _)| *id);
+    Slice {
+        start_ms,
+        secs: seconds as f32,
+        auctions: count(now.auctions, then.auctions),
+        filled: count(now.filled, then.filled),
+        cleared: (now.cleared - then.cleared).max(0.0),
+        priced_wins: count(now.priced_wins, then.priced_wins),
+        win_value_cpm: (now.win_value_cpm - then.win_value_cpm).max(0.0),
+        latency: buckets(&then.latency, &now.latency),
+        bidders,
+        billed,
+    }
+}
+
+/// A second of the live cards, from its slice.
+fn point_of(slice: &Slice, bounds: &[f64]) -> Point {
+    let seconds = f64::from(slice.secs).max(0.001);
+    let counts: Vec<(f64, f64)> = bounds
+        .iter()
+        .zip(slice.latency.iter())
+        .map(|(bound, n)| (*bound, f64::from(*n)))
+        .collect();
+    let auctions = f64::from(slice.auctions);
+    Point {
+        t: slice.start_ms + (seconds * 1000.0) as u64,
+        auctions_per_sec: auctions / seconds,
+        p50_ms: quantile(0.5, &[], &counts).map(|s| s * 1000.0),
+        p99_ms: quantile(0.99, &[], &counts).map(|s| s * 1000.0),
+        fill_pct: ratio(f64::from(slice.filled), auctions).map(|r| r * 100.0),
+        revenue_per_min: slice.cleared / seconds * 60.0,
+        // From the win-price histogram alone: the cleared-value counter and the win
+        // counters are read at slightly different moments, and an auction finishing
+        // between them would skew a point's mean.
+        ecpm: ratio(slice.win_value_cpm, f64::from(slice.priced_wins)),
+    }
+}
+
 impl LiveState {
+    fn health_window(&self) -> Duration {
+        self.health_window.unwrap_or(BIDDER_WINDOW)
+    }
+
     /// The oldest kept totals no older than `window` (and a second), if any.
     fn window_start(&self, window: Duration) -> Option<&Totals> {
         let last = self.totals.back()?;
@@ -404,10 +515,10 @@ impl LiveState {
             .find(|t| last.at.duration_since(t.at) <= window + Duration::from_secs(1))
     }
 
-    /// Judges every bidder on the last minute, keeping the time a state began.
+    /// Judges every bidder on the health window, keeping the time a state began.
     fn judge_health(&mut self, now_ms: u64) {
         let (Some(minute_ago), Some(long_ago), Some(last)) = (
-            self.window_start(BIDDER_WINDOW),
+            self.window_start(self.health_window()),
             self.window_start(LONG_WINDOW),
             self.totals.back(),
         ) else {
@@ -453,52 +564,60 @@ impl Live {
             return;
         }
         let totals = Totals::read(&Families::gather(registry), now);
+        let state = &mut *state;
         if let Some(last) = state.totals.back() {
             let seconds = now.duration_since(last.at).as_secs_f64();
-            let auctions = totals.auctions - last.auctions;
-            let cleared = totals.cleared - last.cleared;
-            let point = Point {
-                t: bourse_kernel::unix_now_ms(),
-                auctions_per_sec: auctions / seconds,
-                p50_ms: quantile(0.5, &last.latency, &totals.latency).map(|s| s * 1000.0),
-                p99_ms: quantile(0.99, &last.latency, &totals.latency).map(|s| s * 1000.0),
-                fill_pct: ratio(totals.filled - last.filled, auctions).map(|r| r * 100.0),
-                revenue_per_min: cleared / seconds * 60.0,
-                // From the win-price histogram alone: the cleared-value counter and the win
-                // counters are read at slightly different moments, and an auction finishing
-                // between them would skew a point's mean.
-                ecpm: ratio(
-                    totals.win_value_cpm - last.win_value_cpm,
-                    totals.priced_wins - last.priced_wins,
-                ),
-            };
-            state.points.push_back(point);
-            if state.points.len() > POINTS {
-                state.points.pop_front();
-            }
+            let end_ms = bourse_kernel::unix_now_ms();
+            let start_ms = end_ms.saturating_sub((seconds * 1000.0) as u64);
+            let slice = slice_between(&mut state.history, last, &totals, start_ms, seconds);
+            state.history.push(slice);
         }
         state.totals.push_back(totals);
-        while state.totals.front().is_some_and(|first| {
-            now.duration_since(first.at) > LONG_WINDOW + Duration::from_secs(1)
-        }) {
+        let kept = LONG_WINDOW.max(state.health_window()) + Duration::from_secs(1);
+        while state
+            .totals
+            .front()
+            .is_some_and(|first| now.duration_since(first.at) > kept)
+        {
             state.totals.pop_front();
         }
         state.judge_health(bourse_kernel::unix_now_ms());
     }
 
-    /// Each bidder's health over the last minute, by name.
+    /// Each bidder's health over the health window, by name.
     pub(crate) fn health(&self) -> BTreeMap<String, Health> {
         self.state.lock().health.clone()
+    }
+
+    /// Sets the window a bidder's health covers (from the config in force).
+    pub(crate) fn set_health_window(&self, window: Duration) {
+        self.state.lock().health_window = Some(window);
+    }
+
+    /// The window a bidder's health covers.
+    pub(crate) fn health_window(&self) -> Duration {
+        self.state.lock().health_window()
+    }
+
+    /// A chart's series and totals over `range`, with the period before when `compare`.
+    pub(crate) fn series(&self, scope: &Scope, range: Range, compare: bool) -> SeriesView {
+        let now_ms = bourse_kernel::unix_now_ms();
+        self.state
+            .lock()
+            .history
+            .view(scope, range, now_ms, compare)
     }
 
     /// The points since `after` (Unix ms; 0 for all) and the top bidders of the last minute.
     pub(crate) fn view(&self, after: u64) -> LiveView {
         let state = self.state.lock();
-        let points = state
-            .points
-            .iter()
+        let bounds = &state.history.auction_bounds;
+        let points: Vec<Point> = state
+            .history
+            // A point ends a second or so after its slice starts.
+            .seconds_after(after.saturating_sub(5_000))
+            .map(|slice| point_of(slice, bounds))
             .filter(|p| p.t > after)
-            .cloned()
             .collect();
         let (Some(first), Some(last)) = (state.window_start(BIDDER_WINDOW), state.totals.back())
         else {

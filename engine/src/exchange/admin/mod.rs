@@ -6,15 +6,23 @@
 
 mod bidder_test;
 mod bidders;
+mod charts;
+mod drilldown;
 mod floors;
+mod history;
 mod inventory;
 mod live;
 
 use crate::exchange::Exchange;
 use askama::Template;
-use bourse_kernel::admin::{AdminReply, AdminRequest, AdminSection, Alert, FieldErrors, NavLink};
+use bourse_kernel::admin::{
+    AdminReply, AdminRequest, AdminSection, Alert, CHART_SCRIPT, FieldErrors, ListQuery, NavLink,
+    Pager, SortKey,
+};
 use bourse_kernel::{Asset, ConfigCenter, EmbeddedAssets, PluginCtx, Refusal, plugin_table};
+use charts::Chart;
 use futures_util::future::BoxFuture;
+use history::{Range, Scope};
 use http::{Method, StatusCode};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -24,11 +32,18 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 static ASSETS: LazyLock<EmbeddedAssets> = LazyLock::new(|| {
     EmbeddedAssets::new(
-        &[Asset {
-            name: "live.js",
-            bytes: include_bytes!("../../../assets/live.js"),
-            content_type: "text/javascript; charset=utf-8",
-        }],
+        &[
+            Asset {
+                name: "live.js",
+                bytes: include_bytes!("../../../assets/live.js"),
+                content_type: "text/javascript; charset=utf-8",
+            },
+            Asset {
+                name: "charts.js",
+                bytes: include_bytes!("../../../assets/charts.js"),
+                content_type: "text/javascript; charset=utf-8",
+            },
+        ],
         "public, max-age=300",
     )
 });
@@ -63,6 +78,12 @@ impl AdminState {
             registry,
             adapters,
         }
+    }
+
+    /// Takes a generation's settings, once it is the one serving.
+    pub(crate) fn configure(&self, config: &crate::exchange::config::AdminPagesConfig) {
+        self.live
+            .set_health_window(Duration::from_secs(config.health_window_secs));
     }
 }
 
@@ -114,6 +135,60 @@ fn maybe(value: Option<f64>, decimals: usize, suffix: &str) -> String {
     )
 }
 
+/// A list page's sort, search and filter (read from its query string), and what its controls
+/// offer: the sortable columns as (key, heading) and the values of its state filter.
+struct ListView {
+    query: ListQuery,
+    columns: &'static [(&'static str, &'static str)],
+    states: &'static [&'static str],
+    /// What the state filter filters by, e.g. "Health".
+    filter_label: &'static str,
+    /// What the list holds, e.g. "bidders".
+    noun: &'static str,
+    /// Rows before the search and filter.
+    all: usize,
+}
+
+impl ListView {
+    fn read(
+        req: &AdminRequest,
+        path: &str,
+        noun: &'static str,
+        columns: &'static [(&'static str, &'static str)],
+        (filter_label, states): (&'static str, &'static [&'static str]),
+    ) -> ListView {
+        let keys: Vec<&str> = columns.iter().map(|(key, _)| *key).collect();
+        ListView {
+            query: ListQuery::read(&req.query, format!("{}/{path}", req.base), &keys, states),
+            columns,
+            states,
+            filter_label,
+            noun,
+            all: 0,
+        }
+    }
+
+    /// Searches, filters (`state` of a row against the filter), sorts and pages `rows`.
+    fn apply<T>(
+        &mut self,
+        rows: Vec<T>,
+        text: impl Fn(&T) -> Vec<&str>,
+        state: impl Fn(&T) -> &str,
+        key: impl Fn(&T, &str) -> SortKey,
+    ) -> (Vec<T>, Pager) {
+        self.all = rows.len();
+        let query = &self.query;
+        let mut rows: Vec<T> = rows
+            .into_iter()
+            .filter(|row| query.matches(&text(row)))
+            .filter(|row| query.filter.is_empty() || state(row) == query.filter)
+            .collect();
+        query.sort(&mut rows, key);
+        let (rows, pager) = Pager::slice(rows, query.page, query.path.clone());
+        (rows, pager.keeping(query))
+    }
+}
+
 /// `<list>` of the exchange's table (publishers, placements, bidders), created when absent.
 fn list<'a>(
     exchange: &'a mut toml_edit::Table,
@@ -152,6 +227,8 @@ fn entry<'a>(
 #[template(path = "live.html")]
 struct LiveBox<'a> {
     base: &'a str,
+    chart_script: &'a str,
+    charts: charts::ChartsView,
     currency: &'a str,
     now: Now,
     auctions_total: u64,
@@ -249,8 +326,8 @@ impl Exchange {
         Err(errors)
     }
 
-    /// The cards, charts and top bidders, as HTML for a page.
-    fn live_box(&self, base: &str) -> Result<String, askama::Error> {
+    /// The cards, charts and top bidders, as HTML for a page, the charts over the range chosen.
+    fn live_box(&self, base: &str, chosen: (Range, bool)) -> Result<String, askama::Error> {
         let view = self.shared.admin.live.view(0);
         let last = view.points.last();
         let now = Now {
@@ -274,8 +351,25 @@ impl Exchange {
                 avg_win: maybe(b.avg_win_cpm, 2, ""),
             })
             .collect();
+        let charts = self.charts_view(
+            base,
+            base,
+            (&Scope::Exchange, ""),
+            chosen,
+            vec![
+                Chart::new("auctions", "Auctions per second"),
+                Chart::new("latency", "Auction latency p50 / p99 (ms)"),
+                Chart::new("fill", "Fill rate (%)"),
+                Chart::new(
+                    "revenue",
+                    format!("Cleared/min, gross, and eCPM ({})", self.config.currency),
+                ),
+            ],
+        );
         LiveBox {
             base,
+            chart_script: CHART_SCRIPT,
+            charts,
             currency: &self.config.currency,
             now,
             auctions_total: view.auctions_total,
@@ -287,7 +381,7 @@ impl Exchange {
 
     /// The section's first page: what is configured, and the live numbers.
     fn home(&self, req: &AdminRequest) -> AdminReply {
-        let live = match self.live_box(&req.base) {
+        let live = match self.live_box(&req.base, charts::chosen(req)) {
             Ok(live) => live,
             Err(error) => {
                 tracing::error!(%error, "exchange admin template failed");
@@ -343,7 +437,7 @@ impl AdminSection for Exchange {
     }
 
     fn summary(&self, base: &str) -> Option<String> {
-        match self.live_box(base) {
+        match self.live_box(base, (Range::Minutes15, false)) {
             Ok(html) => Some(html),
             Err(error) => {
                 tracing::error!(%error, "exchange admin template failed");
@@ -365,6 +459,10 @@ impl AdminSection for Exchange {
             match (post, req.path.as_str()) {
                 (false, "/") => self.home(&req),
                 (false, "/live.json") => self.live_json(&req),
+                (false, "/series.json") => self.series_json(&req),
+                (false, "/bidders/view") => self.bidder_view(&req),
+                (false, "/publishers/view") => self.publisher_view(&req).await,
+                (false, "/placements/view") => self.placement_view(&req).await,
                 (false, "/publishers") => self.publishers_get(&req),
                 (false, "/publishers/edit") => self.publisher_edit_get(&req),
                 (false, "/placements") => self.placements_get(&req),
