@@ -593,7 +593,10 @@ mod tests {
         metrics.set_base_currency("USD");
         metrics.set_base_currency("EUR");
         let text = registry.render();
-        assert!(text.contains("bourse_exchange_base_currency{currency=\"EUR\"} 1"), "{text}");
+        assert!(
+            text.contains("bourse_exchange_base_currency{currency=\"EUR\"} 1"),
+            "{text}"
+        );
         assert!(!text.contains("currency=\"USD\""), "{text}");
     }
 }
