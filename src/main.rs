@@ -93,7 +93,7 @@ enum AdminCommand {
 #[derive(Debug, Subcommand)]
 enum SimCommand {
     /// Play a scenario's traffic and report offered vs achieved rate, corrected latency
-    /// percentiles, errors, fill and revenue. Without --target, bourse and the scenario's
+    /// percentiles, errors, fill rate and net cleared. Without --target, bourse and the scenario's
     /// simulated partners run in this process.
     Run {
         /// The scenario file (see sim/scenarios/).

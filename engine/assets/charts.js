@@ -1,7 +1,7 @@
 // bourse exchange, charts in the admin: each `.chart-panel` (the live page, the overview's
 // summary, a bidder's, publisher's or placement's page) fetches `series.json` for its range, and
 // the previous period when comparing, and draws each `figure[data-chart]` with uPlot, the
-// charting library the admin shell embeds: time in UTC, axes with units, eCPM on its own axis,
+// charting library the admin shell embeds: time in UTC, axes with units, clearing eCPM on its own axis,
 // a legend that reads the values under the cursor, the previous period dashed. The range
 // picker and the compare link are plain links that reload the page; without script the page's
 // table holds the same figures. Loaded once however many panels the page shows.
@@ -61,10 +61,10 @@
         series: [{ key: "fill_pct", label: "Fill rate", unit: "%", digits: 1 }]
       },
       revenue: {
-        axes: [{ label: currency + " per minute" }, { label: "eCPM, " + currency, right: true }],
+        axes: [{ label: currency + " per minute" }, { label: "Clearing eCPM, " + currency, right: true }],
         series: [
           { key: "revenue_per_min", label: "Cleared/min, gross", unit: " " + currency, digits: 2 },
-          { key: "ecpm", label: "eCPM", unit: " " + currency, digits: 2, axis: 1 }
+          { key: "ecpm", label: "Clearing eCPM", unit: " " + currency, digits: 2, axis: 1 }
         ]
       },
       calls: {

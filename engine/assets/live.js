@@ -30,7 +30,7 @@
     return td;
   }
 
-  var TOP_LABELS = ["Bidder", "Wins", "Requests", "Bid rate", "Timeouts", "Errors", "Avg win CPM"];
+  var TOP_LABELS = ["Bidder", "Wins", "Requests", "Bid rate", "Timeouts", "Errors", "Clearing eCPM"];
 
   // One live box: its points so far and the time of the newest.
   function Live(box) {

@@ -1,5 +1,6 @@
 //! What a load run measured: corrected and uncorrected latency histograms, outcome counts,
-//! revenue and a per-second timeline, printed as text, serialized as JSON or plotted as SVG.
+//! the dictionary's figures (fill rate, net cleared, net clearing eCPM; `bourse_figures`) and a
+//! per-second timeline, printed as text, serialized as JSON or plotted as SVG.
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -313,8 +314,10 @@ impl Recorder {
     pub(crate) fn finish(self, run: RunInfo) -> Report {
         let counts = self.counts;
         let answered = counts.bid_responses + counts.no_bids;
-        let per = |x: f64, n: u64| if n == 0 { 0.0 } else { x / n as f64 };
-        let revenue = self.value / 1000.0;
+        // Every figure from the dictionary (`bourse_figures`, docs/metrics.md), 0 when there is
+        // nothing to divide by.
+        let (sent, bids) = (counts.sent as f64, self.bids as f64);
+        let net_cleared = bourse_figures::revenue_of_cpm(self.value);
         let timeline = self
             .seconds
             .iter()
@@ -343,11 +346,22 @@ impl Recorder {
             latency: Percentiles::of(&self.corrected),
             latency_uncorrected: Percentiles::of(&self.uncorrected),
             schedule_lag: Percentiles::of(&self.lag),
-            no_bid_share: per(counts.no_bids as f64, answered),
-            fill_rate: per(self.bids as f64, counts.sent),
+            no_bid_share: bourse_figures::share(counts.no_bids as f64, answered as f64)
+                .unwrap_or(0.0),
+            fill_rate: bourse_figures::fill_rate(
+                counts.bid_responses as f64,
+                counts.no_bids as f64,
+            )
+            .unwrap_or(0.0),
+            bids_per_request: bourse_figures::bids_per_request(bids, sent).unwrap_or(0.0),
             bids: self.bids,
-            revenue,
-            ecpm: per(revenue * 1000.0, counts.sent),
+            net_cleared,
+            net_clearing_ecpm: bourse_figures::net_clearing_ecpm(net_cleared, bids).unwrap_or(0.0),
+            net_per_thousand_requests: bourse_figures::revenue_per_thousand_requests(
+                net_cleared,
+                sent,
+            )
+            .unwrap_or(0.0),
             counts,
             timeline,
             corrected: self.corrected,
@@ -391,14 +405,20 @@ pub struct Report {
     pub counts: Counts,
     /// 204 answers among usable answers.
     pub no_bid_share: f64,
-    /// Bids returned per request sent.
+    /// Fill rate (docs/metrics.md): the share of usable answers that carried a bid, 200 among
+    /// 200 and 204; what the exchange counts as `outcome="bid"` among `bid` and `no_bid`.
     pub fill_rate: f64,
-    /// Bids returned.
+    /// Bids returned per request sent (an answer may carry several impressions' bids).
+    pub bids_per_request: f64,
+    /// Bids returned: impressions won, each at its clearing price net of the exchange's fee.
     pub bids: u64,
-    /// Sum of the returned bid prices / 1000 (prices are CPM): what the run would have paid.
-    pub revenue: f64,
-    /// Revenue per thousand requests sent.
-    pub ecpm: f64,
+    /// Net cleared: the sum of the returned bid prices / 1000 (prices are CPM), what the
+    /// exchange's answers say sellers receive: cleared revenue net of its fee.
+    pub net_cleared: f64,
+    /// Net clearing eCPM: the mean returned bid price, `1000 × net_cleared / bids`.
+    pub net_clearing_ecpm: f64,
+    /// Net cleared per thousand requests sent. Not an eCPM: requests divide it, not impressions.
+    pub net_per_thousand_requests: f64,
     /// Per-second view of the measured period.
     pub timeline: Vec<Second>,
     #[serde(skip)]
@@ -465,11 +485,15 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "  auction    no-bid share {:5.1}%   fill {:.3} bids/request   revenue {:.4}   eCPM {:.4}",
+            "  auction    fill rate {:5.1}%   no-bid share {:5.1}%   bids/request {:.3}",
+            100.0 * self.fill_rate,
             100.0 * self.no_bid_share,
-            self.fill_rate,
-            self.revenue,
-            self.ecpm
+            self.bids_per_request,
+        );
+        let _ = writeln!(
+            out,
+            "  money      net cleared {:.4}   net clearing eCPM {:.4}   net per 1000 requests {:.4}",
+            self.net_cleared, self.net_clearing_ecpm, self.net_per_thousand_requests
         );
         let _ = writeln!(
             out,

@@ -611,10 +611,13 @@ async fn under_simulator_load_key_columns_stay_in_view_at_desktop_and_phone_widt
         .eval("return document.querySelector('figure[data-chart=revenue]').dataset.axes")
         .await
         .unwrap();
-    assert_eq!(axes, "USD per minute | eCPM, USD", "eCPM has its own axis");
+    assert_eq!(
+        axes, "USD per minute | Clearing eCPM, USD",
+        "clearing eCPM has its own axis"
+    );
     let legend = body_text(&browser).await;
     assert!(
-        legend.contains("eCPM, previous period") && legend.contains("UTC (node start)."),
+        legend.contains("Clearing eCPM, previous period") && legend.contains("UTC (node start)."),
         "{legend}"
     );
     browser.close().await.unwrap();

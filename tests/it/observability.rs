@@ -978,3 +978,291 @@ async fn the_bidder_down_alert_fires_in_prometheus_during_an_outage_and_resolves
     .await;
     load.abort();
 }
+
+/// A dashboard panel's query (the `legend`'s target, or its only one) with every
+/// `rate(X[$__rate_interval])` replaced by the raw counter `X` and every instance and bidder
+/// selected: the figure over everything the node counted since it started.
+fn dashboard_total(file: &str, title: &str, legend: Option<&str>) -> String {
+    let dashboard: Value = serde_json::from_slice(
+        &std::fs::read(grafana_dir().join("dashboards").join(file)).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    panel_queries(dashboard["panels"].as_array().unwrap(), &mut queries);
+    let panel = |expr: &str| {
+        let legend_of = |expr: &str| -> Option<String> {
+            fn find(panels: &[Value], expr: &str) -> Option<String> {
+                panels.iter().find_map(|p| {
+                    p["targets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t["expr"] == expr)
+                        .and_then(|t| t["legendFormat"].as_str().map(str::to_owned))
+                        .or_else(|| find(p["panels"].as_array()?, expr))
+                })
+            }
+            find(dashboard["panels"].as_array().unwrap(), expr)
+        };
+        legend.is_none_or(|l| legend_of(expr).as_deref() == Some(l))
+    };
+    let exprs: Vec<&String> = queries
+        .iter()
+        .filter(|(t, e)| t == title && panel(e))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(exprs.len(), 1, "{file} / {title} / {legend:?}: {exprs:?}");
+    let mut expr = substitute(
+        exprs[0],
+        &[
+            ("instance".to_owned(), ".*".to_owned()),
+            ("bidder".to_owned(), ".*".to_owned()),
+        ],
+    );
+    while let Some(start) = expr.find("rate(") {
+        let open = start + "rate(".len();
+        let window = expr[open..]
+            .find("[4s])")
+            .expect("a rate over $__rate_interval")
+            + open;
+        expr = format!(
+            "{}{}{}",
+            &expr[..start],
+            &expr[open..window],
+            &expr[window + 5..]
+        );
+    }
+    assert!(!expr.contains('$') && !expr.contains("rate"), "{expr}");
+    expr
+}
+
+/// The value of an instant query's only series, or per value of `label`.
+async fn promql(
+    prometheus: &Prometheus,
+    query: &str,
+    label: Option<&str>,
+) -> BTreeMap<String, f64> {
+    let data = prometheus.api("query", &[("query", query)]).await;
+    data["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {data}"))
+        .iter()
+        .map(|series| {
+            let key = label.map_or("", |l| series["metric"][l].as_str().unwrap_or_default());
+            let value = series["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+            (key.to_owned(), value)
+        })
+        .collect()
+}
+
+/// An admin `series.json` answer's total of one figure.
+fn admin_total(view: &Value, figure: &str) -> f64 {
+    view["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pair| pair[0] == figure)
+        .and_then(|pair| pair[1].as_f64())
+        .unwrap_or_else(|| panic!("the admin has no {figure}: {view}"))
+}
+
+/// Equal within `relative` of the larger, for figures summed in another order or divided.
+fn agree(what: &str, values: &[(&str, f64)], relative: f64) {
+    let largest = values.iter().map(|(_, v)| v.abs()).fold(0.0, f64::max);
+    assert!(largest > 0.0, "{what} is zero everywhere: {values:?}");
+    for (who, value) in values {
+        assert!(
+            (value - values[0].1).abs() <= relative * largest,
+            "{what}: {who} says {value}, {} says {}: {values:?}",
+            values[0].0,
+            values[0].1
+        );
+    }
+}
+
+// The same word meant three figures in the admin, the simulator and Grafana ("eCPM", "fill
+// rate"): each figure of docs/metrics.md's dictionary now agrees across the three over a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_the_simulator_and_prometheus_agree_on_every_figure_of_a_run() {
+    let mut scenario = bourse_sim::scenario::Scenario::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sim/scenarios/four-bidders.toml"),
+    )
+    .unwrap();
+    scenario.traffic.mode = bourse_sim::traffic::Mode::Open { rate: 100.0 };
+    scenario.traffic.duration_secs = Some(4.0);
+    scenario.traffic.warmup_secs = 0.0;
+    scenario.traffic.connections = 16;
+    let bidders = scenario.start_bidders().await.unwrap();
+    // SITE's fee: answers carry clearing prices net of it.
+    let fee = 0.1;
+    let node = Node::start(&(node_config(&scenario, &bidders) + &admin_section()));
+    let rules = std::fs::read_to_string(grafana_dir().join("prometheus/alerts.yml")).unwrap();
+    let prometheus = Prometheus::start_with(node.addr, &rules, "").await;
+    let session = sign_in(&node).await;
+
+    let report = bourse_sim::traffic::run(
+        &node.url("/openrtb2/auction"),
+        &scenario.traffic,
+        scenario.seed,
+        false,
+    )
+    .await
+    .unwrap();
+    let c = &report.counts;
+    assert_eq!(c.errors.total(), 0, "every request answered: {c:?}");
+    assert!(c.bid_responses > 100 && c.no_bids > 0, "{c:?}");
+    let answered = (c.bid_responses + c.no_bids) as f64;
+
+    // Totals are exact once the admin's sampler (every second) and Prometheus's scrape (every
+    // second) have both read the registry after the last auction.
+    let auctions =
+        r#"sum(bourse_exchange_requests_total{endpoint=~"auction|ad",outcome=~"bid|no_bid"})"#;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let scraped = promql(&prometheus, auctions, None).await;
+        if scraped.get("").copied() == Some(answered) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus counted {scraped:?} auctions, the simulator {answered}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let admin = |query: String| {
+        let (node, session) = (&node, &session);
+        async move {
+            let (status, body) = node_get(
+                node,
+                &format!("/admin/exchange/series.json?{query}"),
+                session,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let exchange = admin("range=15m".to_owned()).await;
+    assert_eq!(admin_total(&exchange, "auctions"), answered, "{exchange}");
+    let one = |map: BTreeMap<String, f64>| map[""];
+
+    // Fill rate: counts on every side, so only the division rounds.
+    let fill = dashboard_total("bourse-overview.json", "OpenRTB fill rate", None);
+    agree(
+        "fill rate",
+        &[
+            ("the simulator", report.fill_rate),
+            ("the admin", admin_total(&exchange, "fill_pct") / 100.0),
+            (
+                "the overview dashboard",
+                one(promql(&prometheus, &fill, None).await),
+            ),
+        ],
+        1e-12,
+    );
+
+    // Wins: every bid in an answer is a won impression.
+    let wins = one(promql(&prometheus, "sum(bourse_bidder_wins_total)", None).await);
+    assert_eq!(wins, report.bids as f64, "wins counted and bids answered");
+
+    // Cleared revenue and clearing eCPM: sums of the same prices in other orders (the admin
+    // adds a second's differences; the simulator adds each answer's price, net of the fee by
+    // one multiplication each), so they agree to a few ulps of the total; 1e-9 is far above
+    // that and far below a single impression's share (1 / hundreds).
+    let cleared = dashboard_total("bourse-revenue.json", "Revenue per hour", Some("cleared"));
+    let cleared = one(promql(&prometheus, &cleared, None).await) / 3600.0;
+    agree(
+        "cleared revenue",
+        &[
+            ("the admin", admin_total(&exchange, "cleared")),
+            ("the revenue dashboard", cleared),
+            (
+                "the simulator, grossed up",
+                report.net_cleared / (1.0 - fee),
+            ),
+        ],
+        1e-9,
+    );
+    agree(
+        "net cleared",
+        &[
+            ("the simulator", report.net_cleared),
+            (
+                "the dictionary, from Prometheus",
+                bourse_figures::net_cleared(cleared, fee),
+            ),
+        ],
+        1e-9,
+    );
+    let ecpm = dashboard_total("bourse-revenue.json", "Clearing eCPM", None);
+    agree(
+        "clearing eCPM",
+        &[
+            ("the admin", admin_total(&exchange, "ecpm")),
+            (
+                "the revenue dashboard",
+                one(promql(&prometheus, &ecpm, None).await),
+            ),
+            (
+                "the simulator, grossed up",
+                report.net_clearing_ecpm / (1.0 - fee),
+            ),
+        ],
+        1e-9,
+    );
+    agree(
+        "revenue per thousand requests",
+        &[
+            ("the simulator", report.net_per_thousand_requests),
+            (
+                "the dictionary, from Prometheus",
+                bourse_figures::revenue_per_thousand_requests(
+                    bourse_figures::net_cleared(cleared, fee),
+                    c.sent as f64,
+                )
+                .unwrap(),
+            ),
+        ],
+        1e-9,
+    );
+
+    // Per bidder: bid rate and clearing eCPM, the admin's bidder page against the bidders
+    // dashboard.
+    let bid_rates = promql(
+        &prometheus,
+        &dashboard_total("bourse-bidders.json", "Bid rate", None),
+        Some("bidder"),
+    )
+    .await;
+    let ecpms = promql(
+        &prometheus,
+        &dashboard_total("bourse-bidders.json", "Clearing eCPM", None),
+        Some("bidder"),
+    )
+    .await;
+    assert_eq!(bid_rates.len(), 4, "{bid_rates:?}");
+    for (bidder, rate) in &bid_rates {
+        let view = admin(format!("range=15m&bidder={bidder}")).await;
+        assert!(*rate > 0.0 && *rate < 1.0, "{bidder}: bid rate {rate}");
+        agree(
+            &format!("{bidder}'s bid rate"),
+            &[
+                ("the admin", admin_total(&view, "bid_rate_pct") / 100.0),
+                ("the bidders dashboard", *rate),
+            ],
+            1e-12,
+        );
+        agree(
+            &format!("{bidder}'s clearing eCPM"),
+            &[
+                ("the admin", admin_total(&view, "ecpm")),
+                ("the bidders dashboard", ecpms[bidder]),
+            ],
+            1e-9,
+        );
+    }
+    drop(prometheus);
+    drop(node);
+    drop(bidders);
+}

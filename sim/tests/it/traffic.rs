@@ -218,8 +218,9 @@ async fn counts_add_up_against_a_simulated_bidder() {
     assert!(c.bid_responses > 0 && c.no_bids > 0, "{c:?}");
     assert!(c.errors.status_5xx > 0, "the injected 500s are counted");
     assert_eq!(c.errors.total(), c.errors.status_5xx, "{c:?}");
-    assert!(report.bids >= c.bid_responses && report.revenue > 0.0);
-    assert!(report.fill_rate > 0.0 && report.ecpm > 0.0);
+    assert!(report.bids >= c.bid_responses && report.net_cleared > 0.0);
+    assert!(report.fill_rate > 0.0 && report.net_clearing_ecpm > 0.0);
+    assert!(report.fill_rate <= 1.0 && report.net_per_thousand_requests > 0.0);
     let requests = sim
         .stats()
         .requests

@@ -90,7 +90,7 @@ fn rows_of(scope: &Scope) -> Vec<(&'static str, &'static str, Unit, &'static str
                 "fill_pct",
                 "Fill rate",
                 Unit::Percent,
-                "share of auctions that cleared at least one bid",
+                "share of auctions answered with at least one bid",
             ),
             (
                 "cleared",
@@ -104,7 +104,12 @@ fn rows_of(scope: &Scope) -> Vec<(&'static str, &'static str, Unit, &'static str
                 Unit::Money,
                 "cleared value per minute, before our fee",
             ),
-            ("ecpm", "eCPM", Unit::Money, "mean clearing CPM of the wins"),
+            (
+                "ecpm",
+                "Clearing eCPM",
+                Unit::Money,
+                "mean clearing CPM of the wins, gross",
+            ),
             (
                 "p50_ms",
                 "Auction latency p50",
@@ -157,7 +162,12 @@ fn rows_of(scope: &Scope) -> Vec<(&'static str, &'static str, Unit, &'static str
                     Unit::Money,
                     "the same, per minute",
                 ),
-                ("ecpm", "eCPM", Unit::Money, "mean clearing CPM of its wins"),
+                (
+                    "ecpm",
+                    "Clearing eCPM",
+                    Unit::Money,
+                    "mean clearing CPM of its wins, gross",
+                ),
                 (
                     "p50_ms",
                     "Response time p50",

@@ -17,7 +17,7 @@ use bourse_kernel::admin::{AdminReply, AdminRequest, CHART_SCRIPT};
 use http::StatusCode;
 
 /// What the publisher and placement pages say is not broken down by them.
-const NOT_BROKEN_DOWN: &str = "Auctions, fill rate, cleared revenue, eCPM, latency and bidder \
+const NOT_BROKEN_DOWN: &str = "Auctions, fill rate, cleared revenue, clearing eCPM, latency and bidder \
      errors are counted for the whole exchange and per bidder, not per publisher or placement: \
      their metrics carry no such label, so that the auction path keeps a bounded set of series. \
      See them on the exchange's live page and each bidder's page.";
@@ -99,9 +99,9 @@ fn money(micros: u64) -> String {
 }
 
 fn billed_row(period: String, totals: &Totals) -> BilledRow {
-    // A CPM is per thousand impressions; one impression is cpm * 1000 micro-units.
-    let ecpm = (totals.impressions > 0)
-        .then(|| totals.gross_micros as f64 / totals.impressions as f64 / 1000.0);
+    // Billed eCPM (docs/metrics.md, "Figures"): gross billed per thousand billed impressions.
+    let ecpm =
+        bourse_figures::billed_ecpm(totals.gross_micros as f64 / 1e6, totals.impressions as f64);
     BilledRow {
         period,
         impressions: totals.impressions,
@@ -197,7 +197,7 @@ impl Exchange {
                 Chart::new("latency", "Response time p50 / p99 (ms)"),
                 Chart::new(
                     "revenue",
-                    format!("Cleared/min, gross, and eCPM ({currency})"),
+                    format!("Cleared/min, gross, and clearing eCPM ({currency})"),
                 ),
             ],
         );

@@ -10,6 +10,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bourse_figures as dictionary;
+
 use crate::metrics::BIDDER_ERROR_KINDS;
 
 /// Per-second slices kept: 15 minutes.
@@ -302,8 +304,13 @@ impl History {
     }
 
     fn figures(&self, scope: &ResolvedScope, sum: &Sum) -> Figures {
+        // The dictionary's figures (docs/metrics.md, "Figures") come from `bourse_figures`.
         let per_sec = |n: f64| (sum.secs > 0.0).then(|| n / sum.secs);
         let pct = |part: f64, whole: f64| (whole > 0.0).then(|| part / whole * 100.0);
+        let per_min = |n: f64| dictionary::per_minute(n, sum.secs);
+        let clearing_ecpm = |cpm_sum: f64, wins: f64| {
+            dictionary::clearing_ecpm(dictionary::revenue_of_cpm(cpm_sum), wins)
+        };
         let ms = |q: f64, bounds: &[f64], counts: &[f64]| {
             quantile_of(q, bounds, counts).map(|s| s * 1000.0)
         };
@@ -312,10 +319,16 @@ impl History {
             ResolvedScope::Exchange => {
                 figures.put("auctions", Some(sum.auctions));
                 figures.put("auctions_per_sec", per_sec(sum.auctions));
-                figures.put("fill_pct", pct(sum.filled, sum.auctions));
+                figures.put(
+                    "fill_pct",
+                    dictionary::percent(dictionary::fill_rate(
+                        sum.filled,
+                        (sum.auctions - sum.filled).max(0.0),
+                    )),
+                );
                 figures.put("cleared", Some(sum.cleared));
-                figures.put("revenue_per_min", per_sec(sum.cleared * 60.0));
-                figures.put("ecpm", ratio(sum.win_value_cpm, sum.priced_wins));
+                figures.put("revenue_per_min", per_min(sum.cleared));
+                figures.put("ecpm", clearing_ecpm(sum.win_value_cpm, sum.priced_wins));
                 figures.put("p50_ms", ms(0.5, &self.auction_bounds, &sum.latency));
                 figures.put("p99_ms", ms(0.99, &self.auction_bounds, &sum.latency));
             }
@@ -324,12 +337,19 @@ impl History {
                 let errors: f64 = b.errors.iter().sum();
                 figures.put("requests", Some(b.requests));
                 figures.put("requests_per_sec", per_sec(b.requests));
-                figures.put("bid_rate_pct", pct(b.bid_answers, b.requests));
+                figures.put(
+                    "bid_rate_pct",
+                    dictionary::percent(dictionary::bid_rate(b.bid_answers, b.requests)),
+                );
                 figures.put("wins", Some(b.wins));
-                figures.put("win_rate_pct", pct(b.wins, b.requests));
-                figures.put("cleared", Some(b.win_value_cpm / 1000.0));
-                figures.put("revenue_per_min", per_sec(b.win_value_cpm / 1000.0 * 60.0));
-                figures.put("ecpm", ratio(b.win_value_cpm, b.priced_wins));
+                figures.put(
+                    "win_rate_pct",
+                    dictionary::percent(dictionary::win_rate(b.wins, b.requests)),
+                );
+                let cleared = dictionary::revenue_of_cpm(b.win_value_cpm);
+                figures.put("cleared", Some(cleared));
+                figures.put("revenue_per_min", per_min(cleared));
+                figures.put("ecpm", clearing_ecpm(b.win_value_cpm, b.priced_wins));
                 figures.put("p50_ms", ms(0.5, &self.bidder_bounds, &b.latency));
                 figures.put("p99_ms", ms(0.99, &self.bidder_bounds, &b.latency));
                 figures.put("timeouts", Some(b.timeouts));
@@ -342,7 +362,7 @@ impl History {
             }
             ResolvedScope::Placements(_) => {
                 figures.put("billed", Some(sum.billed));
-                figures.put("billed_per_min", per_sec(sum.billed * 60.0));
+                figures.put("billed_per_min", per_min(sum.billed));
             }
         }
         figures
@@ -378,10 +398,6 @@ fn note(from: u64, held_since: Option<u64>, started: Option<u64>) -> Option<Stri
         "Data since {} UTC ({why}).",
         bourse_kernel::utc_datetime(held / 1000)
     ))
-}
-
-fn ratio(part: f64, whole: f64) -> Option<f64> {
-    (whole > 0.0).then(|| part / whole)
 }
 
 /// The `q` quantile of bucket counts (cumulative) with these upper bounds, seconds,

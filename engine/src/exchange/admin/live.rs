@@ -11,6 +11,8 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use bourse_figures as figures;
+
 use crate::metrics::BIDDER_ERROR_KINDS;
 
 use super::history::{BidderSlice, History, Range, Scope, SeriesView, Slice};
@@ -228,8 +230,9 @@ pub(crate) struct Point {
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
     pub(crate) fill_pct: Option<f64>,
-    /// Cleared value per minute, in the exchange currency.
+    /// Cleared revenue (gross) per minute, in the exchange currency.
     pub(crate) revenue_per_min: f64,
+    /// Clearing eCPM: the mean clearing CPM of the wins (docs/metrics.md, "Figures").
     pub(crate) ecpm: Option<f64>,
 }
 
@@ -493,12 +496,18 @@ fn point_of(slice: &Slice, bounds: &[f64]) -> Point {
         auctions_per_sec: auctions / seconds,
         p50_ms: quantile(0.5, &[], &counts).map(|s| s * 1000.0),
         p99_ms: quantile(0.99, &[], &counts).map(|s| s * 1000.0),
-        fill_pct: ratio(f64::from(slice.filled), auctions).map(|r| r * 100.0),
-        revenue_per_min: slice.cleared / seconds * 60.0,
-        // From the win-price histogram alone: the cleared-value counter and the win
-        // counters are read at slightly different moments, and an auction finishing
+        fill_pct: figures::percent(figures::fill_rate(
+            f64::from(slice.filled),
+            f64::from(slice.auctions.saturating_sub(slice.filled)),
+        )),
+        revenue_per_min: figures::per_minute(slice.cleared, seconds).unwrap_or(0.0),
+        // Clearing eCPM from the win-price histogram alone: the cleared-value counter and the
+        // win counters are read at slightly different moments, and an auction finishing
         // between them would skew a point's mean.
-        ecpm: ratio(slice.win_value_cpm, f64::from(slice.priced_wins)),
+        ecpm: figures::clearing_ecpm(
+            figures::revenue_of_cpm(slice.win_value_cpm),
+            f64::from(slice.priced_wins),
+        ),
     }
 }
 
@@ -640,12 +649,14 @@ impl Live {
                     wins: wins as u64,
                     requests: requests as u64,
                     // Answers with a bid per call (at most 100%), not bids per call.
-                    bid_rate_pct: ratio(now.bid_answers - then.bid_answers, requests)
-                        .map(|r| r * 100.0),
+                    bid_rate_pct: figures::percent(figures::bid_rate(
+                        now.bid_answers - then.bid_answers,
+                        requests,
+                    )),
                     timeout_pct: ratio(now.timeouts - then.timeouts, requests).map(|r| r * 100.0),
                     errors: (now.errors() - then.errors()) as u64,
-                    avg_win_cpm: ratio(
-                        now.win_value_cpm - then.win_value_cpm,
+                    avg_win_cpm: figures::clearing_ecpm(
+                        figures::revenue_of_cpm(now.win_value_cpm - then.win_value_cpm),
                         now.priced_wins - then.priced_wins,
                     ),
                 }

@@ -362,7 +362,10 @@ impl Exchange {
                 Chart::new("fill", "Fill rate (%)"),
                 Chart::new(
                     "revenue",
-                    format!("Cleared/min, gross, and eCPM ({})", self.config.currency),
+                    format!(
+                        "Cleared/min, gross, and clearing eCPM ({})",
+                        self.config.currency
+                    ),
                 ),
             ],
         );
