@@ -23,19 +23,19 @@ pub fn revenue_of_cpm(cpm_sum: f64) -> f64 {
 }
 
 /// **Net cleared** from cleared revenue and the configured fee (a share of the gross):
-/// `cleared × (1 − fee)`, what the auction's answers carry in total.
-pub fn net_cleared(cleared: f64, fee: f64) -> f64 {
-    cleared * (1.0 - fee)
+/// `cleared × (1 − fee_share)`, what the auction's answers carry in total.
+pub fn net_cleared(cleared: f64, fee_share: f64) -> f64 {
+    cleared * (1.0 - fee_share)
 }
 
-/// **Net to sellers**: billed revenue less our fee on it.
-pub fn net_to_sellers(billed: f64, fee: f64) -> f64 {
-    billed - fee
+/// **Net to sellers**: billed revenue less the fee we charged on it (money, not a share).
+pub fn net_to_sellers(billed: f64, fee_charged: f64) -> f64 {
+    billed - fee_charged
 }
 
-/// **Take rate**: our fee as a share of billed revenue.
-pub fn take_rate(fee: f64, billed: f64) -> Option<f64> {
-    share(fee, billed)
+/// **Take rate**: the fee we charged as a share of billed revenue.
+pub fn take_rate(fee_charged: f64, billed: f64) -> Option<f64> {
+    share(fee_charged, billed)
 }
 
 /// Revenue per thousand impressions: `1000 × revenue / impressions`. The eCPMs below are this
