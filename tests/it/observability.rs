@@ -1019,17 +1019,16 @@ fn dashboard_total(file: &str, title: &str, legend: Option<&str>) -> String {
             ("bidder".to_owned(), ".*".to_owned()),
         ],
     );
+    // `rate(X[window])` becomes `X`, whatever the window.
     while let Some(start) = expr.find("rate(") {
         let open = start + "rate(".len();
-        let window = expr[open..]
-            .find("[4s])")
-            .expect("a rate over $__rate_interval")
-            + open;
+        let close = expr[open..].find("])").expect("a rate over a window") + open;
+        let window = expr[open..close].rfind('[').expect("a window") + open;
         expr = format!(
             "{}{}{}",
             &expr[..start],
             &expr[open..window],
-            &expr[window + 5..]
+            &expr[close + 2..]
         );
     }
     assert!(!expr.contains('$') && !expr.contains("rate"), "{expr}");
@@ -1166,6 +1165,23 @@ async fn the_admin_the_simulator_and_prometheus_agree_on_every_figure_of_a_run()
     // Wins: every bid in an answer is a won impression.
     let wins = one(promql(&prometheus, "sum(bourse_bidder_wins_total)", None).await);
     assert_eq!(wins, report.bids as f64, "wins counted and bids answered");
+    let requests = one(promql(
+        &prometheus,
+        r#"sum(bourse_exchange_requests_total{endpoint="auction"})"#,
+        None,
+    )
+    .await);
+    agree(
+        "bids per request",
+        &[
+            ("the simulator", report.bids_per_request),
+            (
+                "the dictionary, from Prometheus",
+                bourse_figures::bids_per_request(wins, requests).unwrap(),
+            ),
+        ],
+        1e-12,
+    );
 
     // Cleared revenue and clearing eCPM: sums of the same prices in other orders (the admin
     // adds a second's differences; the simulator adds each answer's price, net of the fee by
@@ -1242,6 +1258,30 @@ async fn the_admin_the_simulator_and_prometheus_agree_on_every_figure_of_a_run()
         Some("bidder"),
     )
     .await;
+    // Win rate and failed calls per bidder: the dictionary's PromQL over the run's totals; the
+    // overview's success rate is the failed share's complement.
+    let win_rates = promql(
+        &prometheus,
+        "sum by (bidder) (bourse_bidder_wins_total) / sum by (bidder) (bourse_bidder_requests_total)",
+        Some("bidder"),
+    )
+    .await;
+    let failed = promql(
+        &prometheus,
+        "(sum by (bidder) (bourse_bidder_timeouts_total) + sum by (bidder) (bourse_bidder_errors_total)) / sum by (bidder) (bourse_bidder_requests_total)",
+        Some("bidder"),
+    )
+    .await;
+    let successes = promql(
+        &prometheus,
+        &dashboard_total(
+            "bourse-overview.json",
+            "Bidder success rate, last minute",
+            None,
+        ),
+        Some("bidder"),
+    )
+    .await;
     assert_eq!(bid_rates.len(), 4, "{bid_rates:?}");
     for (bidder, rate) in &bid_rates {
         let view = admin(format!("range=15m&bidder={bidder}")).await;
@@ -1254,6 +1294,25 @@ async fn the_admin_the_simulator_and_prometheus_agree_on_every_figure_of_a_run()
             ],
             1e-12,
         );
+        agree(
+            &format!("{bidder}'s win rate"),
+            &[
+                ("the admin", admin_total(&view, "win_rate_pct") / 100.0),
+                ("the dictionary's PromQL", win_rates[bidder]),
+            ],
+            1e-12,
+        );
+        // Often no call failed at all: compared absolutely, so zero agrees with zero.
+        for (who, share) in [
+            ("the admin", admin_total(&view, "failed_pct") / 100.0),
+            ("the overview's success rate", 1.0 - successes[bidder]),
+        ] {
+            assert!(
+                (share - failed[bidder]).abs() <= 1e-12,
+                "{bidder}'s failed calls: {who} says {share}, the dictionary's PromQL {}",
+                failed[bidder]
+            );
+        }
         agree(
             &format!("{bidder}'s clearing eCPM"),
             &[
