@@ -8,7 +8,7 @@ use super::bidders::window_text;
 use super::charts::{Chart, ChartsView, chosen};
 use super::history::Scope;
 use super::live::{Families, HealthState};
-use super::{maybe, number, render};
+use super::{learned_floor_text, maybe, number, render};
 use crate::exchange::Exchange;
 use crate::ledger::{Period, PeriodReport, Totals};
 use crate::metrics::BIDDER_ERROR_KINDS;
@@ -332,11 +332,7 @@ impl Exchange {
                         .join(", "),
                     enabled: p.enabled,
                     floor: number(p.floor, 4),
-                    learned: if config.floors.enabled {
-                        maybe(learned, 4, "").replace('–', "learning")
-                    } else {
-                        "off".into()
-                    },
+                    learned: learned_floor_text(config.floors.enabled, learned),
                     in_force: number(p.floor.max(learned.unwrap_or(0.0)), 4),
                     billed_impressions: number(billed_counts.get(&p.id).copied().unwrap_or(0.0), 0),
                 }

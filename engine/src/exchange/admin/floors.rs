@@ -4,7 +4,7 @@
 
 use super::inventory::parse_amount;
 use super::live::Families;
-use super::{entry, maybe, number, render};
+use super::{entry, learned_floor_text, number, render};
 use crate::exchange::Exchange;
 use askama::Template;
 use bourse_kernel::admin::{AdminReply, AdminRequest, FieldErrors, PAGE_SIZE, Pager};
@@ -67,11 +67,7 @@ impl Exchange {
                     publisher: p.publisher.clone(),
                     enabled: p.enabled,
                     floor: number(p.floor, 4),
-                    learned: if config.floors.enabled {
-                        maybe(learned, 4, "").replace('–', "learning")
-                    } else {
-                        "off".into()
-                    },
+                    learned: learned_floor_text(config.floors.enabled, learned),
                     in_force: number(in_force, 4),
                 }
             })

@@ -127,6 +127,16 @@ fn number(value: f64, decimals: usize) -> String {
     }
 }
 
+/// A placement's learned floor as the pages show it: "learning" until the learner has one,
+/// "off" when learned floors are off.
+fn learned_floor_text(enabled: bool, learned: Option<f64>) -> String {
+    if enabled {
+        maybe(learned, 4, "").replace('–', "learning")
+    } else {
+        "off".into()
+    }
+}
+
 /// An optional number, or a dash.
 fn maybe(value: Option<f64>, decimals: usize, suffix: &str) -> String {
     value.map_or_else(
