@@ -103,6 +103,18 @@ async fn fill(browser: &Browser, css: &str, text: &str) {
     field.send_keys(text).await.unwrap();
 }
 
+/// The page scrolls no wider than the window: nothing is cut off sideways.
+async fn assert_fits_the_window(browser: &Browser, what: &str) {
+    let widths = browser
+        .eval("return [document.documentElement.scrollWidth, window.innerWidth]")
+        .await
+        .unwrap();
+    assert!(
+        widths[0].as_u64().unwrap() <= widths[1].as_u64().unwrap(),
+        "{what} is wider than the window: {widths}"
+    );
+}
+
 async fn body_text(browser: &Browser) -> String {
     browser
         .eval("return document.body.innerText")
@@ -365,14 +377,7 @@ async fn an_operator_changes_the_exchange_from_the_admin_while_auctions_run() {
             .wait_for("main h1", browser::DEFAULT_WAIT)
             .await
             .unwrap();
-        let widths = browser
-            .eval("return [document.documentElement.scrollWidth, window.innerWidth]")
-            .await
-            .unwrap();
-        assert!(
-            widths[0].as_u64().unwrap() <= widths[1].as_u64().unwrap(),
-            "{path} is wider than the phone: {widths}"
-        );
+        assert_fits_the_window(&browser, path).await;
     }
     let history = body_text(&browser).await;
     assert!(history.contains("admin:ops"), "{history}");
@@ -576,14 +581,7 @@ async fn under_simulator_load_key_columns_stay_in_view_at_desktop_and_phone_widt
                 "{name} at {width} px: only {checked} key cells"
             );
             assert!(out.is_empty(), "{name} at {width} px, out of view: {out:?}");
-            let widths = browser
-                .eval("return [document.documentElement.scrollWidth, window.innerWidth]")
-                .await
-                .unwrap();
-            assert!(
-                widths[0].as_u64().unwrap() <= widths[1].as_u64().unwrap(),
-                "{name} is wider than the window at {width} px: {widths}"
-            );
+            assert_fits_the_window(&browser, &format!("{name} at {width} px")).await;
             let file = dir.join(format!("{name}-{width}.png"));
             std::fs::write(&file, browser.screenshot().await.unwrap()).unwrap();
             println!("screenshot: {}", file.display());

@@ -303,10 +303,17 @@ impl History {
         columns
     }
 
+    /// The exchange's figures over one slice: the overview's live cards, on the same formulas
+    /// as its charts.
+    pub(crate) fn slice_figures(&self, slice: &Slice) -> Figures {
+        let mut sum = Sum::default();
+        sum.add(&ResolvedScope::Exchange, slice);
+        self.figures(&ResolvedScope::Exchange, &sum)
+    }
+
     fn figures(&self, scope: &ResolvedScope, sum: &Sum) -> Figures {
         // The dictionary's figures (docs/metrics.md, "Figures") come from `bourse_figures`.
-        let per_sec = |n: f64| (sum.secs > 0.0).then(|| n / sum.secs);
-        let pct = |part: f64, whole: f64| (whole > 0.0).then(|| part / whole * 100.0);
+        let per_sec = |n: f64| dictionary::share(n, sum.secs);
         let per_min = |n: f64| dictionary::per_minute(n, sum.secs);
         let clearing_ecpm = |cpm_sum: f64, wins: f64| {
             dictionary::clearing_ecpm(dictionary::revenue_of_cpm(cpm_sum), wins)
@@ -354,7 +361,10 @@ impl History {
                 figures.put("p99_ms", ms(0.99, &self.bidder_bounds, &b.latency));
                 figures.put("timeouts", Some(b.timeouts));
                 figures.put("errors", Some(errors));
-                figures.put("failed_pct", pct(b.timeouts + errors, b.requests));
+                figures.put(
+                    "failed_pct",
+                    dictionary::percent(dictionary::share(b.timeouts + errors, b.requests)),
+                );
                 figures.put("failed_per_sec", per_sec(b.timeouts + errors));
                 for (kind, n) in BIDDER_ERROR_KINDS.iter().zip(b.errors) {
                     figures.put(error_key(kind), Some(n));

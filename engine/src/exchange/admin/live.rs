@@ -289,10 +289,6 @@ pub(super) fn quantile(q: f64, before: &[(f64, f64)], after: &[(f64, f64)]) -> O
     Some(lower.0)
 }
 
-fn ratio(part: f64, whole: f64) -> Option<f64> {
-    (whole > 0.0).then(|| part / whole)
-}
-
 /// Keeps the history; part of the instance's state, so every generation shows the same one.
 #[derive(Default)]
 pub(crate) struct Live {
@@ -483,31 +479,19 @@ fn slice_between(
 }
 
 /// A second of the live cards, from its slice.
-fn point_of(slice: &Slice, bounds: &[f64]) -> Point {
-    let seconds = f64::from(slice.secs).max(0.001);
-    let counts: Vec<(f64, f64)> = bounds
-        .iter()
-        .zip(slice.latency.iter())
-        .map(|(bound, n)| (*bound, f64::from(*n)))
-        .collect();
-    let auctions = f64::from(slice.auctions);
+fn point_of(history: &History, slice: &Slice) -> Point {
+    let figures = history.slice_figures(slice);
     Point {
-        t: slice.start_ms + (seconds * 1000.0) as u64,
-        auctions_per_sec: auctions / seconds,
-        p50_ms: quantile(0.5, &[], &counts).map(|s| s * 1000.0),
-        p99_ms: quantile(0.99, &[], &counts).map(|s| s * 1000.0),
-        fill_pct: figures::percent(figures::fill_rate(
-            f64::from(slice.filled),
-            f64::from(slice.auctions.saturating_sub(slice.filled)),
-        )),
-        revenue_per_min: figures::per_minute(slice.cleared, seconds).unwrap_or(0.0),
+        t: slice.start_ms + (f64::from(slice.secs) * 1000.0) as u64,
+        auctions_per_sec: figures.get("auctions_per_sec").unwrap_or(0.0),
+        p50_ms: figures.get("p50_ms"),
+        p99_ms: figures.get("p99_ms"),
+        fill_pct: figures.get("fill_pct"),
+        revenue_per_min: figures.get("revenue_per_min").unwrap_or(0.0),
         // Clearing eCPM from the win-price histogram alone: the cleared-value counter and the
         // win counters are read at slightly different moments, and an auction finishing
         // between them would skew a point's mean.
-        ecpm: figures::clearing_ecpm(
-            figures::revenue_of_cpm(slice.win_value_cpm),
-            f64::from(slice.priced_wins),
-        ),
+        ecpm: figures.get("ecpm"),
     }
 }
 
@@ -620,12 +604,11 @@ impl Live {
     /// The points since `after` (Unix ms; 0 for all) and the top bidders of the last minute.
     pub(crate) fn view(&self, after: u64) -> LiveView {
         let state = self.state.lock();
-        let bounds = &state.history.auction_bounds;
         let points: Vec<Point> = state
             .history
             // A point ends a second or so after its slice starts.
             .seconds_after(after.saturating_sub(5_000))
-            .map(|slice| point_of(slice, bounds))
+            .map(|slice| point_of(&state.history, slice))
             .filter(|p| p.t > after)
             .collect();
         let (Some(first), Some(last)) = (state.window_start(BIDDER_WINDOW), state.totals.back())
@@ -653,7 +636,10 @@ impl Live {
                         now.bid_answers - then.bid_answers,
                         requests,
                     )),
-                    timeout_pct: ratio(now.timeouts - then.timeouts, requests).map(|r| r * 100.0),
+                    timeout_pct: figures::percent(figures::share(
+                        now.timeouts - then.timeouts,
+                        requests,
+                    )),
                     errors: (now.errors() - then.errors()) as u64,
                     avg_win_cpm: figures::clearing_ecpm(
                         figures::revenue_of_cpm(now.win_value_cpm - then.win_value_cpm),
