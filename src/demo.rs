@@ -1,4 +1,5 @@
-//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback.
+//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback, and a
+//! `wasm` instance watching a fresh plugin folder with a signing key of its own.
 
 use anyhow::Context;
 use bourse_sim::bidder::{SimBidder, SimBidderHandle};
@@ -13,6 +14,37 @@ pub struct Demo {
     pub config: String,
     /// The demo's admin password for user `admin`, generated for this run and printed once.
     pub admin_password: String,
+    /// The watched folder of the demo's `wasm` instance and the signing key it trusts.
+    pub plugins: DemoPlugins,
+}
+
+/// Where the demo takes WebAssembly plugins from, and the key that may sign them.
+pub struct DemoPlugins {
+    pub dir: std::path::PathBuf,
+    pub signing_key: std::path::PathBuf,
+}
+
+/// A fresh plugin folder and signing key for this run, and the `wasm` table trusting that key.
+fn demo_plugins() -> anyhow::Result<(DemoPlugins, String)> {
+    let root = std::env::temp_dir().join(format!(
+        "bourse-demo-plugins-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let dir = root.join("plugins");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let signing_key = root.join("demo-signing-key.pem");
+    let public = crate::plugin_cli::keygen(&signing_key)?;
+    let table = format!(
+        "
+[plugins.wasm]
+dir = {:?}
+[plugins.wasm.trusted_keys]
+demo = {public:?}
+",
+        dir.display().to_string()
+    );
+    Ok((DemoPlugins { dir, signing_key }, table))
 }
 
 /// Starts the demo bidders and writes a configuration that points the exchange at them.
@@ -64,10 +96,13 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
         "\n[plugins.admin]\nusers_file = {:?}\n",
         users_file.display().to_string()
     )?;
+    let (plugins, table) = demo_plugins()?;
+    config.push_str(&table);
     Ok(Demo {
         bidders,
         config,
         admin_password,
+        plugins,
     })
 }
 
@@ -116,7 +151,12 @@ pub async fn serve_publisher_page(exchange: SocketAddr) -> anyhow::Result<Socket
 }
 
 /// What to try once the demo runs.
-pub fn instructions(addr: SocketAddr, page: SocketAddr, admin_password: &str) -> String {
+pub fn instructions(addr: SocketAddr, page: SocketAddr, demo: &Demo) -> String {
+    let admin_password = &demo.admin_password;
+    let (plugin_dir, signing_key) = (
+        demo.plugins.dir.display(),
+        demo.plugins.signing_key.display(),
+    );
     format!(
         "bourse demo is listening on http://{addr}\n\n\
          The admin: http://{addr}/admin  (user admin, password {admin_password}, for this run only)\n\
@@ -127,7 +167,11 @@ pub fn instructions(addr: SocketAddr, page: SocketAddr, admin_password: &str) ->
          -d '{{\"id\":\"demo-1\",\"tmax\":250,\"imp\":[{{\"id\":\"1\",\"banner\":{{\"format\":[{{\"w\":300,\"h\":250}}]}},\"bidfloor\":0.5}}],\"site\":{{\"page\":\"https://news.example/article\",\"publisher\":{{\"id\":\"pub-1\"}}}}}}'\n\n\
          A request nobody bids on (a floor of 1000 USD) answers 204:\n  \
          curl -si -X POST http://{addr}/openrtb2/auction -d '{{\"id\":\"demo-2\",\"imp\":[{{\"id\":\"1\",\"banner\":{{\"w\":300,\"h\":250}},\"bidfloor\":1000}}]}}'\n\n\
-         Metrics: curl -s http://{addr}/metrics | grep bourse_\n\
+         Metrics: curl -s http://{addr}/metrics | grep bourse_\n\n\
+         WebAssembly plugins (plugins/README.md): build one (plugins/build.sh builds the examples),\n\
+         sign it with this run's key and drop it in; the admin's Plugins page shows it:\n  \
+         bourse plugin sign {signing_key} plugins/dist/floor-rule.wasm plugins/dist/floor-rule.toml floor-rule.plugin\n  \
+         bourse plugin install floor-rule.plugin --dir {plugin_dir}\n\n\
          Press Ctrl-C to stop.\n"
     )
 }

@@ -1,15 +1,28 @@
 //! Wiring of the bourse binary: which plugins the kernel hosts, and the demo setup.
 
-use bourse_engine::ExchangePlugin;
+use std::sync::Arc;
+
+use bourse_engine::{AuctionHooks, ExchangePlugin};
 use bourse_kernel::Kernel;
 
 pub mod demo;
+pub mod hooks;
+pub mod plugin_cli;
 pub mod sim;
 
-/// The kernel with every compiled-in plugin registered.
+/// The kernel with every compiled-in plugin registered; the exchange's auctions call the hooks
+/// of the wasm plugins the `wasm` instance, if any, has installed.
 pub fn kernel() -> Kernel {
+    let slot = hooks::slot();
+    kernel_with_hooks(Arc::new(hooks::WasmAuctionHooks::new(slot.clone())), slot)
+}
+
+/// [`kernel`] with the exchange calling `hooks` instead (for instance compiled-in rules, which
+/// the benchmarks compare with the same rules as plugins); `slot` is the `wasm` kind's.
+pub fn kernel_with_hooks(hooks: Arc<dyn AuctionHooks>, slot: bourse_wasm::HooksSlot) -> Kernel {
     Kernel::builder()
-        .plugin(ExchangePlugin::new(bourse_bidders::registry()))
+        .plugin(ExchangePlugin::new(bourse_bidders::registry()).with_hooks(hooks))
         .plugin(bourse_admin::AdminPlugin::default())
+        .plugin(bourse_wasm::WasmPlugin::new(slot))
         .build()
 }

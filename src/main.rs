@@ -53,6 +53,46 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Signed WebAssembly plugins: keys, signing, verification, inspection and install.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Write a new ed25519 signing key (PEM) and print its public key for `trusted_keys`.
+    Keygen {
+        /// Where to write the secret key; an existing file is never overwritten.
+        key: PathBuf,
+    },
+    /// Sign a module with its manifest template into an artifact (`NAME.plugin`).
+    Sign {
+        /// The secret key (PEM) from `keygen`.
+        key: PathBuf,
+        /// The WebAssembly component.
+        module: PathBuf,
+        /// The manifest template (`plugin.toml`).
+        manifest: PathBuf,
+        /// The artifact to write.
+        out: PathBuf,
+    },
+    /// Verify an artifact against a public key exactly as bourse does before installing it.
+    Verify {
+        artifact: PathBuf,
+        /// The public key (base64 or PEM).
+        public_key: String,
+    },
+    /// Show an artifact's manifest, module hash, signer and whether its signature holds.
+    Inspect { artifact: PathBuf },
+    /// Put an artifact into the watched folder (atomically); a running bourse installs it.
+    Install {
+        artifact: PathBuf,
+        /// The `dir` of the `wasm` instance.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +216,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim { command } => sim(command).await,
+        Command::Plugin { command } => {
+            let said = match command {
+                PluginCommand::Keygen { key } => {
+                    format!("public key: {}", bourse::plugin_cli::keygen(&key)?)
+                }
+                PluginCommand::Sign {
+                    key,
+                    module,
+                    manifest,
+                    out,
+                } => bourse::plugin_cli::sign_artifact(&key, &module, &manifest, &out)?,
+                PluginCommand::Verify {
+                    artifact,
+                    public_key,
+                } => bourse::plugin_cli::verify_artifact(&artifact, &public_key)?,
+                PluginCommand::Inspect { artifact } => {
+                    bourse::plugin_cli::inspect_artifact(&artifact)?
+                }
+                PluginCommand::Install { artifact, dir } => format!(
+                    "installed as {}; the running bourse picks it up",
+                    bourse::plugin_cli::install(&artifact, &dir)?.display()
+                ),
+            };
+            println!("{said}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config {
             command: ConfigCommand::History { audit_log },
         } => {
@@ -234,7 +300,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let page = bourse::demo::serve_publisher_page(running.local_addr()).await?;
             println!(
                 "{}",
-                bourse::demo::instructions(running.local_addr(), page, &demo.admin_password)
+                bourse::demo::instructions(running.local_addr(), page, &demo)
             );
             running.run_until_signal().await;
             telemetry.shutdown().await;

@@ -2,6 +2,7 @@
 //! end-to-end harness behind `bourse-e2e`.
 
 pub mod e2e;
+pub mod native_floor;
 
 use bourse_engine::auction::Candidate;
 use bourse_engine::openrtb::{Bid, BidRequest, MediaType};

@@ -34,6 +34,8 @@ pub enum LossReason {
     LostToDealBid = 103,
     /// The buyer seat is blocked.
     BuyerSeatBlocked = 104,
+    /// Refused by the exchange's policy: a bid filter plugin dropped it.
+    DisapprovedByExchange = 202,
     /// The creative's size is not offered.
     SizeNotAllowed = 203,
     /// The creative's format is not offered by the impression.
@@ -69,6 +71,7 @@ impl LossReason {
             LossReason::LostToHigherBid => "lost_to_higher_bid",
             LossReason::LostToDealBid => "lost_to_deal",
             LossReason::BuyerSeatBlocked => "seat_blocked",
+            LossReason::DisapprovedByExchange => "disapproved",
             LossReason::SizeNotAllowed => "size_not_allowed",
             LossReason::IncorrectCreativeFormat => "wrong_format",
             LossReason::AdvertiserExclusions => "blocked_advertiser",

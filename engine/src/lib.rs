@@ -7,6 +7,7 @@ pub mod client;
 pub mod currency;
 pub mod delivery;
 pub mod exchange;
+pub mod hooks;
 pub mod ledger;
 pub mod metrics;
 pub mod native;
@@ -18,3 +19,4 @@ pub mod signals;
 pub mod validate;
 
 pub use exchange::{ExchangeConfig, ExchangePlugin};
+pub use hooks::{AuctionHooks, BidHook, HookBid, RequestHook};

@@ -47,6 +47,16 @@ pub const REJECTION_REASONS: &[&str] = &[
     "unknown_currency",
     "native_markup",
     "native_assets",
+    "disapproved",
+];
+
+/// What the auction's hooks changed (`decision` of `bourse_exchange_hook_decisions_total`).
+pub const HOOK_DECISIONS: &[&str] = &[
+    "request_dropped",
+    "request_enriched",
+    "floor_raised",
+    "bid_dropped",
+    "bid_adjusted",
 ];
 
 /// Outcomes of `POST /openrtb2/auction` (`outcome` of `bourse_exchange_requests_total`).
@@ -177,6 +187,9 @@ pub struct ExchangeMetrics {
     /// `bourse_exchange_ignored_signals_total{signal="regs.us_privacy",reason}`: malformed
     /// optional signals dropped instead of refusing the auction (`signals::US_PRIVACY_FAULTS`).
     pub ignored_us_privacy: FixedCounters,
+    /// `bourse_exchange_hook_decisions_total{decision}`: what the auction's hooks (runtime
+    /// plugins) changed, in [`HOOK_DECISIONS`].
+    pub hook_decisions: FixedCounters,
     /// `bourse_exchange_auction_duration_seconds`: from request arrival to response.
     pub auction_seconds: Histogram,
     /// `bourse_exchange_overhead_seconds`: auction time minus time spent waiting for bidders.
@@ -313,6 +326,11 @@ impl ExchangeMetrics {
             "Malformed optional request signals ignored instead of refusing the auction.",
             &["signal", "reason"],
         ))?;
+        let hook_decisions = metrics.register(counter_vec(
+            "bourse_exchange_hook_decisions_total",
+            "Requests and bids the auction's hooks (runtime plugins) dropped or changed.",
+            &["decision"],
+        ))?;
         let beacon_kind = |index: usize| {
             let (kind, outcomes) = BEACON_OUTCOMES[index];
             FixedCounters::new(&beacons, &[kind], outcomes)
@@ -320,6 +338,7 @@ impl ExchangeMetrics {
         let notice_kind =
             |kind: &str| FixedCounters::new(&notice_requests, &[kind], NOTICE_REQUEST_OUTCOMES);
         Ok(ExchangeMetrics {
+            hook_decisions: FixedCounters::new(&hook_decisions, &[], HOOK_DECISIONS),
             auction_outcomes: FixedCounters::new(&requests, &["auction"], AUCTION_OUTCOMES),
             ad_outcomes: FixedCounters::new(&requests, &["ad"], &["bid", "no_bid"]),
             ignored_us_privacy: FixedCounters::new(

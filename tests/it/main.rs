@@ -29,3 +29,5 @@ mod prebid;
 mod prebid_browser;
 mod profiling;
 mod support;
+mod wasm_plugins;
+mod wasm_support;

@@ -552,10 +552,16 @@ impl Node {
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("bourse prints where it serves")
-                .unwrap();
+            let Some(line) = lines.next() else {
+                // It exited: say why, once its stderr has been read to the end.
+                let status = child.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "bourse did not start ({status}): {}",
+                    stderr.lock().unwrap()
+                );
+            };
+            let line = line.unwrap();
             if let Some(url) = line.strip_prefix("bourse is serving on http://") {
                 break url.trim().parse().unwrap();
             }

@@ -1,7 +1,8 @@
 //! Signed WebAssembly plugins: artifacts verified (ed25519) before they compile, exchange hooks
 //! and small sites run sandboxed under per-call time, fuel and memory limits from a pool of
 //! ready instances, and a registry that swaps versions atomically, drains, keeps a standby for
-//! rollback, quarantines failing plugins and follows a watched folder.
+//! rollback, quarantines failing plugins and follows a watched folder; `kind` hosts it all in
+//! the kernel as the plugin kind `wasm`.
 //!
 //! Start reading at [`Registry::install`].
 
@@ -10,6 +11,7 @@ pub mod artifact;
 #[allow(unsafe_code)]
 pub mod bindings;
 pub mod host;
+pub mod kind;
 pub mod manifest;
 pub mod metrics;
 pub mod plugin;
@@ -24,6 +26,7 @@ pub use bindings::hooks::bourse::exchange_hooks::types::{
 };
 pub use bindings::site::bourse::site::http::{Header as SiteHeader, Request as SiteRequest};
 pub use host::{HostServices, InMemoryHost, LogLevel};
+pub use kind::{HooksSlot, WasmConfig, WasmPlugin};
 pub use manifest::{Hook, HostService, InterfaceKind, InterfaceRef, Limits, Manifest};
 pub use metrics::{CallSummary, WasmMetrics};
 pub use plugin::{HookError, HookErrorKind, HookSet, SitePlugin, site_request};

@@ -33,7 +33,44 @@ pub struct WasmMetrics {
 impl WasmMetrics {
     /// Creates and registers the families.
     pub fn new(registry: &Registry) -> prometheus::Result<WasmMetrics> {
-        let metrics = WasmMetrics {
+        let metrics = Self::families()?;
+        registry.register(Box::new(metrics.calls.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.duration.clone()))?;
+        registry.register(Box::new(metrics.refusals.clone()))?;
+        registry.register(Box::new(metrics.swaps.clone()))?;
+        registry.register(Box::new(metrics.quarantines.clone()))?;
+        registry.register(Box::new(metrics.instances.clone()))?;
+        registry.register(Box::new(metrics.state.clone()))?;
+        Ok(metrics.with_refusal_series())
+    }
+
+    /// The families in the kernel's registry, reusing the ones an earlier instance registered
+    /// (so counters carry on when the host is removed and added again).
+    pub fn in_kernel(metrics: &bourse_kernel::Metrics) -> prometheus::Result<WasmMetrics> {
+        let families = Self::families()?;
+        Ok(WasmMetrics {
+            calls: metrics.register(families.calls)?,
+            errors: metrics.register(families.errors)?,
+            duration: metrics.register(families.duration)?,
+            refusals: metrics.register(families.refusals)?,
+            swaps: metrics.register(families.swaps)?,
+            quarantines: metrics.register(families.quarantines)?,
+            instances: metrics.register(families.instances)?,
+            state: metrics.register(families.state)?,
+        }
+        .with_refusal_series())
+    }
+
+    fn with_refusal_series(self) -> WasmMetrics {
+        for reason in RefusalReason::ALL {
+            self.refusals.with_label_values(&[reason.as_str()]);
+        }
+        self
+    }
+
+    fn families() -> prometheus::Result<WasmMetrics> {
+        Ok(WasmMetrics {
             calls: IntCounterVec::new(
                 Opts::new(
                     "bourse_wasm_calls_total",
@@ -91,19 +128,7 @@ impl WasmMetrics {
                 ),
                 &["plugin", "state"],
             )?,
-        };
-        registry.register(Box::new(metrics.calls.clone()))?;
-        registry.register(Box::new(metrics.errors.clone()))?;
-        registry.register(Box::new(metrics.duration.clone()))?;
-        registry.register(Box::new(metrics.refusals.clone()))?;
-        registry.register(Box::new(metrics.swaps.clone()))?;
-        registry.register(Box::new(metrics.quarantines.clone()))?;
-        registry.register(Box::new(metrics.instances.clone()))?;
-        registry.register(Box::new(metrics.state.clone()))?;
-        for reason in RefusalReason::ALL {
-            metrics.refusals.with_label_values(&[reason.as_str()]);
-        }
-        Ok(metrics)
+        })
     }
 
     pub(crate) fn refused(&self, reason: RefusalReason) {

@@ -324,10 +324,10 @@ impl Generation {
 
     /// Runs one call on a pooled instance under the plugin's limits. A failed instance is
     /// dropped (its state may be broken) and the failure counted.
-    fn call<R>(
+    fn call<R: Send>(
         &self,
         kind: CallKind,
-        f: impl FnOnce(&mut Store<StoreState>, &Exports) -> Option<wasmtime::Result<R>>,
+        f: impl Fn(&mut Store<StoreState>, &Exports) -> Option<wasmtime::Result<R>> + Sync,
     ) -> Result<R, HookError> {
         if self.is_quarantined() {
             return Err(self.error(
@@ -343,7 +343,35 @@ impl Generation {
         let call_time =
             Duration::from_millis(u64::from(self.compiled.manifest.limits.time_per_call_ms));
         self.arm(&mut instance.store, call_time);
-        let result = f(&mut instance.store, &instance.exports);
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(&mut instance.store, &instance.exports)
+        }));
+        let result = match first {
+            Ok(result) => result,
+            // The guest used a WASI call (writing to its discarded stderr, as a panicking guest
+            // does) that wasmtime-wasi's synchronous bindings serve with a tokio `block_on`,
+            // which panics on an async worker thread. Rare, so the fast path stays a plain
+            // call: only then is the call made again, on a fresh instance, on a thread of its
+            // own (outside any runtime) where that works.
+            Err(panic) if tokio::runtime::Handle::try_current().is_ok() => {
+                drop(panic);
+                drop(instance);
+                instance = self.instantiate().inspect_err(|e| self.failed(e))?;
+                let retried = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            self.arm(&mut instance.store, call_time);
+                            f(&mut instance.store, &instance.exports)
+                        })
+                        .join()
+                });
+                match retried {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         if result.is_some() {
             let metrics = &self.metrics.calls[kind.index()];
             metrics.calls.inc();

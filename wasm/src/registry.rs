@@ -187,6 +187,19 @@ impl Registry {
         (!generation.is_quarantined()).then(|| HookSet::new(generation))
     }
 
+    /// Whether some exchange-hooks plugin is active and not quarantined: one load and a scan
+    /// of the installed plugins, nothing allocated (the auction asks before each stage).
+    pub fn has_hooks(&self) -> bool {
+        self.live.load().values().any(|entry| {
+            entry.kind == InterfaceKind::ExchangeHooks
+                && entry
+                    .active
+                    .load()
+                    .as_ref()
+                    .is_some_and(|g| !g.is_quarantined())
+        })
+    }
+
     /// Every active, non-quarantined plugin advertising `hook`, by name.
     pub fn hooks_for(&self, hook: Hook) -> Vec<HookSet> {
         let live = self.live.load();

@@ -115,6 +115,11 @@ impl PluginDirWatcher {
             std::thread::Builder::new()
                 .name("wasm-plugin-dir".into())
                 .spawn(move || {
+                    // Installs compile and warm on this thread: at the lowest priority, so that
+                    // on a busy machine a swap takes longer rather than slowing auctions.
+                    if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                        tracing::debug!(error = %e, "the plugin folder's thread keeps its priority");
+                    }
                     let mut scanner = Scanner::new(dir, watcher, timing);
                     scanner.run(&pokes, &stop, on_event);
                 })

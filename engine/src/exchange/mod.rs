@@ -21,6 +21,7 @@ use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
 use crate::client::BidderClient;
 use crate::currency::Rates;
 use crate::delivery::{Delivery, DeliveryMetrics, PartnerPolicy};
+use crate::hooks::AuctionHooks;
 use crate::ledger::Ledger;
 use crate::metrics::{BidderMetrics, ExchangeMetrics};
 use crate::notice::{NoticeKind, TokenSigner};
@@ -38,6 +39,7 @@ use std::time::Duration;
 /// [`Exchange`] per config generation.
 pub struct ExchangePlugin {
     registry: AdapterRegistry,
+    hooks: Option<Arc<dyn AuctionHooks>>,
 }
 
 impl std::fmt::Debug for ExchangePlugin {
@@ -162,7 +164,16 @@ impl ReachSink {
 impl ExchangePlugin {
     /// An exchange that builds bidders with the adapters in `registry`.
     pub fn new(registry: AdapterRegistry) -> Self {
-        ExchangePlugin { registry }
+        ExchangePlugin {
+            registry,
+            hooks: None,
+        }
+    }
+
+    /// The same exchange, calling `hooks` in every auction of every instance.
+    pub fn with_hooks(mut self, hooks: Arc<dyn AuctionHooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
     }
 }
 
@@ -199,6 +210,8 @@ pub(crate) struct Exchange {
     /// Every configured publisher, placement and bidder id as a shared string, so billing
     /// hands reach counting its ids without allocating.
     pub config_ids: HashMap<String, Arc<str>>,
+    /// The auction's extension points, when the binary wires any in.
+    pub hooks: Option<Arc<dyn AuctionHooks>>,
 }
 
 impl Exchange {
@@ -334,6 +347,7 @@ impl Plugin for ExchangePlugin {
             state,
             prepared,
             admin::Section::of(&ctx),
+            self.hooks.clone(),
         )?))
     }
 
@@ -351,6 +365,7 @@ impl Exchange {
         shared: Arc<ExchangeState>,
         prepared: PreparedExchange,
         admin: admin::Section,
+        hooks: Option<Arc<dyn AuctionHooks>>,
     ) -> Result<Exchange, PluginError> {
         let PreparedExchange { config, adapters } = prepared;
         let links = shared.partners.lock().clone();
@@ -442,6 +457,7 @@ impl Exchange {
                 .enumerate()
                 .map(|(i, p)| (p.id.clone(), i))
                 .collect(),
+            hooks,
             config,
         })
     }

@@ -6,6 +6,7 @@ use crate::auction::{Candidate, ImpTerms, LossReason, Rules, check_bid, clear, i
 use crate::bidder::{BidderRequest, CallInfo, Outbound};
 use crate::bidder_params::BidderParams;
 use crate::client::CallError;
+use crate::hooks::{AuctionHooks, BidHook, HookBid, RequestHook};
 use crate::native::NativeImps;
 use crate::notice::{AuctionRef, MacroValues, NoticeBid, NoticeKind, Target, expand, expand_owned};
 use crate::openrtb::upconvert::upconvert;
@@ -302,19 +303,17 @@ impl Exchange {
         // Sellers' floors are net (what they receive); the auction enforces, and partners are
         // told, the floors grossed up by our fee, in the auction currency.
         let fee = self.config.fee;
-        let terms = request
+        let mut terms = request
             .imp
             .iter()
             .enumerate()
             .map(|(i, imp)| -> Result<ImpTerms, Rejection> {
-                let mut terms = imp_terms(imp, min_floor, |amount, from| {
+                imp_terms(imp, min_floor, |amount, from| {
                     self.rates.convert(amount, from, &currency)
                 })
                 .map_err(|e| {
                     Rejection::new(format!("imp[{i}].bidfloorcur"), UNSUPPORTED_CURRENCY, e)
-                })?;
-                gross_up_terms(&mut terms, fee);
-                Ok(terms)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let tmax = request
@@ -325,6 +324,14 @@ impl Exchange {
         let eligible = self.eligible(request, params.as_ref());
         if eligible.is_empty() || budget == 0 {
             return Ok(None);
+        }
+        if let Some(hooks) = self.active_hooks()
+            && !self.request_hooks(hooks, request, &mut terms)
+        {
+            return Ok(None);
+        }
+        for terms in &mut terms {
+            gross_up_terms(terms, fee);
         }
 
         // Only a request some partner will see has its floors restated for partners.
@@ -407,7 +414,7 @@ impl Exchange {
 
         // Refused bids lose with their own reason; the rest go to clearing.
         let mut losers: Vec<(usize, LossReason)> = Vec::new();
-        let valid: Vec<bool> = candidates
+        let mut valid: Vec<bool> = candidates
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -427,6 +434,16 @@ impl Exchange {
                 }
             })
             .collect();
+        if let Some(hooks) = self.active_hooks() {
+            self.bid_hooks(
+                hooks,
+                request,
+                &terms,
+                &mut candidates,
+                &mut valid,
+                &mut losers,
+            );
+        }
         if let Some(landscape) = landscape {
             landscape.clear();
             landscape.resize(request.imp.len(), [None, None]);
@@ -468,6 +485,94 @@ impl Exchange {
             .overhead_seconds
             .observe(started.elapsed().saturating_sub(waited).as_secs_f64());
         Ok(response)
+    }
+
+    /// The auction's hooks, when some plugin is there to answer them.
+    fn active_hooks(&self) -> Option<&dyn AuctionHooks> {
+        self.hooks.as_deref().filter(|hooks| hooks.active())
+    }
+
+    /// The request filter and the floor rule: `false` when a filter dropped the request.
+    /// `terms` are still net of our fee here, as every floor a rule sees and sets.
+    fn request_hooks(
+        &self,
+        hooks: &dyn AuctionHooks,
+        request: &mut BidRequest,
+        terms: &mut [ImpTerms],
+    ) -> bool {
+        let decisions = &self.shared.metrics.hook_decisions;
+        match hooks.filter_request(request) {
+            RequestHook::Drop(reason) => {
+                decisions.inc("request_dropped");
+                tracing::debug!(request = %request.id, %reason, "a request filter dropped the auction");
+                return false;
+            }
+            RequestHook::Keep(pairs) if !pairs.is_empty() => {
+                decisions.inc("request_enriched");
+                crate::hooks::enrich(request, &pairs);
+            }
+            RequestHook::Keep(_) => {}
+        }
+        let mut floors: Vec<f64> = terms.iter().map(|t| t.floor).collect();
+        hooks.floors(request, &mut floors);
+        for (terms, floor) in terms.iter_mut().zip(floors) {
+            // A rule raises a floor, never lowers the one the seller (or the exchange) set.
+            if floor.is_finite() && floor > terms.floor {
+                decisions.inc("floor_raised");
+                terms.floor = floor;
+            }
+        }
+        true
+    }
+
+    /// The bid filter over the bids that passed the exchange's checks: a dropped bid loses with
+    /// code 202, an adjusted one is checked again at its new price.
+    fn bid_hooks(
+        &self,
+        hooks: &dyn AuctionHooks,
+        request: &BidRequest,
+        terms: &[ImpTerms],
+        candidates: &mut [Candidate],
+        valid: &mut [bool],
+        losers: &mut Vec<(usize, LossReason)>,
+    ) {
+        let offered: Vec<usize> = (0..candidates.len()).filter(|&i| valid[i]).collect();
+        if offered.is_empty() {
+            return;
+        }
+        let bids: Vec<HookBid<'_>> = offered
+            .iter()
+            .map(|&i| HookBid {
+                bidder: &self.bidders[candidates[i].bidder].spec.name,
+                candidate: &candidates[i],
+            })
+            .collect();
+        let decisions = hooks.filter_bids(request, &bids);
+        drop(bids);
+        let counters = &self.shared.metrics.hook_decisions;
+        for (&i, decision) in offered.iter().zip(decisions) {
+            let refused = match decision {
+                BidHook::Keep => continue,
+                BidHook::Drop(reason) => {
+                    counters.inc("bid_dropped");
+                    tracing::debug!(request = %request.id, bid = %candidates[i].bid.id, %reason, "a bid filter dropped a bid");
+                    LossReason::DisapprovedByExchange
+                }
+                BidHook::Adjust(price) => {
+                    counters.inc("bid_adjusted");
+                    candidates[i].price = price;
+                    match check_bid(request, terms, &candidates[i]) {
+                        Ok(()) => continue,
+                        Err(reason) => reason,
+                    }
+                }
+            };
+            self.bidders[candidates[i].bidder]
+                .metrics
+                .rejected(refused.label());
+            valid[i] = false;
+            losers.push((i, refused));
+        }
     }
 
     /// Builds every partner's HTTP requests (each body once) before any I/O starts, and hands

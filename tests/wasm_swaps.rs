@@ -1,0 +1,172 @@
+//! A hundred swaps of the floor-rule plugin under the simulator's load, through the real
+//! binary. A test binary of its own, so that no other test shares the two cores with the load
+//! it judges latency under (test binaries run one after another).
+
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
+#[path = "it/wasm_support.rs"]
+#[allow(dead_code)]
+mod wasm_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use support::*;
+use wasm_support::*;
+
+/// Swaps of the floor rule (versions 1.0.1 … 1.0.101, the two tables alternating).
+const SWAPS: u64 = 100;
+
+/// The Done-when line: under the simulator's load, a hundred swaps of the floor rule fail no
+/// auction and slow none past its deadline, the auction after each swap uses the new rule, and
+/// resident memory after the hundredth swap is within 10% of after the first. The load's rate
+/// is `BOURSE_SWAP_LOAD_RATE` (default 60/s, light for a debug build on two cores; BENCHMARKS.md
+/// records a release run at half the measured ceiling).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_floor_rule_swaps_under_simulator_load_fail_no_auction() {
+    let rate: f64 = std::env::var("BOURSE_SWAP_LOAD_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(60.0);
+    let scenario_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sim/scenarios/four-bidders.toml");
+    let scenario = bourse_sim::scenario::Scenario::load(&scenario_path).unwrap();
+    let bidders = scenario.start_bidders().await.unwrap();
+    let probe = Partner::start(|_| Reply::Status(204)).await;
+    let mut root: toml::Table =
+        toml::from_str(&bourse::sim::exchange_config(&scenario, &bidders).unwrap()).unwrap();
+    let exchange = root["plugins"]["exchange"].as_table_mut().unwrap();
+    exchange.insert("fee".into(), 0.0.into());
+    let probe_bidder: toml::Table = toml::from_str(&bidder("probe", &probe, "")).unwrap();
+    exchange["bidders"]
+        .as_array_mut()
+        .unwrap()
+        .push(probe_bidder.into());
+    let dir = plugin_dir();
+    drop_in(
+        &dir,
+        "floor-rule.plugin",
+        &artifact("floor-rule", &[("version", "\"1.0.1\"")]),
+    );
+    let node = Node::start(&format!(
+        "{}{}",
+        toml::to_string(&root).unwrap(),
+        wasm_table(&dir, "")
+    ));
+    let swaps = "bourse_wasm_swaps_total{plugin=\"floor-rule\"}";
+    metric_reaches(&node, swaps, 1.0, Duration::from_secs(30)).await;
+
+    let report_path = dir.join("load.json");
+    let load_secs = 150;
+    let mut load = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["sim", "run"])
+        .arg(&scenario_path)
+        .args(["--target", &node.url("/openrtb2/auction")])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &load_secs.to_string(),
+        ])
+        .arg("--json")
+        .arg(&report_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let load_started = Instant::now();
+    // Connection pools, buffers and the admin's history fill during the first seconds of load:
+    // memory is compared once they have.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let artifacts: Vec<Vec<u8>> = (2..=SWAPS + 1)
+        .map(|n| {
+            let build = if n % 2 == 1 {
+                "floor-rule"
+            } else {
+                "floor-rule-v2"
+            };
+            artifact(build, &[("version", &format!("\"1.0.{n}\""))])
+        })
+        .collect();
+    let mut after_first = 0;
+    for (i, bytes) in artifacts.iter().enumerate() {
+        let n = i as u64 + 2;
+        drop_in(&dir, "floor-rule.plugin", bytes);
+        metric_reaches(&node, swaps, n as f64, Duration::from_secs(30)).await;
+        let id = format!("probe-{n}");
+        let (status, _) = auction(&node, &usa_request(&id)).await;
+        assert!(status == 200 || status == 204, "probe {n}: {status}");
+        let expected = usa_floor(n.is_multiple_of(2));
+        assert_eq!(
+            floor_told(&probe, &id),
+            Some(expected),
+            "the auction after swap {n} did not use version 1.0.{n}"
+        );
+        if n == 2 {
+            after_first = resident_kib(node.pid());
+        }
+    }
+    let after_last = resident_kib(node.pid());
+    let swapping = load_started.elapsed();
+    assert!(
+        swapping < Duration::from_secs(load_secs - 5),
+        "the swaps outlasted the load ({swapping:?})"
+    );
+
+    let status = tokio::task::spawn_blocking(move || load.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "bourse sim run failed");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let errors: u64 = report["counts"]["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    let sent = report["counts"]["sent"].as_u64().unwrap();
+    assert!(sent as f64 > rate * 100.0, "the load ran: {report}");
+    assert_eq!(
+        errors, 0,
+        "failed auctions under swaps: {}",
+        report["counts"]
+    );
+    // Every auction answered within its deadline: the requests' tmax, measured from when
+    // each was due to be sent.
+    let slowest = report["latency"]["max_ms"].as_f64().unwrap();
+    let tmax = f64::from(scenario.traffic.mix.tmax_ms);
+    assert!(
+        slowest < tmax,
+        "an auction took {slowest} ms, past its tmax of {tmax} ms: {}",
+        report["latency"]
+    );
+    assert_eq!(
+        node.metric("bourse_wasm_call_errors_total{plugin=\"floor-rule\",kind=\"timeout\"}")
+            .await,
+        0.0
+    );
+    eprintln!(
+        "{SWAPS} swaps in {swapping:?} under {sent} auctions; resident after the first {after_first} KiB, after the last {after_last} KiB; latency {}",
+        report["latency"]
+    );
+    assert!(
+        after_last as f64 <= after_first as f64 * 1.10,
+        "resident memory grew from {after_first} KiB to {after_last} KiB"
+    );
+}
+
+/// Resident memory of a process, KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
