@@ -351,4 +351,54 @@ async fn the_plugin_commands_sign_and_install_a_site_served_under_the_mount() {
     assert_eq!(status, 200);
     assert!(page.contains("Rolled status-site back to 1.0.0."), "{page}");
     assert!(page.contains("Roll back to 1.0.1"), "{page}");
+
+    // An older version from a file on the server: refused unless forced.
+    let older = work.join("status-site-0.9.0.plugin");
+    std::fs::write(
+        &older,
+        sign(
+            &std::fs::read(&module).unwrap(),
+            std::fs::read_to_string(&manifest)
+                .unwrap()
+                .replace("version = \"1.0.0\"", "version = \"0.9.0\"")
+                .as_bytes(),
+            &SecretKey::from_pem(&std::fs::read_to_string(work.join("ops.pem")).unwrap()).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let older = older.to_str().unwrap();
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/wasm/install",
+        &cookie,
+        &[("csrf", &csrf_in(&page)), ("path", older)],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("not_newer"), "{page}");
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/wasm/install",
+        &cookie,
+        &[("csrf", &csrf_in(&page)), ("path", older), ("force", "on")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Installed status-site 0.9.0, replacing 1.0.0"),
+        "{page}"
+    );
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/wasm/install",
+        &cookie,
+        &[("csrf", &csrf_in(&page)), ("path", "relative.plugin")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("absolute path"), "{page}");
 }

@@ -1,7 +1,7 @@
 //! The wasm host as the kernel's plugin kind `wasm`: one instance owns the registry of signed
 //! plugins and its watched folder, answers the site plugins under its mount
 //! (`<mount>/<site>/…`), shows every plugin in the admin (state, version, signer, calls,
-//! errors, p99; activate, roll back, remove), and lends the registry to the exchange's
+//! errors, p99; install from a file, forced or not, activate, roll back, remove), and lends the registry to the exchange's
 //! auctions through a [`HooksSlot`] the binary shares between the two kinds.
 
 use std::collections::BTreeMap;
@@ -372,6 +372,14 @@ struct Row {
   </tbody>
 </table>
 </div>
+<h2>Install from a file</h2>
+<p class="muted">An artifact already on this server (copied there by the deploy), verified like any other. Force installs a version older than the running one (a deliberate downgrade; a roll back to the standby needs no force).</p>
+<form method="post" action="{{ base }}/install" class="stack">
+  <input type="hidden" name="csrf" value="{{ csrf }}">
+  <label>Path of the <code>.plugin</code> file <input name="path" required placeholder="/srv/bourse/releases/floor-rule-1.2.0.plugin"></label>
+  <label><input type="checkbox" name="force" value="on"> Force (allow an older version)</label>
+  <button type="submit">Install</button>
+</form>
 <h2>Lifecycle</h2>
 <div class="scroll">
 <table class="list stack lifecycle">
@@ -466,6 +474,46 @@ impl WasmHandler {
         }
     }
 
+    /// Installs an artifact from a path on this server: only a `.plugin` file, read within the
+    /// artifact's size cap and verified like the folder's (a refusal leaves everything as it was).
+    async fn install(&self, req: &AdminRequest) -> AdminReply {
+        let path = PathBuf::from(req.form.text("path").trim());
+        let force = req.form.checked("force");
+        if path.extension().and_then(|e| e.to_str()) != Some("plugin") || !path.is_absolute() {
+            return self
+                .page(
+                    req,
+                    Some("path: give the absolute path of a `.plugin` file".into()),
+                )
+                .with_status(http::StatusCode::UNPROCESSABLE_ENTITY);
+        }
+        let registry = self.state.registry.clone();
+        let source = path.clone();
+        let outcome = tokio::task::spawn_blocking(move || registry.install_file(&source, force))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|installed| installed.map_err(|refusal| refusal.to_string()));
+        tracing::info!(user = %req.user, path = %path.display(), force, ok = outcome.is_ok(), "plugin installed from the admin");
+        match outcome {
+            Ok(installed) => {
+                let replaced = installed
+                    .replaced
+                    .map(|v| format!(", replacing {v} (now on standby)"))
+                    .unwrap_or_default();
+                self.page(
+                    req,
+                    Some(format!(
+                        "Installed {} {}{replaced}.",
+                        installed.name, installed.version
+                    )),
+                )
+            }
+            Err(refused) => self
+                .page(req, Some(format!("Refused: {refused}")))
+                .with_status(http::StatusCode::UNPROCESSABLE_ENTITY),
+        }
+    }
+
     /// Activates, rolls back or removes a plugin (on a blocking thread: a change compiles,
     /// warms or drains), then shows the list with what happened.
     async fn act(&self, req: &AdminRequest, action: &'static str) -> AdminReply {
@@ -527,6 +575,7 @@ impl AdminSection for WasmHandler {
         Box::pin(async move {
             match (req.method.as_str(), req.path.as_str()) {
                 ("GET", "/") => self.page(&req, None),
+                ("POST", "/install") => self.install(&req).await,
                 ("POST", "/activate") => self.act(&req, "activate").await,
                 ("POST", "/rollback") => self.act(&req, "rollback").await,
                 ("POST", "/remove") => self.act(&req, "remove").await,
