@@ -115,9 +115,10 @@ impl PluginDirWatcher {
             std::thread::Builder::new()
                 .name("wasm-plugin-dir".into())
                 .spawn(move || {
-                    // Installs compile and warm on this thread: at the lowest priority, so that
-                    // on a busy machine a swap takes longer rather than slowing auctions.
-                    if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                    // Installs compile and warm on this thread: at a low priority (nice 10, about
+                    // a tenth of a busy core's share), so that on a busy machine a swap takes
+                    // longer rather than slowing auctions, and still ends.
+                    if let Err(e) = rustix::process::setpriority_process(None, 10) {
                         tracing::debug!(error = %e, "the plugin folder's thread keeps its priority");
                     }
                     let mut scanner = Scanner::new(dir, watcher, timing);
