@@ -11,5 +11,7 @@ pub fn kernel() -> Kernel {
     Kernel::builder()
         .plugin(ExchangePlugin::new(bourse_bidders::registry()))
         .plugin(bourse_admin::AdminPlugin::default())
+        .extension::<bourse_courses::Sites>()
+        .plugin(bourse_courses::CoursesPlugin::default())
         .build()
 }
