@@ -1,4 +1,6 @@
-//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback.
+//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback, and the
+//! courses site with its two sample courses, the TEST MODE checkout and mails printed on the
+//! console.
 
 use anyhow::Context;
 use bourse_sim::bidder::{SimBidder, SimBidderHandle};
@@ -64,11 +66,32 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
         "\n[plugins.admin]\nusers_file = {:?}\n",
         users_file.display().to_string()
     )?;
+    config.push_str(&courses_tables(listen));
     Ok(Demo {
         bidders,
         config,
         admin_password,
     })
+}
+
+/// The courses site of the demo: the sample courses in a store of this run, the TEST MODE
+/// checkout, and no `[sites.mail]`, so every mail (with its verification or reset link) is
+/// printed on the console.
+fn courses_tables(listen: SocketAddr) -> String {
+    let run_secret: String = {
+        let bytes: [u8; 16] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let run = std::env::temp_dir().join(format!("bourse-demo-sites-{}", &run_secret[..12]));
+    format!(
+        "\n[sites.store]\npath = {:?}\n\n\
+         [plugins.courses]\ntitle = \"Demo courses\"\npublic_url = \"http://{listen}/courses\"\n\
+         sample_courses = true\nfiles_dir = {:?}\n\n\
+         [plugins.courses.stripe]\nsecret_key = \"sk_test_demo\"\n\
+         webhook_secret = \"whsec_demo_{run_secret}\"\ntest_mode = true\n",
+        run.join("sites.db").display().to_string(),
+        run.join("course-files").display().to_string(),
+    )
 }
 
 /// A publisher's article page carrying the two demo placements and the ad tag of the exchange
@@ -120,6 +143,8 @@ pub fn instructions(addr: SocketAddr, page: SocketAddr, admin_password: &str) ->
     format!(
         "bourse demo is listening on http://{addr}\n\n\
          The admin: http://{addr}/admin  (user admin, password {admin_password}, for this run only)\n\
+         A courses site: http://{addr}/courses/  (TEST MODE checkout: no real payment; its mails,\n  \
+         with their verification links, are printed below)\n\
          A publisher page with the ad tag (open it in a browser): http://{page}/\n\
          Its revenue ledger: curl -s http://{addr}/ledger   reach: curl -s http://{addr}/reach\n\n\
          An auction (a 300x250 banner with a 0.50 USD floor):\n  \

@@ -528,3 +528,243 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `kill -9` of the bourse process during a burst of 500 webhooks, then a restart and the
+/// redelivery of all 500: every paid order enrolled once, every receipt received once at the
+/// SMTP server (a mail in flight at the kill may repeat, with its same Message-ID).
+async fn killed_mid_burst_then_redelivered(engine: Engine) {
+    use bourse_commerce::orders::{self, NewLine, NewOrder};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const ORDERS: usize = 500;
+    const KILL_AFTER: usize = 150;
+
+    let db = TestDb::new(engine).await;
+    let store = open_store(&db).await;
+    let (_, cohort) = seed(&store, "crash", ORDERS as i64).await;
+    let item = catalog::seat_item(&cohort);
+    let mut payloads = Vec::with_capacity(ORDERS);
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..ORDERS {
+        let order = orders::create(
+            &mut tx,
+            &NewOrder {
+                site: SITE.into(),
+                account_id: None,
+                email: Some(format!("buyer{i}@example.com")),
+                currency: "usd".into(),
+                lines: vec![NewLine {
+                    sku: item.clone(),
+                    description: "Course crash: Spring".into(),
+                    quantity: 1,
+                    unit_minor: 4_900,
+                }],
+            },
+        )
+        .await
+        .unwrap();
+        let session = format!("cs_crash_{i}");
+        orders::set_checkout(&mut tx, &order.id, &session)
+            .await
+            .unwrap();
+        bourse_commerce::stock::reserve(
+            &mut tx,
+            SITE,
+            &item,
+            1,
+            clock::now() + 3_600,
+            Some(&order.id),
+        )
+        .await
+        .unwrap();
+        payloads.push(completed_event(
+            &format!("evt_crash_{i}"),
+            &session,
+            &order.id,
+        ));
+    }
+    tx.commit().await.unwrap();
+    let smtp = crate::commerce_support::SmtpServer::start(0);
+    let node = Node::start(&site_config(free_port(), &db.config, Some(smtp.port), ""));
+    let config_path = node.config_path.clone();
+
+    // Stripe signs every attempt at the time it sends it.
+    let burst = |node: Arc<Node>, acknowledged: Arc<AtomicUsize>| {
+        let payloads = payloads.clone();
+        async move {
+            use futures_util::StreamExt;
+            futures_util::stream::iter(payloads)
+                .map(|payload| {
+                    let node = node.clone();
+                    let acknowledged = acknowledged.clone();
+                    async move {
+                        let signature = bourse_commerce::stripe::webhook::sign_header(
+                            payload.as_bytes(),
+                            WHSEC,
+                            clock::now(),
+                        );
+                        let request = http::Request::post(node.url("/courses/webhooks/stripe"))
+                            .header("stripe-signature", signature)
+                            .body(Full::new(Bytes::from(payload)))
+                            .unwrap();
+                        // A refused connection or a cut answer, once killed, is no answer.
+                        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+                            let response = node.raw_request(request).await.ok()?;
+                            Some(response)
+                        })
+                        .await
+                        .ok()
+                        .flatten();
+                        if answered == Some(StatusCode::OK) {
+                            acknowledged.fetch_add(1, Ordering::SeqCst);
+                        }
+                        answered
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let node = Arc::new(node);
+    let first_acks = Arc::new(AtomicUsize::new(0));
+    let first = tokio::spawn(burst(node.clone(), first_acks.clone()));
+    while first_acks.load(Ordering::SeqCst) < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    first.await.unwrap();
+    let paid_at_kill = count(
+        &store,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM orders WHERE state = 'paid'",
+    )
+    .await;
+    assert!(
+        (KILL_AFTER as i64..ORDERS as i64).contains(&paid_at_kill),
+        "killed mid-burst: {paid_at_kill} of {ORDERS} paid"
+    );
+    drop(node);
+
+    // Restarted on the same config; the provider redelivers every event.
+    let node = Arc::new(Node::start_at(&config_path, &[]));
+    let second_acks = Arc::new(AtomicUsize::new(0));
+    let replies = burst(node.clone(), second_acks.clone()).await;
+    assert!(
+        replies.iter().all(|r| *r == Some(StatusCode::OK)),
+        "every redelivery acknowledged"
+    );
+    let n = ORDERS as i64;
+    eventually(Duration::from_secs(60), "every receipt sent", || {
+        let store = &store;
+        async move {
+            count(
+                store,
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM mail_outbox WHERE sent_at IS NOT NULL",
+            )
+            .await
+                == n
+        }
+    })
+    .await;
+    for (what, sql) in [
+        (
+            "paid",
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM orders WHERE state = 'paid'",
+        ),
+        (
+            "enrolments",
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM enrolments",
+        ),
+        (
+            "enrolled orders",
+            "SELECT CAST(COUNT(DISTINCT order_id) AS BIGINT) FROM enrolments",
+        ),
+        (
+            "events recorded",
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM payment_events",
+        ),
+        (
+            "receipts queued",
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM mail_outbox",
+        ),
+    ] {
+        assert_eq!(count(&store, sql).await, n, "{what}");
+    }
+    let level = bourse_commerce::stock::level(&store, SITE, &item)
+        .await
+        .unwrap();
+    assert_eq!((level.held, level.sold), (0, n));
+    let messages = smtp.messages();
+    let mut ids: Vec<&str> = messages
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), ORDERS, "every receipt received");
+    assert!(
+        messages.len() <= ORDERS + 1,
+        "{} messages for {ORDERS} receipts: more than the one in flight at the kill",
+        messages.len()
+    );
+    drop(node);
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn kill_9_mid_burst_then_redelivery_enrols_and_mails_once_on_sqlite() {
+    killed_mid_burst_then_redelivered(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn kill_9_mid_burst_then_redelivery_enrols_and_mails_once_on_postgres() {
+    killed_mid_burst_then_redelivered(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_demo_sells_its_sample_courses_through_the_test_checkout() {
+    let port = free_port();
+    let demo = bourse::demo::start_bidders(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .expect("demo bidders start");
+    let node = Node::start(&demo.config);
+    let (status, _, catalog) = node_request(&node, http::Method::GET, "/courses/", "", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(catalog.contains("Rust in depth") && catalog.contains("SQL for builders"));
+    assert!(
+        catalog.contains("TEST MODE"),
+        "the demo's checkout says it is a test"
+    );
+    let (cookie, csrf) = visitor(&node, "rust-in-depth").await;
+    let (_, _, page) = node_request(
+        &node,
+        http::Method::GET,
+        "/courses/c/rust-in-depth",
+        &cookie,
+        &[],
+    )
+    .await;
+    let at = page.find("name=\"cohort\" value=\"").unwrap() + 21;
+    let cohort = &page[at..at + page[at..].find('"').unwrap()];
+    let (status, pay_url) = start_checkout(&node, &cookie, &csrf, cohort, "ann@example.com").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{pay_url}");
+    let pay_path = pay_url
+        .strip_prefix(&format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    let (status, headers, _) = node_request(&node, http::Method::POST, pay_path, "", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("/courses/checkout/done"),
+        "{headers:?}"
+    );
+    drop(node);
+    drop(demo);
+}

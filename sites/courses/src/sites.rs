@@ -146,6 +146,9 @@ impl SitesShared {
                     smtp,
                     SenderConfig {
                         poll_interval: Duration::from_millis(200),
+                        // Longer than one SMTP attempt can take, so a live sender keeps its row,
+                        // and no longer, so a crashed node's rows go out soon after a restart.
+                        lease: Duration::from_millis(smtp.timeout_ms.saturating_mul(2) + 1_000),
                         ..SenderConfig::default()
                     },
                     metrics,
