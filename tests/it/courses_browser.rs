@@ -1,7 +1,8 @@
 //! A student in a real headless Chromium, at a phone's width: signs up, opens the verification
 //! link a real SMTP server (aiosmtpd) received, signs in, buys a seat through the TEST MODE
 //! checkout, opens the paid lesson and its attachment, marks it done, and the receipt arrives
-//! at the SMTP server. The operator's admin pages for the site answer too.
+//! at the SMTP server. The operator's admin pages show the sale, and a refund from there takes
+//! the lesson away again.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use http::StatusCode;
 use crate::browser::{self, Browser};
 use crate::commerce_support::{Engine, SmtpServer, TestDb};
 use crate::courses::{eventually, open_store, seed, site_config};
-use crate::support::{Node, admin_section, free_port, node_get, node_request, sign_in};
+use crate::support::{Node, admin_section, csrf_in, free_port, node_get, node_request, sign_in};
 
 const EMAIL: &str = "student@example.com";
 const PASSWORD: &str = "a long enough password";
@@ -188,7 +189,6 @@ async fn a_student_signs_up_verifies_buys_and_opens_a_paid_lesson_in_chromium() 
     // The receipt, at the SMTP server.
     let receipt = mail(&smtp, EMAIL, "receipt").await;
     assert!(receipt.contains("49.00 USD"), "{receipt}");
-    browser.close().await.unwrap();
 
     // The operator sees the order, the seat and the revenue in the admin.
     let admin = sign_in(&node).await;
@@ -204,6 +204,32 @@ async fn a_student_signs_up_verifies_buys_and_opens_a_paid_lesson_in_chromium() 
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(page.contains(holds), "{path}: {page}");
     }
+
+    // A refund from the admin: the provider's charge.refunded event takes the lesson away.
+    let (_, orders) = node_get(&node, "/admin/courses/orders", &admin).await;
+    let at = orders.find("name=\"order\" value=\"").unwrap() + 20;
+    let order = &orders[at..at + orders[at..].find('"').unwrap()];
+    let (status, _, page) = node_request(
+        &node,
+        http::Method::POST,
+        "/admin/courses/orders/refund",
+        &admin,
+        &[("csrf", &csrf_in(&orders)), ("order", order)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Refund of order"), "{page}");
+    let (_, orders) = node_get(&node, "/admin/courses/orders", &admin).await;
+    assert!(orders.contains("refunded"), "{orders}");
+    browser
+        .goto(&format!("{site}/c/{slug}/lessons/2"))
+        .await
+        .unwrap();
+    assert!(
+        body_text(&browser).await.contains("for the students"),
+        "access revoked by the refund"
+    );
+    browser.close().await.unwrap();
     drop(node);
     store.close().await;
     db.cleanup().await;

@@ -539,7 +539,16 @@ pub async fn add_samples(store: &Store, site: &str, currency: &str) -> Result<()
     if !courses(store).await?.is_empty() {
         return Ok(());
     }
-    let samples: [(&str, &str, &str, i64, &[(&str, &str, bool)], i64); 2] = [
+    // (slug, title, summary, price, lessons as (title, text, free preview), seats)
+    type Sample<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        i64,
+        &'a [(&'a str, &'a str, bool)],
+        i64,
+    );
+    let samples: [Sample; 2] = [
         (
             "rust-in-depth",
             "Rust in depth",

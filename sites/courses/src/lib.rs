@@ -156,7 +156,7 @@ async fn sweep(state: Arc<CoursesState>, lifetime: tokio_util::sync::Cancellatio
         if let Err(error) = payments.refresh_gauges().await {
             tracing::warn!(%error, "refreshing the site's gauges failed");
         }
-        if ticks % 12 == 0
+        if ticks.is_multiple_of(12)
             && let Err(error) = payments.sweep().await
         {
             tracing::warn!(%error, "releasing lapsed seats failed");

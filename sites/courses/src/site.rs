@@ -298,21 +298,21 @@ impl Site {
             method: parts.method.clone(),
             refresh_token,
         };
-        if is_post {
-            if let Err(error) = self.csrf.check(
+        if is_post
+            && let Err(error) = self.csrf.check(
                 &visit.binding,
                 csrf_cookie.as_deref(),
                 visit.form.get("csrf"),
-            ) {
-                let response = self.message(
-                    &visit,
-                    StatusCode::FORBIDDEN,
-                    "Form expired",
-                    &error.to_string(),
-                    Some((format!("{base}/"), "Back to the catalog")),
-                );
-                return Err(with_cookies(response, &visit.set_cookies));
-            }
+            )
+        {
+            let response = self.message(
+                &visit,
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                &error.to_string(),
+                Some((format!("{base}/"), "Back to the catalog")),
+            );
+            return Err(with_cookies(response, &visit.set_cookies));
         }
         Ok(visit)
     }
