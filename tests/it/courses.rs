@@ -768,3 +768,37 @@ async fn the_demo_sells_its_sample_courses_through_the_test_checkout() {
     drop(node);
     drop(demo);
 }
+
+/// Bad input in the site's tables: every problem named by its path and rule, nothing started.
+#[test]
+fn check_config_names_every_problem_of_the_courses_and_sites_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[sites.store]\nurl = \"mysql://db/x\"\n\n[sites.mail]\nhost = \"\"\nport = 25\n\
+         security = \"none\"\nfrom = \"nobody\"\n\n[plugins.courses]\npublic_url = \"courses\"\n\
+         secret = \"short\"\ncheckout_ttl_secs = 60\n\n[plugins.courses.stripe]\n\
+         secret_key = \"sk_live_x\"\nwebhook_secret = \"whsec_0123456789abcdef\"\n\
+         test_mode = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "sites.store.url: must start with postgres://",
+        "sites.mail.host: must not be empty",
+        "sites.mail.from: must be a mail address",
+        "plugins.courses.public_url: must be an absolute http(s) URL",
+        "plugins.courses.secret: must be at least 32 characters",
+        "plugins.courses.checkout_ttl_secs: must be between 1800",
+        "plugins.courses.stripe.test_mode: needs an sk_test_ key",
+    ] {
+        assert!(stderr.contains(expected), "{expected}:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
