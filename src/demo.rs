@@ -1,5 +1,6 @@
-//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback, and a
-//! `wasm` instance watching a fresh plugin folder with a signing key of its own.
+//! `bourse demo`: the exchange on embedded defaults with simulated bidders on loopback, the
+//! courses site with its two sample courses, the TEST MODE checkout and mails printed on the
+//! console, and a `wasm` instance watching a fresh plugin folder with a signing key of its own.
 
 use anyhow::Context;
 use bourse_sim::bidder::{SimBidder, SimBidderHandle};
@@ -98,12 +99,33 @@ pub async fn start_bidders(listen: SocketAddr) -> anyhow::Result<Demo> {
     )?;
     let (plugins, table) = demo_plugins()?;
     config.push_str(&table);
+    config.push_str(&courses_tables(listen));
     Ok(Demo {
         bidders,
         config,
         admin_password,
         plugins,
     })
+}
+
+/// The courses site of the demo: the sample courses in a store of this run, the TEST MODE
+/// checkout, and no `[sites.mail]`, so every mail (with its verification or reset link) is
+/// printed on the console.
+fn courses_tables(listen: SocketAddr) -> String {
+    let run_secret: String = {
+        let bytes: [u8; 16] = rand::random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let run = std::env::temp_dir().join(format!("bourse-demo-sites-{}", &run_secret[..12]));
+    format!(
+        "\n[sites.store]\npath = {:?}\n\n\
+         [plugins.courses]\ntitle = \"Demo courses\"\npublic_url = \"http://{listen}/courses\"\n\
+         sample_courses = true\nfiles_dir = {:?}\n\n\
+         [plugins.courses.stripe]\nsecret_key = \"sk_test_demo\"\n\
+         webhook_secret = \"whsec_demo_{run_secret}\"\ntest_mode = true\n",
+        run.join("sites.db").display().to_string(),
+        run.join("course-files").display().to_string(),
+    )
 }
 
 /// A publisher's article page carrying the two demo placements and the ad tag of the exchange
@@ -160,6 +182,8 @@ pub fn instructions(addr: SocketAddr, page: SocketAddr, demo: &Demo) -> String {
     format!(
         "bourse demo is listening on http://{addr}\n\n\
          The admin: http://{addr}/admin  (user admin, password {admin_password}, for this run only)\n\
+         A courses site: http://{addr}/courses/  (TEST MODE checkout: no real payment; its mails,\n  \
+         with their verification links, are printed below)\n\
          A publisher page with the ad tag (open it in a browser): http://{page}/\n\
          Its revenue ledger: curl -s http://{addr}/ledger   reach: curl -s http://{addr}/reach\n\n\
          An auction (a 300x250 banner with a 0.50 USD floor):\n  \

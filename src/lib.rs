@@ -24,5 +24,7 @@ pub fn kernel_with_hooks(hooks: Arc<dyn AuctionHooks>, slot: bourse_wasm::HooksS
         .plugin(ExchangePlugin::new(bourse_bidders::registry()).with_hooks(hooks))
         .plugin(bourse_admin::AdminPlugin::default())
         .plugin(bourse_wasm::WasmPlugin::new(slot))
+        .extension::<bourse_courses::Sites>()
+        .plugin(bourse_courses::CoursesPlugin::default())
         .build()
 }

@@ -8,7 +8,7 @@
 //! neither separates modules nor refuses a newer database with the module's name.
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::{Executor, Row};
 
 use crate::clock;
 use crate::store::{Backend, Store};
@@ -111,7 +111,9 @@ pub async fn apply(store: &Store, modules: &[&Module]) -> Result<Vec<Applied>, M
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
+    // `Executor::execute` with plain text runs it unprepared, every statement in turn, like
+    // `raw_sql`, whose future the compiler cannot prove `Send` inside a plugin's `init`.
+    (&mut *tx).execute(CREATE_TABLE).await?;
     let mut applied = Vec::new();
     for module in modules {
         let rows = sqlx::query(
@@ -142,8 +144,8 @@ pub async fn apply(store: &Store, modules: &[&Module]) -> Result<Vec<Applied>, M
             current = current.max(version);
         }
         for migration in module.migrations.iter().filter(|m| m.version > current) {
-            sqlx::raw_sql(migration.sql)
-                .execute(&mut *tx)
+            (&mut *tx)
+                .execute(migration.sql)
                 .await
                 .map_err(|source| MigrateError::Failed {
                     module: module.name.to_owned(),

@@ -11,7 +11,13 @@ mod bad_input;
 mod browser;
 mod cli;
 mod cluster;
+/// The commerce tests' helpers (stores per test, aiosmtpd, stripe-node), shared, not copied.
+#[path = "../../commerce/tests/it/support.rs"]
+#[allow(dead_code)]
+mod commerce_support;
 mod config_watch;
+mod courses;
+mod courses_browser;
 mod demo;
 #[cfg(feature = "etcd")]
 mod etcd;

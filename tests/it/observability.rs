@@ -315,6 +315,28 @@ fn node_config(
         .as_table_mut()
         .unwrap()
         .insert("exchange".into(), toml::Value::Table(exchange));
+    // The courses site, for the sites dashboard: its store in a file of this run.
+    let sites_db = std::env::temp_dir().join(format!(
+        "bourse-observability-sites-{:016x}.db",
+        rand::random::<u64>()
+    ));
+    root.insert(
+        "sites".into(),
+        toml::from_str(&format!(
+            "[store]\npath = {:?}\n",
+            sites_db.display().to_string()
+        ))
+        .unwrap(),
+    );
+    root["plugins"].as_table_mut().unwrap().insert(
+        "courses".into(),
+        toml::from_str(
+            "public_url = \"http://bourse.test/courses\"\n\
+             [stripe]\nsecret_key = \"sk_test_observability\"\n\
+             webhook_secret = \"whsec_observability_test\"\ntest_mode = true\n",
+        )
+        .unwrap(),
+    );
     // Reach gauges refreshed often enough for the test's few seconds of load.
     root.insert(
         "services".into(),
@@ -451,12 +473,25 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_bourse_unde
     let started = Instant::now();
     let target = node.url("/openrtb2/auction");
     let load = Load::default();
-    let (bids, ()) = tokio::join!(drive_simulator(&target, &scenario, &load, started), async {
-        futures_util::future::join_all(
-            (0..TAG_WORKERS).map(|worker| drive_ad_tags(&node, worker, &load)),
-        )
-        .await;
-    },);
+    let (bids, (), ()) = tokio::join!(
+        drive_simulator(&target, &scenario, &load, started),
+        async {
+            futures_util::future::join_all(
+                (0..TAG_WORKERS).map(|worker| drive_ad_tags(&node, worker, &load)),
+            )
+            .await;
+        },
+        // The courses site's webhook refuses unsigned deliveries: the sites dashboard's
+        // webhook panels have traffic to show.
+        async {
+            while !load.done(started) {
+                let (status, _) =
+                    post_node(&node, "/courses/webhooks/stripe", b"{}".to_vec()).await;
+                assert_eq!(status, http::StatusCode::BAD_REQUEST);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    );
     let load_ended = unix_now();
     assert!(bids > 100, "the simulator's auctions cleared: {bids} bids");
     let (pages, billed) = (load.pages.into_inner(), load.billed.into_inner());
@@ -483,7 +518,7 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_bourse_unde
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 5, "five dashboards: {files:?}");
+    assert_eq!(files.len(), 6, "six dashboards: {files:?}");
     for file in &files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let dashboard: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();

@@ -638,6 +638,22 @@ impl Node {
         )
     }
 
+    /// Sends a request and returns its status once its body is read, or why there is none (a
+    /// node killed mid-request).
+    pub async fn raw_request(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::StatusCode, String> {
+        let response = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(status)
+    }
+
     pub async fn send(&self, req: http::Request<Full<Bytes>>) -> (http::StatusCode, Bytes) {
         let response = self.client.request(req).await.expect("node answers");
         let status = response.status();

@@ -1,5 +1,8 @@
 //! Test stores: a fresh SQLite file, or a fresh schema on the local PostgreSQL (started when it is
-//! not running), so tests never share data with each other or with other developers' runs.
+//! not running), so tests never share data with each other or with other developers' runs; a
+//! real SMTP server and Stripe's own signer. The sites' tests through the binary include this
+//! file too (`tests/it/main.rs` of the root crate), so it names its helpers' files from
+//! [`commerce_dir`].
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +16,16 @@ use sqlx::Executor;
 pub fn postgres_url() -> String {
     std::env::var("BOURSE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The commerce crate's folder, whichever crate's tests include this file.
+pub fn commerce_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if dir.join("tests/smtp/server.py").exists() {
+        dir
+    } else {
+        dir.join("commerce")
+    }
 }
 
 /// Which engine a test runs on.
@@ -157,7 +170,7 @@ impl SmtpServer {
         ensure_aiosmtpd();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp/server.py");
+        let script = commerce_dir().join("tests/smtp/server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg("--out")
@@ -229,24 +242,21 @@ fn ensure_aiosmtpd() {
 /// `tests/stripe-node` when missing) generates for `payload` at `timestamp`.
 pub fn stripe_node_signature(payload: &str, secret: &str, timestamp: i64) -> String {
     use std::io::Write;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stripe-node");
+    let dir = commerce_dir().join("tests/stripe-node");
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
-        if !std::path::Path::new(dir)
-            .join("node_modules/stripe")
-            .exists()
-        {
+        if !dir.join("node_modules/stripe").exists() {
             let ok = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--silent"])
-                .current_dir(dir)
+                .current_dir(&dir)
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "npm ci in {dir} failed");
+            assert!(ok, "npm ci in {} failed", dir.display());
         }
     });
     let mut child = Command::new("node")
         .arg("sign.js")
-        .current_dir(dir)
+        .current_dir(&dir)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

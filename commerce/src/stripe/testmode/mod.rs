@@ -135,6 +135,11 @@ impl TestCheckout {
         }
     }
 
+    /// The settings it runs on.
+    pub fn config(&self) -> &TestCheckoutConfig {
+        &self.state.config
+    }
+
     /// Serves on `listener` until `shutdown` resolves.
     pub async fn serve(
         self,
