@@ -20,8 +20,24 @@ pub fn kernel() -> Kernel {
 /// [`kernel`] with the exchange calling `hooks` instead (for instance compiled-in rules, which
 /// the benchmarks compare with the same rules as plugins); `slot` is the `wasm` kind's.
 pub fn kernel_with_hooks(hooks: Arc<dyn AuctionHooks>, slot: bourse_wasm::HooksSlot) -> Kernel {
+    build(
+        ExchangePlugin::new(bourse_bidders::registry()).with_hooks(hooks),
+        slot,
+    )
+}
+
+/// [`kernel`] whose exchange has no hooks wired at all: the benchmarks' baseline for what the
+/// wiring costs when no plugin is installed.
+pub fn kernel_without_hooks() -> Kernel {
+    build(
+        ExchangePlugin::new(bourse_bidders::registry()),
+        hooks::slot(),
+    )
+}
+
+fn build(exchange: ExchangePlugin, slot: bourse_wasm::HooksSlot) -> Kernel {
     Kernel::builder()
-        .plugin(ExchangePlugin::new(bourse_bidders::registry()).with_hooks(hooks))
+        .plugin(exchange)
         .plugin(bourse_admin::AdminPlugin::default())
         .plugin(bourse_wasm::WasmPlugin::new(slot))
         .extension::<bourse_courses::Sites>()

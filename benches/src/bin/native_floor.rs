@@ -1,8 +1,10 @@
 //! `bourse serve` with the floor-rule example compiled in as the exchange's hook, for the A/B/A
-//! of `benches/aba/hooks.py` against the same rule as a signed wasm plugin.
+//! of `benches/aba/hooks.py` against the same rule as a signed wasm plugin. With
+//! `BOURSE_BENCH_HOOKS=none` the exchange has no hooks wired at all, as before they existed:
+//! the baseline that shows what the wiring alone costs an exchange with no plugin installed.
 //!
 //! ```text
-//! bourse-native-floor --config bourse.toml
+//! bourse-native-floor serve --config bourse.toml
 //! ```
 
 use std::path::PathBuf;
@@ -14,22 +16,29 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The command line of `bourse serve`, which the benchmark harness starts this as.
 #[derive(Parser)]
-struct Args {
-    /// The TOML configuration file.
-    #[arg(long, short)]
-    config: PathBuf,
+enum Args {
+    /// Run the exchange from a configuration file.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let kernel = bourse::kernel_with_hooks(
-        Arc::new(bourse_benches::native_floor::NativeFloorRule),
-        bourse::hooks::slot(),
-    );
+    let Args::Serve { config } = Args::parse();
+    let kernel = match std::env::var("BOURSE_BENCH_HOOKS").as_deref() {
+        Ok("none") => bourse::kernel_without_hooks(),
+        _ => bourse::kernel_with_hooks(
+            Arc::new(bourse_benches::native_floor::NativeFloorRule),
+            bourse::hooks::slot(),
+        ),
+    };
     let loaded = kernel
-        .load_config_file(&args.config)
+        .load_config_file(&config)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let telemetry = bourse_kernel::init_logging(&loaded.log)?;
     let running = kernel.start(loaded).await.context("starting the server")?;
