@@ -1,5 +1,5 @@
 //! The floor-rule example plugin's first table compiled into the binary as the exchange's
-//! hook: what the same rule costs without WebAssembly, the baseline `benches/aba/hooks.py`
+//! hook: what the same rule costs without WebAssembly, the baseline `benches/aba/variants.py`
 //! measures the signed plugin against. Keep it in step with `plugins/examples/floor-rule`.
 
 use bourse_engine::openrtb::BidRequest;

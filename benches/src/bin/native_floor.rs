@@ -1,5 +1,5 @@
 //! `bourse serve` with the floor-rule example compiled in as the exchange's hook, for the A/B/A
-//! of `benches/aba/hooks.py` against the same rule as a signed wasm plugin. With
+//! of `benches/aba/variants.py` against the same rule as a signed wasm plugin. With
 //! `BOURSE_BENCH_HOOKS=none` the exchange has no hooks wired at all, as before they existed:
 //! the baseline that shows what the wiring alone costs an exchange with no plugin installed.
 //!
