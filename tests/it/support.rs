@@ -499,6 +499,14 @@ fn redis_answers(url: &str) -> bool {
         && &reply == b"+PONG\r\n"
 }
 
+/// The `bourse` binary the tests start: this build's, or `BOURSE_TEST_BIN` (a release build, for
+/// the measured runs recorded in BENCHMARKS.md).
+pub fn bourse_binary() -> std::path::PathBuf {
+    std::env::var_os("BOURSE_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_bourse").into())
+}
+
 /// A `bourse serve` child process, stopped on drop.
 pub struct Node {
     child: std::process::Child,
@@ -530,7 +538,7 @@ impl Node {
     pub fn start_at(path: &std::path::Path, env: &[(&str, &str)]) -> Node {
         use std::io::BufRead;
         let path = path.to_path_buf();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bourse"))
+        let mut child = std::process::Command::new(bourse_binary())
             .arg("serve")
             .arg("--config")
             .arg(&path)
