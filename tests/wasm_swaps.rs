@@ -6,7 +6,7 @@
 #[allow(dead_code)]
 mod support;
 #[path = "it/wasm_support.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod wasm_support;
 
 use std::path::Path;

@@ -3,8 +3,6 @@
 //! which floor rule an auction used.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bourse_wasm::{SecretKey, sign};
@@ -14,46 +12,23 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// `plugins/dist`, after one run of `plugins/build.sh` per test process (cheap when built).
-pub fn dist() -> &'static Path {
-    static DIST: OnceLock<PathBuf> = OnceLock::new();
-    DIST.get_or_init(|| {
-        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
-        let status = Command::new("bash")
-            .arg(plugins.join("build.sh"))
-            .status()
-            .expect("run plugins/build.sh");
-        assert!(status.success(), "plugins/build.sh failed");
-        plugins.join("dist")
-    })
-}
+/// The wasm crate's own test support: the built modules (`dist`, `module`, `manifest`), the
+/// trusted test key (`key`) and signing with manifest edits (`signed_with`, `edit_manifest`).
+#[path = "../../wasm/tests/it/support.rs"]
+#[allow(dead_code)]
+mod library;
 
-/// The key the tests' `wasm` instances trust.
-pub fn key() -> &'static SecretKey {
-    static KEY: OnceLock<SecretKey> = OnceLock::new();
-    KEY.get_or_init(|| SecretKey::generate().unwrap())
-}
+pub use library::{dist, key};
 
 /// Module `build` signed by `signer` with its manifest's top-level `key = value` lines edited.
 pub fn artifact_by(signer: &SecretKey, build: &str, edits: &[(&str, &str)]) -> Vec<u8> {
-    let module = std::fs::read(dist().join(format!("{build}.wasm"))).unwrap();
-    let manifest = std::fs::read_to_string(dist().join(format!("{build}.toml"))).unwrap();
-    let mut lines: Vec<String> = manifest.lines().map(str::to_owned).collect();
-    for (key, value) in edits {
-        let line = format!("{key} = {value}");
-        match lines
-            .iter()
-            .position(|l| l.split('=').next().map(str::trim) == Some(*key))
-        {
-            Some(i) => lines[i] = line,
-            None => lines.insert(0, line),
-        }
-    }
-    sign(&module, (lines.join("\n") + "\n").as_bytes(), signer).unwrap()
+    let manifest = library::edit_manifest(&library::manifest(build), edits);
+    sign(&library::module(build), manifest.as_bytes(), signer).unwrap()
 }
 
+/// Module `build` signed by the trusted test key.
 pub fn artifact(build: &str, edits: &[(&str, &str)]) -> Vec<u8> {
-    artifact_by(key(), build, edits)
+    library::signed_with(build, edits)
 }
 
 /// Puts a file into the watched folder the way operators are told to: beside it, then renamed.

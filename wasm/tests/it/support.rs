@@ -14,7 +14,13 @@ use bourse_wasm::{
 pub fn dist() -> &'static Path {
     static DIST: OnceLock<PathBuf> = OnceLock::new();
     DIST.get_or_init(|| {
-        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        // `plugins/` sits beside this crate, or inside the root crate, whose tests include this
+        // file by path.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let plugins = [root.join("../plugins"), root.join("plugins")]
+            .into_iter()
+            .find(|p| p.join("build.sh").is_file())
+            .expect("plugins/ beside the crate");
         let status = Command::new("bash")
             .arg(plugins.join("build.sh"))
             .status()
