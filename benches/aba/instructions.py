@@ -10,7 +10,10 @@ callgrind twice, for 200 and then 1,200 sequential auctions on one keep-alive co
 difference of the two totals over 1,000 is the cost of one auction, start-up and shutdown
 cancelled out. Env: FORWARDER_AB (the harness directory, default ../shared/bench/forwarder-ab);
 WITH_FORWARDER=1 counts the harness's bare forwarder the same way (4 bidders, or for `nobid` none:
-it reads the body and answers 204) and adds the ratio new / forwarder. Needs valgrind and nginx.
+it reads the body and answers 204) and adds the ratio new / forwarder; OLD_EXTRA and NEW_EXTRA
+are TOML appended to that build's config (the same binary with and without a plugin beside the
+exchange, say; `{run}` in it becomes a directory of each run's own), OLD_ENV and NEW_ENV a JSON object of environment variables. Needs valgrind and
+nginx.
 Prints each build's instructions per auction and the ratio new / old.
 """
 import glob, http.client, importlib.machinery, importlib.util, json, os, signal, socket, subprocess, sys, tempfile, time
@@ -52,14 +55,21 @@ def callgrind_total(out):
     return total
 
 
-def total_instructions(binary, auctions, tag):
+def total_instructions(binary, auctions, tag, extra="", env=None):
     config = f"{work}/{tag}.toml"
     harness.bourse_config(bidders, config, ["banner"] if nobid else None)
+    with open(config, "a") as f:
+        # `{run}` in the extra TOML names a directory of this run's own, so that the short and
+        # the long run start from the same state (a site's store created and seeded in each).
+        f.write(extra.replace("{run}", f"{work}/{tag}"))
     out = f"{work}/{tag}.callgrind"
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve", "--config", config],
+        env=dict(os.environ, **(env or {})),
         stdout=subprocess.DEVNULL, stderr=open(f"{work}/{tag}.log", "w"))
-    if not harness.wait_http(f"http://127.0.0.1:{harness.PORT}/healthz", 120):
+    # Ready, not just alive: under valgrind a plugin's start (a site's migrations) takes seconds,
+    # and until every plugin is up the auction route is not mounted yet.
+    if not harness.wait_http(f"http://127.0.0.1:{harness.PORT}/readyz", 120):
         server.kill()
         raise SystemExit(f"{binary} did not come up under valgrind")
     statuses = send_auctions(auctions)
@@ -103,8 +113,10 @@ def main():
     try:
         for name in ("old", "new"):
             binary = os.environ[f"{name.upper()}_BIN"]
-            short, _ = total_instructions(binary, 200, f"{name}-short")
-            long, statuses = total_instructions(binary, 1200, f"{name}-long")
+            extra = os.environ.get(f"{name.upper()}_EXTRA", "")
+            env = json.loads(os.environ.get(f"{name.upper()}_ENV", "{}"))
+            short, _ = total_instructions(binary, 200, f"{name}-short", extra, env)
+            long, statuses = total_instructions(binary, 1200, f"{name}-long", extra, env)
             result[name] = {"instructions_per_auction": round((long - short) / 1000), "statuses": statuses}
             print(name, result[name], flush=True)
         if os.environ.get("WITH_FORWARDER") == "1":

@@ -241,6 +241,8 @@ impl Generation {
             self.runtime.host.clone(),
             usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
         );
+        // Instantiation runs guest code (its start and initialisers) under the epoch too.
+        let _in_guest = self.runtime.epoch.enter();
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Past the epoch deadline, look at the call's CPU time each tick: preemption does not
@@ -336,6 +338,7 @@ impl Generation {
             ));
         }
         let started = Instant::now();
+        let _in_guest = self.runtime.epoch.enter();
         let mut instance = match self.pool.pop() {
             Some(instance) => instance,
             None => self.instantiate().inspect_err(|e| self.failed(e))?,

@@ -2,9 +2,9 @@
 //! advances the epoch, the host services, and compilation of verified modules into linked,
 //! pre-instantiated plugins.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
@@ -55,15 +55,91 @@ pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) config: RuntimeConfig,
     pub(crate) host: Arc<dyn HostServices>,
-    stop: Arc<AtomicBool>,
+    pub(crate) epoch: Arc<EpochTicker>,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.epoch.stop.store(true, Ordering::SeqCst);
         if let Some(ticker) = self.ticker.take() {
+            ticker.thread().unpark();
             let _ = ticker.join();
+        }
+    }
+}
+
+/// The thread that advances the engine's epoch, which is what cuts a call off at its time
+/// limit. It ticks while guest code runs or has run lately, and sleeps once no guest has been
+/// entered for [`EpochTicker::IDLE_TICKS`] ticks and none is running, so that an exchange whose
+/// plugins are idle (or that has none installed) is not woken a thousand times a second for
+/// nothing.
+pub(crate) struct EpochTicker {
+    /// Bumped by every guest entry; the ticker compares it between ticks.
+    entries: AtomicU64,
+    /// Guest calls and instantiations under way: one may need ticks for as long as its wall
+    /// cap, so the ticker never sleeps under one.
+    inside: AtomicU64,
+    asleep: AtomicBool,
+    stop: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+/// Held while guest code may run; see [`EpochTicker::enter`].
+pub(crate) struct InGuest<'a>(&'a EpochTicker);
+
+impl Drop for InGuest<'_> {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl EpochTicker {
+    /// Quiet ticks before the ticker sleeps: long enough that a busy exchange, which calls
+    /// its plugins many times a millisecond, never pays a wake-up per call.
+    const IDLE_TICKS: u32 = 200;
+
+    /// To hold while guest code may run: keeps the ticker ticking, waking it if it slept.
+    pub(crate) fn enter(&self) -> InGuest<'_> {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        self.entries.fetch_add(1, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+        InGuest(self)
+    }
+
+    fn quiet_since(&self, seen: u64) -> bool {
+        self.entries.load(Ordering::SeqCst) == seen && self.inside.load(Ordering::SeqCst) == 0
+    }
+
+    fn run(&self, engine: &Engine, tick: Duration) {
+        let mut seen = self.entries.load(Ordering::SeqCst);
+        let mut quiet: u32 = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            engine.increment_epoch();
+            if !self.quiet_since(seen) {
+                seen = self.entries.load(Ordering::SeqCst);
+                quiet = 0;
+                continue;
+            }
+            quiet += 1;
+            if quiet < Self::IDLE_TICKS {
+                continue;
+            }
+            // Announce the sleep, then look once more: an entry before the announcement is
+            // seen here, one after it sees `asleep` and unparks (a token left before `park`
+            // makes it return at once).
+            self.asleep.store(true, Ordering::SeqCst);
+            if self.quiet_since(seen) && !self.stop.load(Ordering::SeqCst) {
+                std::thread::park();
+            }
+            self.asleep.store(false, Ordering::SeqCst);
+            seen = self.entries.load(Ordering::SeqCst);
+            quiet = 0;
         }
     }
 }
@@ -94,27 +170,29 @@ impl Runtime {
         wasm.consume_fuel(true);
         wasm.wasm_component_model(true);
         let engine = Engine::new(&wasm).map_err(|e| RuntimeError(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Arc::new(EpochTicker {
+            entries: AtomicU64::new(0),
+            inside: AtomicU64::new(0),
+            asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
         let ticker = {
             let engine = engine.clone();
-            let stop = stop.clone();
+            let epoch = epoch.clone();
             let tick = config.epoch_tick;
             std::thread::Builder::new()
                 .name("wasm-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(tick);
-                        engine.increment_epoch();
-                    }
-                })
+                .spawn(move || epoch.run(&engine, tick))
                 .map_err(|e| RuntimeError(format!("no epoch ticker thread: {e}")))?
         };
+        let _ = epoch.thread.set(ticker.thread().clone());
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 config,
                 host,
-                stop,
+                epoch,
                 ticker: Some(ticker),
             }),
         })
@@ -122,6 +200,11 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Whether the epoch ticker is awake: it sleeps while no plugin has been called lately.
+    pub fn epoch_ticking(&self) -> bool {
+        !self.inner.epoch.asleep.load(Ordering::SeqCst)
     }
 
     /// Compiles a verified module, checks its imports against the manifest's host services

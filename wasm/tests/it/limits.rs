@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use bourse_wasm::{
-    FloorContext, HookErrorKind, InstallOptions, PluginState, RefusalReason, RuntimeConfig,
+    FloorContext, HookErrorKind, InstallOptions, PluginState, RefusalReason, Registry, Runtime,
+    RuntimeConfig, WasmMetrics,
 };
 
 use crate::hooks::{bid, request};
@@ -81,6 +82,44 @@ fn a_plugin_looping_forever_is_cut_at_its_deadline_then_quarantined() {
         .install(&signed("spin"), InstallOptions::default())
         .unwrap();
     fails_then_quarantined(&f, "spin", HookErrorKind::Timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn the_epoch_ticker_sleeps_while_plugins_are_idle_and_a_runaway_call_still_wakes_it() {
+    let runtime = Runtime::new(RuntimeConfig {
+        quarantine_after: 10,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let registry = Registry::new(
+        runtime.clone(),
+        trusted(),
+        WasmMetrics::new(&prometheus::Registry::new()).unwrap(),
+    );
+    registry
+        .install(&signed("spin"), InstallOptions::default())
+        .unwrap();
+    let hooks = registry.hooks("spin").unwrap();
+    for round in 1..=2 {
+        let idle = Instant::now();
+        while runtime.epoch_ticking() {
+            assert!(
+                idle.elapsed() < Duration::from_secs(5),
+                "round {round}: the ticker never slept"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Asleep, the epoch does not move: only the call's own wake-up can cut it off.
+        let started = Instant::now();
+        let error = hooks.floor(&at("spin")).unwrap_err();
+        assert_eq!(error.kind, HookErrorKind::Timeout, "round {round}: {error}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "round {round}: ran {took:?}");
+        assert!(
+            runtime.epoch_ticking(),
+            "round {round}: asleep just after a call"
+        );
+    }
 }
 
 #[test]
