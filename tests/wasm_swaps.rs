@@ -183,20 +183,12 @@ async fn a_hundred_floor_rule_swaps_under_simulator_load_fail_no_auction() {
 /// sending when its last answer came) against it, for a few seconds.
 fn ceiling(node: &Node, dir: &Path) -> f64 {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("sim/scenarios/ceiling.toml");
-    let report = dir.join("ceiling.json");
-    let status = Command::new(bourse_binary())
-        .args(["sim", "run"])
-        .arg(&scenario)
-        .args(["--target", &node.url("/openrtb2/auction")])
-        .args(["--duration", "8"])
-        .arg("--json")
-        .arg(&report)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "bourse sim run (ceiling) failed");
-    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let report = sim_run(
+        &scenario,
+        &node.url("/openrtb2/auction"),
+        &["--duration", "8"],
+        &dir.join("ceiling.json"),
+    );
     let achieved = report["achieved_rate"].as_f64().unwrap();
     let errors: u64 = report["counts"]["errors"]
         .as_object()
@@ -210,6 +202,23 @@ fn ceiling(node: &Node, dir: &Path) -> f64 {
     );
     eprintln!("ceiling: {achieved:.0} auctions/s");
     achieved
+}
+
+/// One `bourse sim run` of a scenario against `target`; its JSON report.
+fn sim_run(scenario: &Path, target: &str, args: &[&str], report: &Path) -> Value {
+    let status = Command::new(bourse_binary())
+        .args(["sim", "run"])
+        .arg(scenario)
+        .args(["--target", target])
+        .args(args)
+        .arg("--json")
+        .arg(report)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "bourse sim run {args:?} failed");
+    serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap()
 }
 
 /// `bourse sim run` in back-to-back rounds of `ROUND_SECS` until stopped, so the load lasts as
@@ -234,20 +243,9 @@ impl Load {
             let mut reports = Vec::new();
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                 let path = dir.join(format!("load-{}.json", reports.len()));
-                let status = Command::new(bourse_binary())
-                    .args(["sim", "run"])
-                    .arg(&scenario)
-                    .args(["--target", &target])
-                    .args(["--rate", &rate.to_string()])
-                    .args(["--duration", &ROUND_SECS.to_string()])
-                    .arg("--json")
-                    .arg(&path)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "bourse sim run failed");
-                reports.push(serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap());
+                let (rate, secs) = (rate.to_string(), ROUND_SECS.to_string());
+                let args = ["--rate", &rate, "--duration", &secs];
+                reports.push(sim_run(&scenario, &target, &args, &path));
             }
             reports
         });
