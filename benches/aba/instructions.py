@@ -10,19 +10,15 @@ callgrind twice, for 200 and then 1,200 sequential auctions on one keep-alive co
 difference of the two totals over 1,000 is the cost of one auction, start-up and shutdown
 cancelled out. Env: FORWARDER_AB (the harness directory, default ../shared/bench/forwarder-ab);
 WITH_FORWARDER=1 counts the harness's bare forwarder the same way (4 bidders, or for `nobid` none:
-it reads the body and answers 204) and adds the ratio new / forwarder; OLD_EXTRA and NEW_EXTRA
+it reads the body and answers 204) and adds the ratio new / forwarder. OLD_EXTRA and NEW_EXTRA
 are TOML appended to that build's config (the same binary with and without a plugin beside the
-exchange, say; `{run}` in it becomes a directory of each run's own), OLD_ENV and NEW_ENV a JSON object of environment variables. Needs valgrind and
-nginx.
+exchange, say; `{run}` in it becomes a directory of each run's own); OLD_ENV and NEW_ENV are a
+JSON object of environment variables. Needs valgrind and nginx.
 Prints each build's instructions per auction and the ratio new / old.
 """
-import glob, http.client, importlib.machinery, importlib.util, json, os, signal, socket, subprocess, sys, tempfile, time
+import glob, http.client, json, os, signal, socket, subprocess, sys, tempfile, time
 
-harness_dir = os.environ.get("FORWARDER_AB", os.path.join(os.getcwd(), "../shared/bench/forwarder-ab"))
-loader = importlib.machinery.SourceFileLoader("forwarder_ab", os.path.join(harness_dir, "run"))
-spec = importlib.util.spec_from_loader("forwarder_ab", loader)
-harness = importlib.util.module_from_spec(spec)
-loader.exec_module(harness)
+from forwarder_ab import build_forwarder, harness, harness_dir
 
 scenario = sys.argv[1] if len(sys.argv) > 1 else "4"
 nobid = scenario == "nobid"
@@ -120,9 +116,7 @@ def main():
             result[name] = {"instructions_per_auction": round((long - short) / 1000), "statuses": statuses}
             print(name, result[name], flush=True)
         if os.environ.get("WITH_FORWARDER") == "1":
-            subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
-                            os.path.join(harness_dir, "forwarder", "Cargo.toml"),
-                            "--target-dir", harness.FWD_TARGET], check=True)
+            build_forwarder()
             short, _ = forwarder_instructions(200, "forwarder-short")
             long, statuses = forwarder_instructions(1200, "forwarder-long")
             result["forwarder"] = {"instructions_per_auction": round((long - short) / 1000), "statuses": statuses}

@@ -18,13 +18,9 @@ eligible for), DUR (s per window, default 10), ROUNDS (A/B pairs, default 2). Pr
 per window and a summary JSON last: per scenario, the medians of req/s and server CPU µs per
 request of each variant, and B / A.
 """
-import importlib.machinery, importlib.util, json, os, statistics, subprocess, sys, tempfile
+import json, os, statistics, subprocess, sys, tempfile
 
-harness_dir = os.environ.get("FORWARDER_AB", os.path.join(os.getcwd(), "../shared/bench/forwarder-ab"))
-loader = importlib.machinery.SourceFileLoader("forwarder_ab", os.path.join(harness_dir, "run"))
-spec = importlib.util.spec_from_loader("forwarder_ab", loader)
-harness = importlib.util.module_from_spec(spec)
-loader.exec_module(harness)
+from forwarder_ab import build_forwarder, harness
 
 A, B = json.loads(os.environ["VARIANTS"])
 NS = os.environ.get("NS", "4,1").split(",")
@@ -47,8 +43,7 @@ def wasm_table(bourse):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q", "--manifest-path",
-                    f"{harness.D}/forwarder/Cargo.toml", "--target-dir", harness.FWD_TARGET], check=True)
+    build_forwarder()
     for variant in (A, B):
         extra = variant.get("extra", "")
         if "{wasm}" in extra:
