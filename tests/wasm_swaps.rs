@@ -112,11 +112,7 @@ async fn a_hundred_floor_rule_swaps_under_simulator_load_fail_no_auction() {
             .sum()
     };
     let sent = count("/counts/sent");
-    let errors: u64 = reports
-        .iter()
-        .flat_map(|r| r["counts"]["errors"].as_object().unwrap().values())
-        .filter_map(Value::as_u64)
-        .sum();
+    let errors: u64 = reports.iter().map(errors).sum();
     assert!(
         sent as f64 > rate * swapping.as_secs_f64() * 0.8,
         "the load ran: {sent} auctions in {swapping:?}"
@@ -190,12 +186,7 @@ fn ceiling(node: &Node, dir: &Path) -> f64 {
         &dir.join("ceiling.json"),
     );
     let achieved = report["achieved_rate"].as_f64().unwrap();
-    let errors: u64 = report["counts"]["errors"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(Value::as_u64)
-        .sum();
+    let errors = errors(&report);
     assert!(
         achieved > 0.0 && errors == 0,
         "the ceiling run: {achieved}/s, {errors} errors"
@@ -219,6 +210,16 @@ fn sim_run(scenario: &Path, target: &str, args: &[&str], report: &Path) -> Value
         .unwrap();
     assert!(status.success(), "bourse sim run {args:?} failed");
     serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap()
+}
+
+/// Failed auctions in a `bourse sim run` report, whatever the kind of failure.
+fn errors(report: &Value) -> u64 {
+    report["counts"]["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum()
 }
 
 /// `bourse sim run` in back-to-back rounds of `ROUND_SECS` until stopped, so the load lasts as
