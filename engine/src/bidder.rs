@@ -6,6 +6,7 @@
 //! connections, enforces deadlines and counts failures, so an adapter is testable with fixtures.
 
 use crate::bidder_params::{BidderParams, Template, body_without_template};
+use crate::openrtb::splice::{Changed, Received, write_spliced};
 use crate::openrtb::{Bid, BidRequest, MediaType, MediaTypes};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -221,6 +222,9 @@ pub struct Outbound<'a> {
     params: OnceCell<Option<BidderParams>>,
     templates: RefCell<Vec<(MediaTypes, u64, Option<Template>)>>,
     bidder_bodies: RefCell<Vec<BidderBody>>,
+    /// The request's members as they arrived and what the exchange changed since: plain
+    /// bodies are spliced from them rather than written whole.
+    splice: Option<(&'a Received<'a>, Changed)>,
 }
 
 /// One partner body with Prebid params spliced in: media set, `tmax`, the code the partner was
@@ -246,7 +250,16 @@ impl<'a> Outbound<'a> {
             params: OnceCell::new(),
             templates: RefCell::default(),
             bidder_bodies: RefCell::default(),
+            splice: None,
         }
+    }
+
+    /// Splices plain bodies from the members `received` (the request's JSON as it arrived),
+    /// writing from the model only those `changed` since. Every change to the request after it
+    /// was read must be in `changed`; debug builds check each body against the whole request.
+    pub fn spliced_from(mut self, received: &'a Received<'a>, changed: Changed) -> Self {
+        self.splice = (!changed.is_everything()).then_some((received, changed));
+        self
     }
 
     /// The request's Prebid bidder params, split once per auction; `None` for a request
@@ -393,12 +406,29 @@ impl<'a> Outbound<'a> {
         {
             return Some((body.clone(), imp_ids));
         }
-        let body = if req.tmax == Some(tmax_ms as i64) {
-            crate::openrtb::to_json(&*req)
+        let with_tmax;
+        let req: &BidRequest = if req.tmax == Some(tmax_ms as i64) {
+            &req
         } else {
-            let mut with_tmax = (*req).clone();
-            with_tmax.tmax = Some(tmax_ms as i64);
-            crate::openrtb::to_json(&with_tmax)
+            with_tmax = BidRequest {
+                tmax: Some(tmax_ms as i64),
+                ..(*req).clone()
+            };
+            &with_tmax
+        };
+        let body = match self.splice {
+            Some((received, mut changed)) => {
+                changed.mark("tmax");
+                if !std::ptr::eq(req, self.request) {
+                    // A copy restricted to some media types has fewer impressions.
+                    changed.mark("imp");
+                }
+                let body = write_spliced(req, received, changed);
+                #[cfg(debug_assertions)]
+                crate::openrtb::splice::check_spliced(&body, req);
+                body
+            }
+            None => crate::openrtb::to_json(req),
         };
         let body = Bytes::from(body);
         self.bodies

@@ -85,9 +85,9 @@ pub fn gross_up_terms(terms: &mut ImpTerms, fee: f64) {
 /// what the seller wrote, it is written into the impression as `bidfloor` in the auction
 /// `currency`, rounded up by [`told_floor`]. A floor already stated in the auction currency at
 /// the enforced amount is left alone, so with no fee and no exchange minimum nothing is written
-/// (nor allocated).
-pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) {
-    restate(
+/// (nor allocated). Answers whether it wrote anything.
+pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) -> bool {
+    let mut told = restate(
         &mut imp.bidfloor,
         &mut imp.bidfloorcur,
         terms.floor,
@@ -96,7 +96,7 @@ pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) {
     if let Some(pmp) = &mut imp.pmp {
         for deal in &mut pmp.deals {
             if let Some(enforced) = terms.deals.iter().find(|d| d.id == deal.id) {
-                restate(
+                told |= restate(
                     &mut deal.bidfloor,
                     &mut deal.bidfloorcur,
                     enforced.floor,
@@ -105,21 +105,28 @@ pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) {
             }
         }
     }
+    told
 }
 
-fn restate(floor: &mut Option<f64>, cur: &mut Option<String>, enforced: f64, currency: &str) {
+fn restate(
+    floor: &mut Option<f64>,
+    cur: &mut Option<String>,
+    enforced: f64,
+    currency: &str,
+) -> bool {
     let stated_cur = cur.as_deref().unwrap_or(DEFAULT_CURRENCY);
     let stated = floor.unwrap_or(0.0);
     if stated_cur == currency && stated == enforced {
-        return;
+        return false;
     }
     if enforced <= 0.0 && stated <= 0.0 {
-        return;
+        return false;
     }
     *floor = Some(told_floor(enforced));
     if stated_cur != currency {
         *cur = Some(currency.to_owned());
     }
+    true
 }
 
 #[cfg(test)]

@@ -31,15 +31,17 @@ pub fn us_privacy_fault(usp: &str) -> Option<&'static str> {
 
 /// Drops every malformed optional signal from `request`, counting each in `ignored`
 /// (resolved for `signal="regs.us_privacy"` and [`US_PRIVACY_FAULTS`]). Touches nothing, and
-/// allocates nothing, when the signals are well formed.
-pub fn drop_malformed(request: &mut BidRequest, ignored: &FixedCounters) {
+/// allocates nothing, when the signals are well formed. Answers whether it dropped any.
+pub fn drop_malformed(request: &mut BidRequest, ignored: &FixedCounters) -> bool {
     if let Some(regs) = &mut request.regs
         && let Some(fault) = regs.us_privacy.as_deref().and_then(us_privacy_fault)
     {
         tracing::debug!(signal = "regs.us_privacy", reason = fault, "signal ignored");
         ignored.inc(fault);
         regs.us_privacy = None;
+        return true;
     }
+    false
 }
 
 #[cfg(test)]

@@ -444,7 +444,7 @@ impl Exchange {
         };
         let mut landscape = Vec::new();
         let response = match self
-            .run_observed(&mut request, started, Some(&mut landscape))
+            .run_observed(&mut request, None, started, Some(&mut landscape))
             .await
         {
             Ok(response) => response,

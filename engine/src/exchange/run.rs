@@ -9,6 +9,7 @@ use crate::client::CallError;
 use crate::hooks::{AuctionHooks, BidHook, HookBid, RequestHook};
 use crate::native::NativeImps;
 use crate::notice::{AuctionRef, MacroValues, NoticeBid, NoticeKind, Target, expand, expand_owned};
+use crate::openrtb::splice::{Changed, Received};
 use crate::openrtb::upconvert::upconvert;
 use crate::openrtb::{
     Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, SeatBid, SupplyChain, SupplyChainNode,
@@ -102,12 +103,19 @@ impl Exchange {
                 );
             }
         };
+        // Checked once here: the model is read from the text, and partner bodies are spliced
+        // from it.
+        let text = std::str::from_utf8(&bytes).ok();
         // On the heap: a request is kilobytes, and the future holding it is moved as it is polled.
-        let mut request: Box<BidRequest> = match crate::openrtb::from_json(&bytes) {
+        let read = match text {
+            Some(text) => serde_json::from_str(text),
+            None => crate::openrtb::from_json(&bytes),
+        };
+        let mut request: Box<BidRequest> = match read {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
         };
-        let response = match self.run(&mut request, started).await {
+        let response = match self.run_observed(&mut request, text, started, None).await {
             Ok(Some(response)) => {
                 self.outcome("bid");
                 let body = crate::openrtb::to_json(&response);
@@ -186,11 +194,14 @@ impl Exchange {
     /// the seller's nodes (2.6, or 2.5's moved by `upconvert`), `complete` as the seller sent it;
     /// with no upstream chain, ours alone, marked incomplete. Nothing changed here matters to
     /// the auction's own rules.
-    fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) {
+    fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) -> Changed {
+        let mut changed = Changed::default();
         request.tmax = Some(budget_ms as i64);
+        changed.mark("tmax");
         let Some(asi) = &self.config.schain_asi else {
-            return;
+            return changed;
         };
+        changed.mark("source");
         let sid = request
             .publisher()
             .and_then(|p| p.id.clone())
@@ -212,6 +223,7 @@ impl Exchange {
             hp: Some(1),
             ..SupplyChainNode::default()
         });
+        changed
     }
 
     /// The partners to ask: enabled, buying a media type the request offers, under their QPS
@@ -242,19 +254,14 @@ impl Exchange {
             .collect()
     }
 
-    pub(crate) async fn run(
-        &self,
-        request: &mut BidRequest,
-        started: Instant,
-    ) -> Result<Option<BidResponse>, Rejection> {
-        self.run_observed(request, started, None).await
-    }
-
-    /// [`Self::run`], also reporting each impression's two highest valid bids (auction
-    /// currency, net of our fee) into `landscape` for the floor learner.
+    /// Runs the auction for `request`; `received` is the JSON text it was read from, when it
+    /// came as one, so that partner bodies are spliced from it. Also reports each impression's
+    /// two highest valid bids (auction currency, net of our fee) into `landscape` for the floor
+    /// learner.
     pub(crate) async fn run_observed(
         &self,
         request: &mut BidRequest,
+        received: Option<&str>,
         started: Instant,
         landscape: Option<&mut Vec<[Option<f64>; 2]>>,
     ) -> Result<Option<BidResponse>, Rejection> {
@@ -270,7 +277,9 @@ impl Exchange {
             outcome = Empty,
             winning_price = Empty,
         );
-        let result = self.clear_auction(request, started, landscape, &span).await;
+        let result = self
+            .clear_auction(request, received, started, landscape, &span)
+            .await;
         if !span.is_disabled() {
             let outcome = match &result {
                 Ok(Some(_)) => "bid",
@@ -285,12 +294,16 @@ impl Exchange {
     async fn clear_auction(
         &self,
         request: &mut BidRequest,
+        received: Option<&str>,
         started: Instant,
         landscape: Option<&mut Vec<[Option<f64>; 2]>>,
         span: &tracing::Span,
     ) -> Result<Option<BidResponse>, Rejection> {
-        upconvert(request)?;
-        crate::signals::drop_malformed(request, &self.shared.metrics.ignored_us_privacy);
+        // Every change to the request from here on is noted, for the partner bodies' splice.
+        let mut changed = upconvert(request)?;
+        if crate::signals::drop_malformed(request, &self.shared.metrics.ignored_us_privacy) {
+            changed.mark("regs");
+        }
         validate(request, &self.limits)?;
         // Read once here; every native bid is checked against it.
         let natives = NativeImps::parse(request)?;
@@ -326,7 +339,7 @@ impl Exchange {
             return Ok(None);
         }
         if let Some(hooks) = self.active_hooks()
-            && !self.request_hooks(hooks, request, &mut terms)
+            && !self.request_hooks(hooks, request, &mut terms, &mut changed)
         {
             return Ok(None);
         }
@@ -336,11 +349,18 @@ impl Exchange {
 
         // Only a request some partner will see has its floors restated for partners.
         for (imp, terms) in request.imp.iter_mut().zip(&terms) {
-            tell_floors(imp, terms, &currency);
+            if tell_floors(imp, terms, &currency) {
+                changed.mark("imp");
+            }
         }
-        self.prepare_outbound(request, budget);
+        changed.merge(self.prepare_outbound(request, budget));
         let request = &*request;
-        let (calls, params) = self.build_calls(request, &eligible, budget, params);
+        // Read only now that some partner will be asked: a no-bid pays nothing for it.
+        let received = received
+            .filter(|_| !changed.is_everything())
+            .and_then(|text| Received::read(text, request));
+        let splice = received.as_ref().map(|received| (received, changed));
+        let (calls, params) = self.build_calls(request, splice, &eligible, budget, params);
         if let Some(prebid) = &mut prebid {
             prebid.set_params(params);
         }
@@ -499,6 +519,7 @@ impl Exchange {
         hooks: &dyn AuctionHooks,
         request: &mut BidRequest,
         terms: &mut [ImpTerms],
+        changed: &mut Changed,
     ) -> bool {
         let decisions = &self.shared.metrics.hook_decisions;
         match hooks.filter_request(request) {
@@ -510,6 +531,7 @@ impl Exchange {
             RequestHook::Keep(pairs) if !pairs.is_empty() => {
                 decisions.inc("request_enriched");
                 crate::hooks::enrich(request, &pairs);
+                *changed = Changed::everything();
             }
             RequestHook::Keep(_) => {}
         }
@@ -580,11 +602,15 @@ impl Exchange {
     fn build_calls(
         &self,
         outbound_request: &BidRequest,
+        splice: Option<(&Received<'_>, Changed)>,
         eligible: &[usize],
         budget: u64,
         params: Option<BidderParams>,
     ) -> (Vec<(usize, BidderRequest, u64)>, Option<BidderParams>) {
-        let outbound = Outbound::with_bidder_params(outbound_request, params);
+        let mut outbound = Outbound::with_bidder_params(outbound_request, params);
+        if let Some((received, changed)) = splice {
+            outbound = outbound.spliced_from(received, changed);
+        }
         let mut calls = Vec::with_capacity(eligible.len());
         for &i in eligible {
             let runtime = &self.bidders[i];

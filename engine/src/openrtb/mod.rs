@@ -8,6 +8,7 @@ pub mod native;
 pub mod object;
 mod request;
 mod response;
+pub mod splice;
 pub mod upconvert;
 
 pub use object::{Raw, Unknown};

@@ -187,13 +187,125 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Where an object's members' names sat in the text it was read from, in arrival order, so
+/// that it can be written again from that text ([`super::splice`]). Bookkeeping, not content:
+/// it takes no part in comparisons and is never written out. Kept inline (no allocation): an
+/// object with more members than it has room for is simply never spliced.
+#[derive(Clone, Copy)]
+pub struct Arrival {
+    /// The address of the first member's name, borrowed from the text.
+    first: usize,
+    /// Where each member's name starts, counted from the first's.
+    offsets: [u32; Arrival::ROOM],
+    count: usize,
+    /// Some name was not borrowed from the text (it was written with escapes), or there were
+    /// more than [`Arrival::ROOM`].
+    lost: bool,
+}
+
+impl Default for Arrival {
+    fn default() -> Self {
+        Arrival {
+            first: 0,
+            offsets: [0; Arrival::ROOM],
+            count: 0,
+            lost: false,
+        }
+    }
+}
+
+impl Arrival {
+    /// Members noted: a bid request has 24 fields and `ext` in the model.
+    const ROOM: usize = 32;
+
+    /// Notes the next member's name as the reader found it.
+    #[allow(clippy::ptr_arg)] // Whether the name is borrowed from the text is the point.
+    pub fn note(&mut self, name: &Cow<'_, str>) {
+        // An address, not a reference: the object outlives the text it was read from.
+        let address = match name {
+            Cow::Borrowed(name) => name.as_ptr() as usize,
+            Cow::Owned(_) => {
+                self.lost = true;
+                return;
+            }
+        };
+        if self.count == 0 {
+            self.first = address;
+        }
+        match address
+            .checked_sub(self.first)
+            .and_then(|offset| u32::try_from(offset).ok())
+        {
+            Some(offset) if self.count < Self::ROOM => {
+                self.offsets[self.count] = offset;
+                self.count += 1;
+            }
+            _ => self.lost = true,
+        }
+    }
+
+    /// Each member's name and its value's text in `text`, in arrival order; `None` unless the
+    /// object was read from exactly `text` with every name borrowed from it (and had some).
+    pub fn members<'t>(&self, text: &'t str) -> Option<Vec<(&'t str, &'t str)>> {
+        if self.lost || self.count == 0 {
+            return None;
+        }
+        let base = self.first.checked_sub(text.as_ptr() as usize)?;
+        let bytes = text.as_bytes();
+        let json_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+        let starts = &self.offsets[..self.count];
+        let mut members = Vec::with_capacity(self.count);
+        for (i, &offset) in starts.iter().enumerate() {
+            let start = base + offset as usize;
+            // The name must sit between quotes in this very text; borrowed, it holds no
+            // escape, so its first quote ends it.
+            if start == 0 || bytes.get(start - 1) != Some(&b'"') {
+                return None;
+            }
+            let end = start + memchr::memchr(b'"', bytes.get(start..)?)?;
+            let name = text.get(start..end)?;
+            // The value runs from the name's colon to the next name's quote (or the end).
+            let (until, closer) = match starts.get(i + 1) {
+                Some(&next) => ((base + next as usize).checked_sub(1)?, ','),
+                None => (text.len(), '}'),
+            };
+            let value = text
+                .get(end + 1..until)?
+                .trim_matches(json_space)
+                .strip_prefix(':')?
+                .trim_end_matches(json_space)
+                .strip_suffix(closer)?
+                .trim_matches(json_space);
+            if value.is_empty() {
+                return None;
+            }
+            members.push((name, value));
+        }
+        Some(members)
+    }
+}
+
+impl fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Arrival({} names)", self.count)
+    }
+}
+
+impl PartialEq for Arrival {
+    /// Where an object came from is not part of what it says.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// Declares an OpenRTB object: a struct with the listed fields plus `ext` and `unknown`, and its
 /// serde implementations. Absent fields are skipped on output; a repeated key is an error.
+/// `pub struct Name [arrival] { .. }` also gives it an [`Arrival`] field of that name.
 #[macro_export]
 macro_rules! openrtb_object {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident {
+        pub struct $name:ident $([$arrival:ident])? {
             $( $(#[$fmeta:meta])* $json:literal => $field:ident : $ty:ty, )*
         }
     ) => {
@@ -205,16 +317,36 @@ macro_rules! openrtb_object {
             pub ext: Option<$crate::openrtb::Raw>,
             /// Fields this model does not know, kept verbatim for the way out.
             pub unknown: $crate::openrtb::Unknown,
+            $(
+                /// Where the members' names sat in the text the object was read from.
+                pub $arrival: $crate::openrtb::object::Arrival,
+            )?
+        }
+
+        impl $name {
+            /// Writes into `map` the members present whose JSON name `wanted` accepts: the
+            /// whole object when it accepts every name, only some members when the rest are
+            /// written another way (spliced from the bytes they arrived as).
+            pub fn serialize_members<M: ::serde::ser::SerializeMap>(
+                &self,
+                map: &mut M,
+                wanted: impl Fn(&str) -> bool,
+            ) -> Result<(), M::Error> {
+                use $crate::openrtb::object::Field;
+                $( if !Field::is_absent(&self.$field) && wanted($json) { map.serialize_entry($json, &self.$field)?; } )*
+                if let Some(ext) = &self.ext && wanted("ext") { map.serialize_entry("ext", ext)?; }
+                for (key, value) in &self.unknown {
+                    if wanted(key) { map.serialize_entry(key, value)?; }
+                }
+                Ok(())
+            }
         }
 
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use ::serde::ser::SerializeMap;
-                use $crate::openrtb::object::Field;
                 let mut map = serializer.serialize_map(None)?;
-                $( if !Field::is_absent(&self.$field) { map.serialize_entry($json, &self.$field)?; } )*
-                if let Some(ext) = &self.ext { map.serialize_entry("ext", ext)?; }
-                for (key, value) in &self.unknown { map.serialize_entry(key, value)?; }
+                self.serialize_members(&mut map, |_| true)?;
                 map.end()
             }
         }
@@ -231,6 +363,7 @@ macro_rules! openrtb_object {
                         use $crate::openrtb::object::{Field, Key, NullAsDefault};
                         let mut out = $name::default();
                         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                            $( out.$arrival.note(&key); )?
                             match key.as_ref() {
                                 $( $json => {
                                     if !Field::is_absent(&out.$field) {

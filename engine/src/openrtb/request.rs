@@ -4,8 +4,9 @@ use super::{MediaType, MediaTypes, Raw};
 use crate::openrtb_object;
 
 openrtb_object! {
-    /// The top-level bid request (3.2.1).
-    pub struct BidRequest {
+    /// The top-level bid request (3.2.1). Notes where its members arrived, so that partner
+    /// bodies can be spliced from the text it was read from.
+    pub struct BidRequest [arrival] {
         "id" => id: String,
         "imp" => imp: Vec<Imp>,
         "site" => site: Option<Site>,

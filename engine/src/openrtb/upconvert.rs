@@ -15,6 +15,7 @@
 //! versions of one signal. An `ext` is only read when its text names one of these keys: a 2.6
 //! request pays a few substring scans and allocates nothing.
 
+use super::splice::Changed;
 use super::{BidRequest, Eid, Raw, SupplyChain};
 use crate::openrtb_object;
 use crate::validate::Rejection;
@@ -100,8 +101,10 @@ fn flag(raw: &Raw, field: impl Fn() -> String) -> Result<u8, Rejection> {
 }
 
 /// Moves every 2.5 `ext` form present in `req` to its 2.6 field. Refuses a 2.5 value whose
-/// type is wrong, naming where it was sent (`regs.ext.gdpr`).
-pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
+/// type is wrong, naming where it was sent (`regs.ext.gdpr`). Answers which top-level members
+/// it changed.
+pub fn upconvert(req: &mut BidRequest) -> Result<Changed, Rejection> {
+    let mut changed = Changed::default();
     if let Some(regs) = &mut req.regs
         && names_any(&regs.ext, &["gdpr", "us_privacy", "gpp", "gpp_sid"])
         && let Some(mut ext) = read_ext::<RegsExt>(&regs.ext).filter(|e| {
@@ -135,6 +138,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
             regs.gpp_sid = convert(&raw, "regs.ext.gpp_sid", "an array of integers")?;
         }
         write_ext(&mut regs.ext, &ext);
+        changed.mark("regs");
     }
     if let Some(user) = &mut req.user
         && names_any(&user.ext, &["consent", "eids"])
@@ -156,6 +160,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
             )?;
         }
         write_ext(&mut user.ext, &ext);
+        changed.mark("user");
     }
     if let Some(source) = &mut req.source
         && names_any(&source.ext, &["schain"])
@@ -171,6 +176,7 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
             )?);
         }
         write_ext(&mut source.ext, &ext);
+        changed.mark("source");
     }
     for (i, imp) in req.imp.iter_mut().enumerate() {
         if !names_any(&imp.ext, &["is_rewarded_inventory"]) {
@@ -199,8 +205,9 @@ pub fn upconvert(req: &mut BidRequest) -> Result<(), Rejection> {
             ext.prebid = None;
         }
         write_ext(&mut imp.ext, &ext);
+        changed.mark("imp");
     }
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]
