@@ -35,6 +35,17 @@ struct BidOrigin {
     to_bidder: f64,
 }
 
+/// One of our notice URLs: the base, the path and token, then the macros the caller fills.
+/// Pushed into one buffer of the right size: `format!` went through the formatting machinery
+/// (about 1k instructions per URL under callgrind, three URLs per winning bid).
+fn notice_url(base: &str, path: &str, token: &str, macros: &str) -> String {
+    let mut url = String::with_capacity(base.len() + path.len() + token.len() + macros.len());
+    for part in [base, path, token, macros] {
+        url.push_str(part);
+    }
+    url
+}
+
 /// Unix seconds now (0 if the clock is before 1970).
 pub(super) fn now_secs() -> u64 {
     SystemTime::now()
@@ -797,7 +808,7 @@ impl Exchange {
                     let win = notices.sign(NoticeKind::Win, nurl.as_deref());
                     (
                         Some(adm),
-                        Some(format!("{base}/win?t={win}&p=${{AUCTION_PRICE}}")),
+                        Some(notice_url(base, "/win?t=", &win, "&p=${AUCTION_PRICE}")),
                     )
                 }
                 // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
@@ -807,9 +818,12 @@ impl Exchange {
             let loss = notices.sign(NoticeKind::Loss, lurl.as_deref());
             bid.adm = adm;
             bid.nurl = nurl;
-            bid.burl = Some(format!("{base}/bill?t={bill}&p=${{AUCTION_PRICE}}"));
-            bid.lurl = Some(format!(
-                "{base}/loss?t={loss}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"
+            bid.burl = Some(notice_url(base, "/bill?t=", &bill, "&p=${AUCTION_PRICE}"));
+            bid.lurl = Some(notice_url(
+                base,
+                "/loss?t=",
+                &loss,
+                "&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}",
             ));
             bid.id = {
                 let mut id = String::with_capacity(reference.len() + 4);

@@ -252,7 +252,7 @@ impl Arrival {
         }
         let base = self.first.checked_sub(text.as_ptr() as usize)?;
         let bytes = text.as_bytes();
-        let json_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r');
+        let json_space = |at: usize| bytes.get(at).is_some_and(|b| b" \t\n\r".contains(b));
         let starts = &self.offsets[..self.count];
         let mut members = Vec::with_capacity(self.count);
         for (i, &offset) in starts.iter().enumerate() {
@@ -262,24 +262,39 @@ impl Arrival {
             if start == 0 || bytes.get(start - 1) != Some(&b'"') {
                 return None;
             }
-            let end = start + memchr::memchr(b'"', bytes.get(start..)?)?;
+            let end = start + bytes.get(start..)?.iter().position(|&b| b == b'"')?;
             let name = text.get(start..end)?;
-            // The value runs from the name's colon to the next name's quote (or the end).
-            let (until, closer) = match starts.get(i + 1) {
-                Some(&next) => ((base + next as usize).checked_sub(1)?, ','),
-                None => (text.len(), '}'),
+            // The value runs from the name's colon to the comma before the next name's quote,
+            // or to the object's closing brace.
+            let (mut until, closer) = match starts.get(i + 1) {
+                Some(&next) => ((base + next as usize).checked_sub(1)?, b','),
+                None => (text.len(), b'}'),
             };
-            let value = text
-                .get(end + 1..until)?
-                .trim_matches(json_space)
-                .strip_prefix(':')?
-                .trim_end_matches(json_space)
-                .strip_suffix(closer)?
-                .trim_matches(json_space);
-            if value.is_empty() {
+            let mut from = end + 1;
+            while json_space(from) {
+                from += 1;
+            }
+            if bytes.get(from) != Some(&b':') {
                 return None;
             }
-            members.push((name, value));
+            from += 1;
+            while json_space(from) {
+                from += 1;
+            }
+            while until > from && json_space(until - 1) {
+                until -= 1;
+            }
+            if until <= from || bytes[until - 1] != closer {
+                return None;
+            }
+            until -= 1;
+            while until > from && json_space(until - 1) {
+                until -= 1;
+            }
+            if until == from {
+                return None;
+            }
+            members.push((name, text.get(from..until)?));
         }
         Some(members)
     }
