@@ -157,6 +157,18 @@ async fn wait_for_floor(nodes: &[&Node], partner: &Partner, want: f64, since: In
     since.elapsed()
 }
 
+/// Waits up to 5 s for `node` to report `want` in `series`, and asserts it does: a node counts
+/// an applied change just after its auctions start using it.
+async fn wait_for_metric(node: &Node, series: &str, want: f64) {
+    let since = Instant::now();
+    let mut seen = node.metric(series).await;
+    while seen != want && since.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        seen = node.metric(series).await;
+    }
+    assert_eq!(seen, want, "{series} after 5 s");
+}
+
 #[tokio::test]
 async fn a_change_in_etcd_reaches_every_node_within_a_second_and_a_returning_node_catches_up() {
     let etcd = Etcd::start().await;
@@ -184,10 +196,7 @@ async fn a_change_in_etcd_reaches_every_node_within_a_second_and_a_returning_nod
     eprintln!("both nodes serve the etcd change {took:?} after the write");
     assert!(took < Duration::from_secs(1), "took {took:?}");
     for (node, before) in [&a, &b].into_iter().zip(applied_before) {
-        assert_eq!(
-            node.metric("bourse_kernel_etcd_revision").await,
-            revision as f64
-        );
+        wait_for_metric(node, "bourse_kernel_etcd_revision", revision as f64).await;
         assert_eq!(node.metric(applied).await, before + 1.0);
     }
     // Applying it (and writing it to each node's file) writes nothing back to etcd.
@@ -205,10 +214,7 @@ async fn a_change_in_etcd_reaches_every_node_within_a_second_and_a_returning_nod
         2.5,
         "the returning node caught up"
     );
-    assert_eq!(
-        b.metric("bourse_kernel_etcd_revision").await,
-        revision as f64
-    );
+    wait_for_metric(&b, "bourse_kernel_etcd_revision", revision as f64).await;
     assert!(
         std::fs::read_to_string(&b.config_path)
             .unwrap()
@@ -519,10 +525,7 @@ async fn a_node_whose_missed_revisions_were_compacted_reads_the_current_config()
     // Resuming from its last revision fails; it reads the current value instead.
     let resumed = Instant::now();
     wait_for_floor(&[&a], &partner, 1.7, resumed).await;
-    assert_eq!(
-        a.metric("bourse_kernel_etcd_revision").await,
-        revision as f64
-    );
+    wait_for_metric(&a, "bourse_kernel_etcd_revision", revision as f64).await;
     // The compaction was met.
     a.wait_logged("compacted").await;
 }
