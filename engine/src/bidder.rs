@@ -406,6 +406,8 @@ impl<'a> Outbound<'a> {
         {
             return Some((body.clone(), imp_ids));
         }
+        // A copy restricted to some media types has fewer impressions than arrived.
+        let restricted = matches!(req, SharedRequest::Restricted(_));
         let with_tmax;
         let req: &BidRequest = if req.tmax == Some(tmax_ms as i64) {
             &req
@@ -419,8 +421,7 @@ impl<'a> Outbound<'a> {
         let body = match self.splice {
             Some((received, mut changed)) => {
                 changed.mark("tmax");
-                if !std::ptr::eq(req, self.request) {
-                    // A copy restricted to some media types has fewer impressions.
+                if restricted {
                     changed.mark("imp");
                 }
                 let body = write_spliced(req, received, changed);

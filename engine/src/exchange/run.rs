@@ -114,14 +114,9 @@ impl Exchange {
                 );
             }
         };
-        // Checked once here: the model is read from the text, and partner bodies are spliced
-        // from it.
-        let text = std::str::from_utf8(&bytes).ok();
-        // On the heap: a request is kilobytes, and the future holding it is moved as it is polled.
-        let read = match text {
-            Some(text) => serde_json::from_str(text),
-            None => crate::openrtb::from_json(&bytes),
-        };
+        // On the heap: a request is kilobytes, and the future holding it is moved as it is
+        // polled. The text it was read from is kept: partner bodies are spliced from it.
+        let (read, text) = crate::openrtb::from_json_text(&bytes);
         let mut request: Box<BidRequest> = match read {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),
@@ -205,12 +200,11 @@ impl Exchange {
     /// the seller's nodes (2.6, or 2.5's moved by `upconvert`), `complete` as the seller sent it;
     /// with no upstream chain, ours alone, marked incomplete. Nothing changed here matters to
     /// the auction's own rules.
-    fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64) -> Changed {
-        let mut changed = Changed::default();
+    fn prepare_outbound(&self, request: &mut BidRequest, budget_ms: u64, changed: &mut Changed) {
         request.tmax = Some(budget_ms as i64);
         changed.mark("tmax");
         let Some(asi) = &self.config.schain_asi else {
-            return changed;
+            return;
         };
         changed.mark("source");
         let sid = request
@@ -234,7 +228,6 @@ impl Exchange {
             hp: Some(1),
             ..SupplyChainNode::default()
         });
-        changed
     }
 
     /// The partners to ask: enabled, buying a media type the request offers, under their QPS
@@ -364,7 +357,7 @@ impl Exchange {
                 changed.mark("imp");
             }
         }
-        changed.merge(self.prepare_outbound(request, budget));
+        self.prepare_outbound(request, budget, &mut changed);
         let request = &*request;
         // Read only now that some partner will be asked: a no-bid pays nothing for it.
         let received = received

@@ -20,9 +20,17 @@ pub use response::*;
 /// part of reading a request. A body that is not UTF-8 is read by `from_slice`, so its error
 /// says where the bad byte is, as before.
 pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    from_json_text(body).0
+}
+
+/// [`from_json`], also handing back the body as text when it is UTF-8 (a request's partner
+/// bodies are spliced from it).
+pub fn from_json_text<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> (serde_json::Result<T>, Option<&str>) {
     match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(body),
+        Ok(text) => (serde_json::from_str(text), Some(text)),
+        Err(_) => (serde_json::from_slice(body), None),
     }
 }
 

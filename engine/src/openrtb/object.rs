@@ -191,7 +191,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// that it can be written again from that text ([`super::splice`]). Bookkeeping, not content:
 /// it takes no part in comparisons and is never written out. Kept inline (no allocation): an
 /// object with more members than it has room for is simply never spliced.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Arrival {
     /// The address of the first member's name, borrowed from the text.
     first: usize,
@@ -201,17 +201,6 @@ pub struct Arrival {
     /// Some name was not borrowed from the text (it was written with escapes), or there were
     /// more than [`Arrival::ROOM`].
     lost: bool,
-}
-
-impl Default for Arrival {
-    fn default() -> Self {
-        Arrival {
-            first: 0,
-            offsets: [0; Arrival::ROOM],
-            count: 0,
-            lost: false,
-        }
-    }
 }
 
 impl Arrival {
@@ -252,7 +241,6 @@ impl Arrival {
         }
         let base = self.first.checked_sub(text.as_ptr() as usize)?;
         let bytes = text.as_bytes();
-        let json_space = |at: usize| bytes.get(at).is_some_and(|b| b" \t\n\r".contains(b));
         let starts = &self.offsets[..self.count];
         let mut members = Vec::with_capacity(self.count);
         for (i, &offset) in starts.iter().enumerate() {
@@ -265,36 +253,22 @@ impl Arrival {
             let end = start + bytes.get(start..)?.iter().position(|&b| b == b'"')?;
             let name = text.get(start..end)?;
             // The value runs from the name's colon to the comma before the next name's quote,
-            // or to the object's closing brace.
-            let (mut until, closer) = match starts.get(i + 1) {
-                Some(&next) => ((base + next as usize).checked_sub(1)?, b','),
-                None => (text.len(), b'}'),
+            // or to the object's closing brace. The text is JSON serde_json has read, so the
+            // ASCII whitespace around them is JSON's.
+            let (until, closer) = match starts.get(i + 1) {
+                Some(&next) => ((base + next as usize).checked_sub(1)?, ','),
+                None => (text.len(), '}'),
             };
-            let mut from = end + 1;
-            while json_space(from) {
-                from += 1;
-            }
-            if bytes.get(from) != Some(&b':') {
+            let value = text
+                .get(end + 1..until)?
+                .trim_ascii()
+                .strip_prefix(':')?
+                .strip_suffix(closer)?
+                .trim_ascii();
+            if value.is_empty() {
                 return None;
             }
-            from += 1;
-            while json_space(from) {
-                from += 1;
-            }
-            while until > from && json_space(until - 1) {
-                until -= 1;
-            }
-            if until <= from || bytes[until - 1] != closer {
-                return None;
-            }
-            until -= 1;
-            while until > from && json_space(until - 1) {
-                until -= 1;
-            }
-            if until == from {
-                return None;
-            }
-            members.push((name, text.get(from..until)?));
+            members.push((name, value));
         }
         Some(members)
     }

@@ -73,16 +73,6 @@ impl Changed {
         self.len += 1;
     }
 
-    /// Adds what `other` notes.
-    pub fn merge(&mut self, other: Changed) {
-        if other.everything {
-            self.everything = true;
-        }
-        for name in &other.names[..other.len] {
-            self.mark(name);
-        }
-    }
-
     /// Whether the member `name` is written from the model rather than from the bytes.
     pub fn covers(&self, name: &str) -> bool {
         self.everything || self.names[..self.len].contains(&name)
