@@ -112,12 +112,12 @@ async fn a_hundred_floor_rule_swaps_under_simulator_load_fail_no_auction() {
             .sum()
     };
     let sent = count("/counts/sent");
-    let errors: u64 = reports.iter().map(errors).sum();
+    let failed: u64 = reports.iter().map(failed_auctions).sum();
     assert!(
         sent as f64 > rate * swapping.as_secs_f64() * 0.8,
         "the load ran: {sent} auctions in {swapping:?}"
     );
-    assert_eq!(errors, 0, "failed auctions under swaps");
+    assert_eq!(failed, 0, "failed auctions under swaps");
     // Every auction answered within its deadline: the requests' tmax, measured from when
     // each was due to be sent.
     let slowest = reports
@@ -186,10 +186,10 @@ fn ceiling(node: &Node, dir: &Path) -> f64 {
         &dir.join("ceiling.json"),
     );
     let achieved = report["achieved_rate"].as_f64().unwrap();
-    let errors = errors(&report);
+    let failed = failed_auctions(&report);
     assert!(
-        achieved > 0.0 && errors == 0,
-        "the ceiling run: {achieved}/s, {errors} errors"
+        achieved > 0.0 && failed == 0,
+        "the ceiling run: {achieved}/s, {failed} failed auctions"
     );
     eprintln!("ceiling: {achieved:.0} auctions/s");
     achieved
@@ -213,7 +213,7 @@ fn sim_run(scenario: &Path, target: &str, args: &[&str], report: &Path) -> Value
 }
 
 /// Failed auctions in a `bourse sim run` report, whatever the kind of failure.
-fn errors(report: &Value) -> u64 {
+fn failed_auctions(report: &Value) -> u64 {
     report["counts"]["errors"]
         .as_object()
         .unwrap()

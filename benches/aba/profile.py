@@ -6,8 +6,10 @@ request, context switches and syscalls per request, and the top symbols of a `pe
     FORWARDER=1 benches/aba/profile.py 1          # the harness's bare forwarder instead
 
 It starts the harness's nginx bidders and the server (bourse with the harness's config, or the
-forwarder), warms it up for 2 s, then loads it with the harness's `wrk -t1 -c32` for DUR seconds
-(default 10) while `perf stat` and `perf record` watch it. Env: TOP (symbols shown, default 40),
+forwarder), warms it up for 2 s, then loads it with the harness's `wrk -t1 -c32` in three
+windows: DUR seconds (default 10) with nothing watching for the CPU figures, then DUR - 2 under
+`perf stat`, then DUR - 2 under `perf record` (sampling slows the server it samples, so the CPU
+figures never come from a watched window). Env: TOP (symbols shown, default 40),
 CALLERS=1 keeps call graphs (`perf report -g caller`), PERF_DATA (where the recording goes).
 Needs nginx, wrk and perf.
 """
@@ -51,7 +53,7 @@ def start_server():
 
 
 def main():
-    prefix, nginx = harness.start_nginx()
+    _, nginx = harness.start_nginx()
     server = start_server()
     try:
         harness.wrk(url, 2, body)
