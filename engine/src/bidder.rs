@@ -258,7 +258,7 @@ impl<'a> Outbound<'a> {
     /// writing from the model only those `changed` since. Every change to the request after it
     /// was read must be in `changed`; debug builds check each body against the whole request.
     pub fn spliced_from(mut self, received: &'a Received<'a>, changed: Changed) -> Self {
-        self.splice = (!changed.is_everything()).then_some((received, changed));
+        self.splice = Some((received, changed));
         self
     }
 

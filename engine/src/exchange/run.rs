@@ -359,7 +359,8 @@ impl Exchange {
         }
         self.prepare_outbound(request, budget, &mut changed);
         let request = &*request;
-        // Read only now that some partner will be asked: a no-bid pays nothing for it.
+        // Found only now that some partner will be asked, and not when every member is to be
+        // written from the model anyway.
         let received = received
             .filter(|_| !changed.is_everything())
             .and_then(|text| Received::read(text, request));

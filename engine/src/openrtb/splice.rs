@@ -212,6 +212,20 @@ mod tests {
     }
 
     #[test]
+    fn with_everything_changed_the_whole_body_comes_from_the_model() {
+        let mut request = request();
+        let received = Received::read(BODY, &request).unwrap();
+        request.tmax = Some(80);
+        request.unknown.clear();
+        let body = spliced(&request, &received, Changed::everything());
+        assert!(
+            !body.contains("x-custom") && !body.contains(r#"\u0031"#),
+            "{body}"
+        );
+        check_spliced(body.as_bytes(), &request);
+    }
+
+    #[test]
     fn a_member_the_exchange_removed_is_left_out() {
         let mut request = request();
         let received = Received::read(BODY, &request).unwrap();
