@@ -1,17 +1,35 @@
-//! Outgoing HTTP to demand partners: one pooled keep-alive client per bidder, deadlines, gzip.
+//! Outgoing HTTP to demand partners: one keep-alive pool per bidder, deadlines, gzip.
+//!
+//! An HTTP/1.1 partner (the default) is served by an [`Http1Pool`]: a call checks out one of
+//! the partner's idle connections and drives it from the auction's own task until the answer's
+//! body is read, then puts it back. hyper's pooled client keeps a task per connection and hands
+//! each request and answer to it across channels, so every call woke two tasks and hashed the
+//! pool's key; here the partner's socket wakes the auction directly. An HTTP/2 partner
+//! (`http2 = true`: one connection carries many auctions at once) keeps hyper's pooled client
+//! and its connection tasks.
 
 use crate::bidder::{BidderRequest, BidderResponse, BidderSpec};
 use bytes::Bytes;
-use http::HeaderValue;
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::io::{Read, Write};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tower_service::Service;
 
 /// Largest bidder response body we read (decompressed).
 pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -41,36 +59,58 @@ impl CallError {
     }
 }
 
+/// How long an idle connection is kept for reuse.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// A keep-alive connection pool to one partner.
 #[derive(Clone, Debug)]
 pub struct BidderClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    transport: Transport,
     gzip: bool,
 }
 
-/// An HTTP(S) connector with Nagle off and the bundled web PKI roots.
-pub fn connector() -> HttpsConnector<HttpConnector> {
+/// How a partner's requests travel.
+#[derive(Clone, Debug)]
+enum Transport {
+    /// HTTP/1.1 connections driven by the auctions that use them.
+    Http1(Arc<Http1Pool>),
+    /// hyper's pooled client, for HTTP/2 (boxed: it is larger than the other by far).
+    Pooled(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
+}
+
+/// The TCP part of a partner connector: Nagle off, a connect timeout, any scheme.
+fn tcp_connector() -> HttpConnector {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(2)));
+    http
+}
+
+/// An HTTP(S) connector with Nagle off and the bundled web PKI roots.
+pub fn connector() -> HttpsConnector<HttpConnector> {
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_all_versions()
-        .wrap_connector(http)
+        .wrap_connector(tcp_connector())
 }
 
 impl BidderClient {
     /// A pool sized and shaped by the partner's spec.
     pub fn new(spec: &BidderSpec) -> Self {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(spec.max_idle_connections)
-            .http2_only(spec.http2);
+        let transport = if spec.http2 {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_max_idle_per_host(spec.max_idle_connections)
+                .http2_only(true);
+            Transport::Pooled(Box::new(builder.build(connector())))
+        } else {
+            Transport::Http1(Arc::new(Http1Pool::new(spec.max_idle_connections)))
+        };
         BidderClient {
-            client: builder.build(connector()),
+            transport,
             gzip: spec.gzip,
         }
     }
@@ -96,33 +136,22 @@ impl BidderClient {
         body: Bytes,
         deadline: Instant,
     ) -> Result<BidderResponse, CallError> {
-        let mut builder = http::Request::builder()
-            .method(req.method.clone())
-            .uri(&req.uri);
-        let headers = builder.headers_mut().expect("fresh builder");
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self.gzip {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        for (name, value) in &req.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| CallError::Connect(e.to_string()))?;
+        let uri: Uri = req
+            .uri
+            .parse()
+            .map_err(|e| CallError::Connect(format!("{}: {e}", req.uri)))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| CallError::Connect(error_chain(&e)))?;
-            let (parts, body) = response.into_parts();
-            let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| CallError::Body(e.to_string()))?
-                .to_bytes();
+            let (parts, bytes) = match &self.transport {
+                Transport::Http1(pool) => pool.send(self.gzip, req, uri, body).await?,
+                Transport::Pooled(client) => {
+                    let request = build_request(self.gzip, req, uri, None, body);
+                    let response = client
+                        .request(request)
+                        .await
+                        .map_err(|e| CallError::Connect(error_chain(&e)))?;
+                    read_answer(response).await?
+                }
+            };
             let gzipped = parts
                 .headers
                 .get(CONTENT_ENCODING)
@@ -137,6 +166,275 @@ impl BidderClient {
             .await
             .unwrap_or(Err(CallError::Timeout))
     }
+}
+
+/// The HTTP request for `req`, to `uri`: origin-form with `host` on a connection of our own,
+/// absolute for hyper's client, which adds `Host` itself.
+fn build_request(
+    gzip: bool,
+    req: &BidderRequest,
+    uri: Uri,
+    host: Option<&HeaderValue>,
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = req.method.clone();
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.reserve(4 + req.headers.len());
+    if let Some(host) = host {
+        headers.insert(HOST, host.clone());
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    for (name, value) in &req.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    request
+}
+
+/// Reads an answer's whole body, up to [`MAX_RESPONSE_BYTES`].
+async fn read_answer(
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<(http::response::Parts, Bytes), CallError> {
+    let (parts, body) = response.into_parts();
+    let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| CallError::Body(e.to_string()))?
+        .to_bytes();
+    Ok((parts, bytes))
+}
+
+/// A partner's socket, plain or TLS.
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// Where a connection goes: requests to another scheme or authority need another connection.
+#[derive(Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: Scheme,
+    authority: Authority,
+}
+
+/// Idle HTTP/1.1 connections to one partner, the most recently used last.
+pub(crate) struct Http1Pool {
+    /// Offers only HTTP/1.1 in TLS: a partner that would choose HTTP/2 is asked with `http2`.
+    connector: HttpsConnector<HttpConnector>,
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+}
+
+impl std::fmt::Debug for Http1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Http1Pool({} idle)", self.idle.lock().len())
+    }
+}
+
+/// A connection waiting for its next request.
+struct Idle {
+    origin: Origin,
+    connection: Box<Connection>,
+    since: std::time::Instant,
+}
+
+/// One HTTP/1.1 connection: the handle requests are sent through and the state machine that
+/// moves them over the socket, polled by whichever call holds the connection. Kilobytes (its
+/// buffers and a TLS session's state), so it is kept boxed and moved as a pointer.
+struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    driver: http1::Connection<Stream, Full<Bytes>>,
+    /// The driver has finished: the partner closed the connection, or it failed.
+    ended: bool,
+}
+
+/// Why an exchange on one connection failed.
+enum Failure {
+    /// Before any answer arrived: on a reused connection, the partner may have closed it while
+    /// it sat idle, and the request is sent again on a fresh one.
+    Send(hyper::Error),
+    /// Connecting, or reading the answer.
+    Call(CallError),
+}
+
+impl Http1Pool {
+    fn new(max_idle: usize) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp_connector());
+        Http1Pool {
+            connector,
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+        }
+    }
+
+    /// Sends `req` to `uri` on an idle connection, or a new one, and reads the whole answer.
+    async fn send(
+        &self,
+        gzip: bool,
+        req: &BidderRequest,
+        uri: Uri,
+        body: Bytes,
+    ) -> Result<(http::response::Parts, Bytes), CallError> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(CallError::Connect(format!(
+                "{}: not an absolute URL",
+                req.uri
+            )));
+        };
+        let origin = Origin {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+        };
+        let host = host_header(&uri)?;
+        let target = Uri::from(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        let request = || build_request(gzip, req, target.clone(), Some(&host), body.clone());
+        if let Some(mut connection) = self.checkout(&origin) {
+            match connection.exchange(request()).await {
+                Ok(answer) => {
+                    self.checkin(origin, connection);
+                    return Ok(answer);
+                }
+                // Closed while idle: once more on a fresh connection.
+                Err(Failure::Send(_)) => {}
+                Err(Failure::Call(err)) => return Err(err),
+            }
+        }
+        let mut connection = self.connect(uri).await?;
+        match connection.exchange(request()).await {
+            Ok(answer) => {
+                self.checkin(origin, connection);
+                Ok(answer)
+            }
+            Err(Failure::Send(err)) => Err(CallError::Connect(error_chain(&err))),
+            Err(Failure::Call(err)) => Err(err),
+        }
+    }
+
+    /// Opens a connection to the partner at `uri`.
+    async fn connect(&self, uri: Uri) -> Result<Box<Connection>, CallError> {
+        let mut connector = self.connector.clone();
+        let stream = async {
+            poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(uri).await
+        }
+        .await
+        .map_err(|e| CallError::Connect(error_chain(&*e)))?;
+        let (sender, driver) = http1::handshake(stream)
+            .await
+            .map_err(|e| CallError::Connect(error_chain(&e)))?;
+        Ok(Box::new(Connection {
+            sender,
+            driver,
+            ended: false,
+        }))
+    }
+
+    /// The most recently used idle connection to `origin` that is still open.
+    fn checkout(&self, origin: &Origin) -> Option<Box<Connection>> {
+        loop {
+            let idle = {
+                let mut idle = self.idle.lock();
+                let position = idle.iter().rposition(|idle| &idle.origin == origin)?;
+                idle.remove(position)?
+            };
+            let mut connection = idle.connection;
+            if idle.since.elapsed() < IDLE_TIMEOUT && connection.still_open() {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keeps a connection whose exchange completed for the next request, room permitting.
+    fn checkin(&self, origin: Origin, mut connection: Box<Connection>) {
+        if self.max_idle == 0 || !connection.still_open() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut idle = self.idle.lock();
+        // The least recently used sit first: drop those that waited too long.
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
+        if idle.len() >= self.max_idle {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            origin,
+            connection,
+            since: now,
+        });
+    }
+}
+
+impl Connection {
+    /// Sends one request and reads its whole answer, driving the connection meanwhile.
+    async fn exchange(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let Connection {
+            sender,
+            driver,
+            ended,
+        } = self;
+        let answer = async {
+            let response = sender.send_request(request).await.map_err(Failure::Send)?;
+            read_answer(response).await.map_err(Failure::Call)
+        };
+        let mut answer = pin!(answer);
+        poll_fn(|cx| {
+            // The driver writes the request and reads the answer into the channels the
+            // answer's future waits on; once it has finished, the answer fails or completes.
+            if !*ended && Pin::new(&mut *driver).poll(cx).is_ready() {
+                *ended = true;
+            }
+            answer.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Whether the connection can take another request: the driver is polled once, without
+    /// waiting, so that it notices a partner that closed it and readies itself for the next.
+    fn still_open(&mut self) -> bool {
+        if !self.ended {
+            let mut cx = Context::from_waker(Waker::noop());
+            if Pin::new(&mut self.driver).poll(&mut cx).is_ready() {
+                self.ended = true;
+            }
+        }
+        !self.ended && self.sender.is_ready()
+    }
+}
+
+/// The `Host` header hyper's client would send: the URL's host and port, without a user or
+/// the scheme's default port.
+fn host_header(uri: &Uri) -> Result<HeaderValue, CallError> {
+    let authority = uri.authority().map_or("", Authority::as_str);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let host = match uri.port_u16() {
+        Some(port) if port == default_port => host.rsplit_once(':').map_or(host, |(host, _)| host),
+        _ => host,
+    };
+    HeaderValue::from_str(host).map_err(|e| CallError::Connect(format!("{uri}: {e}")))
 }
 
 fn gunzip(bytes: &[u8]) -> Result<Bytes, CallError> {
@@ -161,4 +459,180 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// How the test partner ends each exchange.
+    #[derive(Clone, Copy)]
+    enum After {
+        /// Waits for the next request on the same connection.
+        KeepAlive,
+        /// Answers without `Connection: close`, then closes: a keep-alive timeout that fires
+        /// just after an answer.
+        Close,
+        /// Closes without answering when a second request comes on the connection: a
+        /// keep-alive timeout that crosses the next request on the wire.
+        CloseOnNext,
+    }
+
+    /// A partner on a raw socket that answers every request with `{"n":<connection>}` and
+    /// counts the connections it accepted.
+    async fn partner(after: After) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/bid?x=1", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let mut answered = 0;
+                    loop {
+                        let read = match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => read,
+                        };
+                        seen.extend_from_slice(&buf[..read]);
+                        let text = String::from_utf8_lossy(&seen).to_string();
+                        let Some(head_end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length: usize = text[..head_end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if seen.len() < head_end + 4 + length {
+                            continue;
+                        }
+                        assert!(text.starts_with("POST /bid?x=1 HTTP/1.1\r\n"), "{text}");
+                        assert!(text.contains("\r\nhost: 127.0.0.1:"), "{text}");
+                        seen.drain(..head_end + 4 + length);
+                        if matches!(after, After::CloseOnNext) && answered == 1 {
+                            return;
+                        }
+                        answered += 1;
+                        let body = format!("{{\"n\":{n}}}");
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        socket.write_all(answer.as_bytes()).await.unwrap();
+                        if let After::Close = after {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn request(url: &str) -> BidderRequest {
+        BidderRequest {
+            method: http::Method::POST,
+            uri: url.to_owned(),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"{}"),
+            imp_ids: Vec::new(),
+        }
+    }
+
+    async fn call(client: &BidderClient, url: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let answer = client
+            .call(&request(url), Bytes::from_static(b"{}"), deadline)
+            .await
+            .expect("the partner answers");
+        assert_eq!(answer.status, http::StatusCode::OK);
+        String::from_utf8(answer.body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_one_call_after_another() {
+        let (url, accepted) = partner(After::KeepAlive).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        for _ in 0..5 {
+            assert_eq!(call(&client, &url).await, r#"{"n":1}"#);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_each_hold_a_connection_and_all_are_kept() {
+        let (url, accepted) = partner(After::KeepAlive).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        let calls = (0..3).map(|_| call(&client, &url));
+        futures_util::future::join_all(calls).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        for _ in 0..6 {
+            call(&client, &url).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "the three were reused");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_partner_closed_is_replaced() {
+        let (url, accepted) = partner(After::Close).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        for expected in 1..=3 {
+            assert_eq!(call(&client, &url).await, format!(r#"{{"n":{expected}}}"#));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_partner_closed_on_is_sent_again_on_a_fresh_connection() {
+        let (url, accepted) = partner(After::CloseOnNext).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        assert_eq!(call(&client, &url).await, r#"{"n":1}"#);
+        // The second request reaches connection 1, which closes without answering.
+        assert_eq!(call(&client, &url).await, r#"{"n":2}"#);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn no_idle_connections_are_kept_when_the_pool_holds_none() {
+        let (url, accepted) = partner(After::KeepAlive).await;
+        let mut spec = BidderSpec::new("p", &url);
+        spec.max_idle_connections = 0;
+        let client = BidderClient::new(&spec);
+        call(&client, &url).await;
+        call(&client, &url).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_host_header_is_the_urls_host_and_port_less_a_default_port_or_a_user() {
+        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
+        assert_eq!(host("http://dsp.example/bid"), "dsp.example");
+        assert_eq!(host("http://dsp.example:80/bid"), "dsp.example");
+        assert_eq!(host("http://dsp.example:8080/bid"), "dsp.example:8080");
+        assert_eq!(host("https://dsp.example:443/bid"), "dsp.example");
+        assert_eq!(host("https://dsp.example:80/bid"), "dsp.example:80");
+        assert_eq!(host("http://user:pw@[::1]:9101/bid"), "[::1]:9101");
+        assert_eq!(host("http://[::1]:80/bid"), "[::1]");
+    }
+
+    #[tokio::test]
+    async fn a_partner_that_is_not_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/bid", listener.local_addr().unwrap());
+        drop(listener);
+        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let err = client
+            .call(&request(&url), Bytes::new(), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "connect", "{err}");
+    }
 }
