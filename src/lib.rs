@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bourse_engine::{AuctionHooks, ExchangePlugin};
 use bourse_kernel::Kernel;
 
+pub mod alloc;
 pub mod demo;
 pub mod hooks;
 pub mod plugin_cli;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 // glibc malloc was a fifth of the exchange's CPU under load (see BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bourse::alloc::Mimalloc = bourse::alloc::Mimalloc;
 
 /// bourse: a real-time OpenRTB 2.6 ad exchange on a small plugin kernel.
 #[derive(Debug, Parser)]

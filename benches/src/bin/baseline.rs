@@ -20,7 +20,7 @@ use std::time::Duration;
 
 // The same allocator as bourse, so the comparison is about the work, not malloc.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bourse::alloc::Mimalloc = bourse::alloc::Mimalloc;
 
 /// The bare hyper forwarder bourse is compared with.
 #[derive(Debug, Parser)]

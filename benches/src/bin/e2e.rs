@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 // The simulated partners run in this binary (`bidders`); keep them cheap.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bourse::alloc::Mimalloc = bourse::alloc::Mimalloc;
 
 /// End-to-end benchmark of bourse against a bare hyper forwarder.
 #[derive(Debug, Parser)]

@@ -14,7 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: bourse::alloc::Mimalloc = bourse::alloc::Mimalloc;
 
 /// The command line of `bourse serve`, which the benchmark harness starts this as.
 #[derive(Parser)]
