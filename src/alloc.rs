@@ -4,7 +4,7 @@
 //! The `mimalloc` crate sends every allocation through `mi_malloc_aligned`, which takes
 //! mimalloc's generic aligned path for any block over 1 KiB (request bodies, JSON buffers,
 //! connection buffers): several hundred instructions each, where `mi_malloc` finds a block in a
-//! few dozen (BENCHMARKS.md, "The allocator's entry"). Which entry serves which layout is the
+//! few dozen (BENCHMARKS.md, "mimalloc entered through plain `malloc`"). Which entry serves which layout is the
 //! rule the standard library keeps for the system allocator.
 //!
 //! The one place outside the wasm host that allows `unsafe`: a global allocator is an unsafe
@@ -18,13 +18,14 @@ use std::ffi::c_void;
 /// mimalloc as the global allocator.
 pub struct Mimalloc;
 
-/// The alignment every `mi_malloc` block of at least this many bytes has
-/// (`MI_MAX_ALIGN_SIZE`); smaller blocks are aligned to their size rounded up to a power of two.
+/// The alignment of every `mi_malloc` block over 8 bytes (`MI_MAX_ALIGN_SIZE`: mimalloc's size
+/// classes are whole multiples of 16 bytes from there, and a page's first block is aligned to
+/// 16); blocks of 8 bytes or less are aligned to 8.
 const PLAIN_ALIGN: usize = 16;
 
-/// Whether plain `malloc` aligns a block of this layout as asked.
-fn plain(layout: &Layout) -> bool {
-    layout.align() <= PLAIN_ALIGN && layout.align() <= layout.size()
+/// Whether plain `malloc` aligns a block of `size` bytes to `align`.
+fn plain(align: usize, size: usize) -> bool {
+    align <= PLAIN_ALIGN && align <= size
 }
 
 // SAFETY: every pointer handed out comes from mimalloc with at least the layout's size and
@@ -34,7 +35,7 @@ unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: plain C allocation calls; a null result is passed on as the failure it is.
         unsafe {
-            if plain(&layout) {
+            if plain(layout.align(), layout.size()) {
                 mi::mi_malloc(layout.size()).cast()
             } else {
                 mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
@@ -46,7 +47,7 @@ unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
         unsafe {
-            if plain(&layout) {
+            if plain(layout.align(), layout.size()) {
                 mi::mi_zalloc(layout.size()).cast()
             } else {
                 mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
@@ -64,7 +65,7 @@ unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` came from this allocator with `layout` (the caller's promise).
         unsafe {
-            if layout.align() <= PLAIN_ALIGN && layout.align() <= new_size {
+            if plain(layout.align(), new_size) {
                 mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
             } else {
                 mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()

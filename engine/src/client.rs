@@ -78,22 +78,21 @@ enum Transport {
     Pooled(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
 }
 
-/// The TCP part of a partner connector: Nagle off, a connect timeout, any scheme.
-fn tcp_connector() -> HttpConnector {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(2)));
-    http
-}
-
-/// An HTTP(S) connector with Nagle off and the bundled web PKI roots.
-pub fn connector() -> HttpsConnector<HttpConnector> {
-    hyper_rustls::HttpsConnectorBuilder::new()
+/// A partner connector: Nagle off, a connect timeout, http or https with the bundled web PKI
+/// roots, offering HTTP/2 in TLS only to a partner that is to be spoken to in HTTP/2.
+fn connector(http2: bool) -> HttpsConnector<HttpConnector> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(Duration::from_secs(2)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(tcp_connector())
+        .https_or_http();
+    if http2 {
+        builder.enable_all_versions().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().wrap_connector(tcp)
+    }
 }
 
 impl BidderClient {
@@ -105,7 +104,7 @@ impl BidderClient {
                 .pool_idle_timeout(IDLE_TIMEOUT)
                 .pool_max_idle_per_host(spec.max_idle_connections)
                 .http2_only(true);
-            Transport::Pooled(Box::new(builder.build(connector())))
+            Transport::Pooled(Box::new(builder.build(connector(true))))
         } else {
             Transport::Http1(Arc::new(Http1Pool::new(spec.max_idle_connections)))
         };
@@ -196,10 +195,11 @@ fn build_request(
     request
 }
 
+/// A partner's answer: its head, and its whole body as it came (maybe gzipped).
+type Answer = (http::response::Parts, Bytes);
+
 /// Reads an answer's whole body, up to [`MAX_RESPONSE_BYTES`].
-async fn read_answer(
-    response: http::Response<hyper::body::Incoming>,
-) -> Result<(http::response::Parts, Bytes), CallError> {
+async fn read_answer(response: http::Response<hyper::body::Incoming>) -> Result<Answer, CallError> {
     let (parts, body) = response.into_parts();
     let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
         .collect()
@@ -220,8 +220,7 @@ struct Origin {
 }
 
 /// Idle HTTP/1.1 connections to one partner, the most recently used last.
-pub(crate) struct Http1Pool {
-    /// Offers only HTTP/1.1 in TLS: a partner that would choose HTTP/2 is asked with `http2`.
+struct Http1Pool {
     connector: HttpsConnector<HttpConnector>,
     idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
@@ -261,13 +260,8 @@ enum Failure {
 
 impl Http1Pool {
     fn new(max_idle: usize) -> Self {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp_connector());
         Http1Pool {
-            connector,
+            connector: connector(false),
             idle: Mutex::new(VecDeque::new()),
             max_idle,
         }
@@ -280,7 +274,7 @@ impl Http1Pool {
         req: &BidderRequest,
         uri: Uri,
         body: Bytes,
-    ) -> Result<(http::response::Parts, Bytes), CallError> {
+    ) -> Result<Answer, CallError> {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(CallError::Connect(format!(
                 "{}: not an absolute URL",
@@ -300,17 +294,24 @@ impl Http1Pool {
         let request = || build_request(gzip, req, target.clone(), Some(&host), body.clone());
         if let Some(mut connection) = self.checkout(&origin) {
             match connection.exchange(request()).await {
-                Ok(answer) => {
-                    self.checkin(origin, connection);
-                    return Ok(answer);
-                }
                 // Closed while idle: once more on a fresh connection.
                 Err(Failure::Send(_)) => {}
-                Err(Failure::Call(err)) => return Err(err),
+                answered => return self.settle(origin, connection, answered),
             }
         }
         let mut connection = self.connect(uri).await?;
-        match connection.exchange(request()).await {
+        let answered = connection.exchange(request()).await;
+        self.settle(origin, connection, answered)
+    }
+
+    /// Keeps the connection after a complete exchange and says how the call went.
+    fn settle(
+        &self,
+        origin: Origin,
+        connection: Box<Connection>,
+        answered: Result<Answer, Failure>,
+    ) -> Result<Answer, CallError> {
+        match answered {
             Ok(answer) => {
                 self.checkin(origin, connection);
                 Ok(answer)
@@ -381,10 +382,7 @@ impl Http1Pool {
 
 impl Connection {
     /// Sends one request and reads its whole answer, driving the connection meanwhile.
-    async fn exchange(
-        &mut self,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
+    async fn exchange(&mut self, request: http::Request<Full<Bytes>>) -> Result<Answer, Failure> {
         let Connection {
             sender,
             driver,
@@ -481,59 +479,93 @@ mod tests {
         CloseOnNext,
     }
 
-    /// A partner on a raw socket that answers every request with `{"n":<connection>}` and
-    /// counts the connections it accepted.
-    async fn partner(after: After) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/bid?x=1", listener.local_addr().unwrap());
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let mut answered = 0;
-                    loop {
-                        let read = match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => read,
-                        };
-                        seen.extend_from_slice(&buf[..read]);
-                        let text = String::from_utf8_lossy(&seen).to_string();
-                        let Some(head_end) = text.find("\r\n\r\n") else {
-                            continue;
-                        };
-                        let length: usize = text[..head_end]
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length: "))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        if seen.len() < head_end + 4 + length {
-                            continue;
-                        }
-                        assert!(text.starts_with("POST /bid?x=1 HTTP/1.1\r\n"), "{text}");
-                        assert!(text.contains("\r\nhost: 127.0.0.1:"), "{text}");
-                        seen.drain(..head_end + 4 + length);
-                        if matches!(after, After::CloseOnNext) && answered == 1 {
-                            return;
-                        }
-                        answered += 1;
-                        let body = format!("{{\"n\":{n}}}");
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        socket.write_all(answer.as_bytes()).await.unwrap();
-                        if let After::Close = after {
-                            return;
-                        }
-                    }
-                });
+    /// A partner on a raw socket that answers every request with `{"n":<connection>}`.
+    struct Partner {
+        url: String,
+        accepted: Arc<AtomicUsize>,
+        /// The head of every request it read, in turn.
+        heads: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Partner {
+        async fn start(after: After) -> Partner {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/bid?x=1", listener.local_addr().unwrap());
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let heads = Arc::new(Mutex::new(Vec::new()));
+            let (counter, seen_heads) = (accepted.clone(), heads.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (socket, _) = listener.accept().await.unwrap();
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::spawn(Partner::serve(socket, n, after, seen_heads.clone()));
+                }
+            });
+            Partner {
+                url,
+                accepted,
+                heads,
             }
-        });
-        (url, accepted)
+        }
+
+        /// Answers the requests on connection number `n` until `after` says to stop.
+        async fn serve(
+            mut socket: tokio::net::TcpStream,
+            n: usize,
+            after: After,
+            heads: Arc<Mutex<Vec<String>>>,
+        ) {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut answered = 0;
+            loop {
+                let read = match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => read,
+                };
+                seen.extend_from_slice(&buf[..read]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                let Some(head_end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let length: usize = text[..head_end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if seen.len() < head_end + 4 + length {
+                    continue;
+                }
+                heads.lock().push(text[..head_end].to_owned());
+                seen.drain(..head_end + 4 + length);
+                if matches!(after, After::CloseOnNext) && answered == 1 {
+                    return;
+                }
+                answered += 1;
+                let body = format!("{{\"n\":{n}}}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(answer.as_bytes()).await.unwrap();
+                if let After::Close = after {
+                    return;
+                }
+            }
+        }
+
+        fn connections(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+
+        /// Every request came in origin-form with the partner's host, as hyper's client sent it.
+        fn check_heads(&self) {
+            let heads = self.heads.lock();
+            assert!(!heads.is_empty());
+            for head in heads.iter() {
+                assert!(head.starts_with("POST /bid?x=1 HTTP/1.1\r\n"), "{head}");
+                assert!(head.contains("\r\nhost: 127.0.0.1:"), "{head}");
+            }
+        }
     }
 
     fn request(url: &str) -> BidderRequest {
@@ -558,56 +590,67 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_serves_one_call_after_another() {
-        let (url, accepted) = partner(After::KeepAlive).await;
-        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        let partner = Partner::start(After::KeepAlive).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &partner.url));
         for _ in 0..5 {
-            assert_eq!(call(&client, &url).await, r#"{"n":1}"#);
+            assert_eq!(call(&client, &partner.url).await, r#"{"n":1}"#);
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(partner.connections(), 1);
+        partner.check_heads();
     }
 
     #[tokio::test]
     async fn concurrent_calls_each_hold_a_connection_and_all_are_kept() {
-        let (url, accepted) = partner(After::KeepAlive).await;
-        let client = BidderClient::new(&BidderSpec::new("p", &url));
-        let calls = (0..3).map(|_| call(&client, &url));
+        let partner = Partner::start(After::KeepAlive).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &partner.url));
+        let calls = (0..3).map(|_| call(&client, &partner.url));
         futures_util::future::join_all(calls).await;
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(partner.connections(), 3);
         for _ in 0..6 {
-            call(&client, &url).await;
+            call(&client, &partner.url).await;
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3, "the three were reused");
+        assert_eq!(partner.connections(), 3, "the three were reused");
+        partner.check_heads();
     }
 
     #[tokio::test]
     async fn a_connection_the_partner_closed_is_replaced() {
-        let (url, accepted) = partner(After::Close).await;
-        let client = BidderClient::new(&BidderSpec::new("p", &url));
+        let partner = Partner::start(After::Close).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &partner.url));
         for expected in 1..=3 {
-            assert_eq!(call(&client, &url).await, format!(r#"{{"n":{expected}}}"#));
+            let answer = call(&client, &partner.url).await;
+            assert_eq!(answer, format!(r#"{{"n":{expected}}}"#));
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(partner.connections(), 3);
+        partner.check_heads();
     }
 
     #[tokio::test]
     async fn a_request_the_partner_closed_on_is_sent_again_on_a_fresh_connection() {
-        let (url, accepted) = partner(After::CloseOnNext).await;
-        let client = BidderClient::new(&BidderSpec::new("p", &url));
-        assert_eq!(call(&client, &url).await, r#"{"n":1}"#);
+        let partner = Partner::start(After::CloseOnNext).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &partner.url));
+        assert_eq!(call(&client, &partner.url).await, r#"{"n":1}"#);
         // The second request reaches connection 1, which closes without answering.
-        assert_eq!(call(&client, &url).await, r#"{"n":2}"#);
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(call(&client, &partner.url).await, r#"{"n":2}"#);
+        assert_eq!(partner.connections(), 2);
+        assert_eq!(
+            partner.heads.lock().len(),
+            3,
+            "connection 1 read the second request"
+        );
+        partner.check_heads();
     }
 
     #[tokio::test]
     async fn no_idle_connections_are_kept_when_the_pool_holds_none() {
-        let (url, accepted) = partner(After::KeepAlive).await;
-        let mut spec = BidderSpec::new("p", &url);
+        let partner = Partner::start(After::KeepAlive).await;
+        let mut spec = BidderSpec::new("p", &partner.url);
         spec.max_idle_connections = 0;
         let client = BidderClient::new(&spec);
-        call(&client, &url).await;
-        call(&client, &url).await;
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        call(&client, &partner.url).await;
+        call(&client, &partner.url).await;
+        assert_eq!(partner.connections(), 2);
+        partner.check_heads();
     }
 
     #[test]
