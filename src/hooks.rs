@@ -70,7 +70,7 @@ impl AuctionHooks for WasmAuctionHooks {
         let hour = utc_hour();
         for (imp, floor) in request.imp.iter().zip(floors.iter_mut()) {
             let mut context = FloorContext {
-                placement_id: imp.tagid.clone().unwrap_or_default(),
+                placement_id: imp.tagid.as_deref().unwrap_or_default().to_owned(),
                 publisher_id: publisher_id.clone(),
                 country: country.clone(),
                 hour,
@@ -145,12 +145,17 @@ fn bid_view(bid: &HookBid<'_>) -> BidView {
 /// The hooks' view of a request: the fields they decide on, never the user's ids.
 fn request_view(request: &BidRequest) -> RequestView {
     RequestView {
-        id: request.id.clone(),
-        site_domain: request.site.as_ref().and_then(|s| s.domain.clone()),
-        app_domain: request
-            .app
+        id: request.id.to_string(),
+        site_domain: request
+            .site
             .as_ref()
-            .and_then(|a| a.bundle.clone().or_else(|| a.domain.clone())),
+            .and_then(|s| s.domain.as_deref().map(str::to_owned)),
+        app_domain: request.app.as_ref().and_then(|a| {
+            a.bundle
+                .as_deref()
+                .or(a.domain.as_deref())
+                .map(str::to_owned)
+        }),
         publisher_id: publisher_id(request).map(str::to_owned),
         country: country(request),
         device_type: device_type(request),
@@ -181,10 +186,10 @@ fn imp_view(imp: &Imp) -> ImpView {
         sizes.push(Size { w, h });
     }
     ImpView {
-        id: imp.id.clone(),
+        id: imp.id.to_string(),
         sizes,
         floor: imp.bidfloor.unwrap_or(0.0),
-        placement_id: imp.tagid.clone(),
+        placement_id: imp.tagid.as_deref().map(str::to_owned),
     }
 }
 
@@ -199,7 +204,7 @@ fn country(request: &BidRequest) -> Option<String> {
         .device
         .as_ref()
         .and_then(|d| d.geo.as_ref())
-        .and_then(|g| g.country.clone())
+        .and_then(|g| g.country.as_deref().map(str::to_owned))
 }
 
 /// OpenRTB list 5.21 fits a byte; anything else is not a device type.

@@ -10,7 +10,8 @@ forwarder), warms it up for 2 s, then loads it with the harness's `wrk -t1 -c32`
 windows: DUR seconds (default 10) with nothing watching for the CPU figures, then DUR - 2 under
 `perf stat`, then DUR - 2 under `perf record` (sampling slows the server it samples, so the CPU
 figures never come from a watched window). Env: TOP (symbols shown, default 40),
-CALLERS=1 keeps call graphs (`perf report -g caller`), PERF_DATA (where the recording goes).
+CALLERS=1 keeps call graphs (`perf report -g caller`), PERF_DATA (where the recording goes),
+EVENTS (what `perf stat` counts, default `context-switches,raw_syscalls:sys_enter`).
 Needs nginx, wrk and perf.
 """
 import os, signal, subprocess, sys, tempfile, threading, time
@@ -67,7 +68,7 @@ def main():
         print(f"user {(user1 - user0) / requests * 1e6:.1f} µs, system {(system1 - system0) / requests * 1e6:.1f} µs"
               " per request")
         watch = max(dur - 2, 1)
-        for command in (["perf", "stat", "-x,", "-e", "context-switches,raw_syscalls:sys_enter"],
+        for command in (["perf", "stat", "-x,", "-e", os.environ.get("EVENTS", "context-switches,raw_syscalls:sys_enter")],
                         ["perf", "record", "-F", "2999", *(["-g"] if callers else []), "-o", data]):
             loaded = {}
             load = threading.Thread(target=lambda: loaded.update(out=harness.wrk(url, watch + 1, body)))

@@ -37,7 +37,7 @@ pub fn candidates(request: &BidRequest, per_imp: usize) -> Vec<Candidate> {
                 seat: format!("seat-{bidder}"),
                 bid: Bid {
                     id: format!("bid-{bidder}-{imp_index}"),
-                    impid: imp.id.clone(),
+                    impid: imp.id.to_string(),
                     price: Some(price),
                     adm: Some("<a href=\"https://adv.example/c\"><img src=\"https://cdn.adv.example/a.png\"></a>".into()),
                     adomain: vec!["adv.example".into()],

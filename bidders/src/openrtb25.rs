@@ -122,7 +122,7 @@ impl OpenRtb25 {
         let mut ext = common::ext_object(imp.ext.as_ref(), "imp.ext")?;
         let params = common::imp_params(&ext, code)?;
         if let Some(placement) = common::id_param(&params, "placement_id")? {
-            imp.tagid = Some(placement);
+            imp.tagid = Some(placement.into());
         }
         // Other partners' params (and Prebid's own settings) are not this partner's business.
         ext.remove("prebid");
@@ -205,7 +205,7 @@ impl OpenRtb25 {
         };
         if let Some(publisher) = publisher {
             let publisher = publisher.get_or_insert_with(Publisher::default);
-            publisher.id = Some(self.publisher_id.clone());
+            publisher.id = Some(self.publisher_id.as_str().into());
             publisher.cattax = None;
         }
 

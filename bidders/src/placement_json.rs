@@ -371,8 +371,8 @@ struct BannerAsk {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct VideoAsk<'a> {
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    mimes: &'a [String],
+    #[serde(skip_serializing_if = "<[bourse_engine::openrtb::Text]>::is_empty")]
+    mimes: &'a [bourse_engine::openrtb::Text],
     #[serde(skip_serializing_if = "Option::is_none")]
     min_duration: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]

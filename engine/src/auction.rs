@@ -3,7 +3,7 @@
 //! Everything here is pure: prices are already in the auction currency and adjusted, so the rules
 //! can be tested exhaustively without sockets.
 
-use crate::openrtb::{Bid, BidRequest, Imp, MediaType};
+use crate::openrtb::{Bid, BidRequest, Imp, MediaType, Text};
 use serde::Serialize;
 
 /// OpenRTB 2.6 loss reason codes (List 5.25) that bourse reports.
@@ -97,13 +97,13 @@ pub struct ImpTerms {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DealTerms {
     /// Deal id.
-    pub id: String,
+    pub id: Text,
     /// Deal floor.
     pub floor: f64,
     /// Auction type override: 1 first price, 2 second price, 3 fixed price at the floor.
     pub at: Option<i64>,
     /// Seats allowed to bid on the deal (empty: any).
-    pub wseat: Vec<String>,
+    pub wseat: Vec<Text>,
 }
 
 /// A bid that reached the auction, priced in the auction currency after adjustment.
@@ -244,10 +244,12 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
             return Err(LossReason::CreativeAttributeExclusions);
         }
     }
-    if req.bseat.contains(&c.seat) || (!req.wseat.is_empty() && !req.wseat.contains(&c.seat)) {
+    if req.bseat.iter().any(|s| *s == c.seat)
+        || (!req.wseat.is_empty() && !req.wseat.iter().any(|s| *s == c.seat))
+    {
         return Err(LossReason::BuyerSeatBlocked);
     }
-    if bid.cat.iter().any(|cat| req.bcat.contains(cat)) {
+    if bid.cat.iter().any(|cat| req.bcat.iter().any(|b| b == cat)) {
         return Err(LossReason::CategoryExclusions);
     }
     if bid
@@ -258,7 +260,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
         return Err(LossReason::AdvertiserExclusions);
     }
     if let Some(bundle) = &bid.bundle
-        && req.bapp.contains(bundle)
+        && req.bapp.iter().any(|b| b == bundle)
     {
         return Err(LossReason::AppBundleExclusions);
     }
@@ -269,7 +271,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
                 .iter()
                 .find(|d| d.id == deal_id)
                 .ok_or(LossReason::InvalidDealId)?;
-            if !deal.wseat.is_empty() && !deal.wseat.contains(&c.seat) {
+            if !deal.wseat.is_empty() && !deal.wseat.iter().any(|s| *s == c.seat) {
                 return Err(LossReason::BuyerSeatBlocked);
             }
             if c.price < deal.floor {

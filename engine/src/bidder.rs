@@ -7,7 +7,7 @@
 
 use crate::bidder_params::{BidderParams, Template, body_without_template};
 use crate::openrtb::splice::{Changed, Received, write_spliced};
-use crate::openrtb::{Bid, BidRequest, MediaType, MediaTypes};
+use crate::openrtb::{Bid, BidRequest, MediaType, MediaTypes, Text};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::cell::{OnceCell, RefCell};
@@ -121,7 +121,7 @@ pub struct BidderRequest {
     /// Body bytes (uncompressed; the engine gzips when the partner asks for it).
     pub body: Bytes,
     /// Ids of the request's impressions this HTTP request offers.
-    pub imp_ids: Vec<String>,
+    pub imp_ids: Vec<Text>,
 }
 
 /// The HTTP requests an adapter built for one auction, and what it could not offer.
@@ -299,7 +299,7 @@ impl<'a> Outbound<'a> {
         media: MediaTypes,
         tmax_ms: u64,
         bidder: &str,
-    ) -> Option<(Bytes, Vec<String>)> {
+    ) -> Option<(Bytes, Vec<Text>)> {
         let Some(params) = self.bidder_params() else {
             return self.openrtb_body(media, tmax_ms);
         };
@@ -394,7 +394,7 @@ impl<'a> Outbound<'a> {
     /// The plain OpenRTB 2.6 JSON body for `media` with `tmax` set, built once per pair. When
     /// `tmax` is already the request's (the exchange sets it to the bidders' budget), nothing
     /// is copied before serializing.
-    pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<String>)> {
+    pub fn openrtb_body(&self, media: MediaTypes, tmax_ms: u64) -> Option<(Bytes, Vec<Text>)> {
         let media = self.effective(media);
         let req = self.restricted(media)?;
         let imp_ids = req.imp.iter().map(|i| i.id.clone()).collect();

@@ -11,7 +11,7 @@
 //! serialized once per media set with a marker in place of each such `ext`, and each partner's
 //! body is those bytes with its own `ext` text between them.
 
-use crate::openrtb::{BidRequest, Raw};
+use crate::openrtb::{BidRequest, Raw, Text};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -29,7 +29,7 @@ struct SplitExt {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BidderParams {
     /// By impression id: its split `ext` (only impressions that carried `prebid.bidder`).
-    imps: BTreeMap<String, SplitExt>,
+    imps: BTreeMap<Text, SplitExt>,
     /// `ext.prebid.aliases`: alias code → the bidder it stands for.
     aliases: BTreeMap<String, String>,
 }
@@ -61,7 +61,7 @@ impl BidderParams {
         {
             return None;
         }
-        let imps: BTreeMap<String, SplitExt> = request
+        let imps: BTreeMap<Text, SplitExt> = request
             .imp
             .iter()
             .filter(|imp| mentions_prebid(imp.ext.as_ref()))
@@ -178,7 +178,7 @@ static MARKER_TAG: LazyLock<u64> = LazyLock::new(rand::random);
 pub(crate) struct Template {
     body: Vec<u8>,
     /// Byte range of each marker in `body`, in order, and the impression it stands for.
-    slots: Vec<(std::ops::Range<usize>, String)>,
+    slots: Vec<(std::ops::Range<usize>, Text)>,
 }
 
 impl Template {

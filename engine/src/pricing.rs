@@ -9,7 +9,7 @@
 //! least `F`, with no tolerance anywhere.
 
 use crate::auction::ImpTerms;
-use crate::openrtb::{DEFAULT_CURRENCY, Imp};
+use crate::openrtb::{DEFAULT_CURRENCY, Imp, Text};
 
 /// What the seller receives of a price the buyer pays: `gross × (1 − fee)`. Every net figure
 /// (the answer's `bid.price`, the ledger's net) is computed by this one expression, so that
@@ -108,12 +108,7 @@ pub fn tell_floors(imp: &mut Imp, terms: &ImpTerms, currency: &str) -> bool {
     told
 }
 
-fn restate(
-    floor: &mut Option<f64>,
-    cur: &mut Option<String>,
-    enforced: f64,
-    currency: &str,
-) -> bool {
+fn restate(floor: &mut Option<f64>, cur: &mut Option<Text>, enforced: f64, currency: &str) -> bool {
     let stated_cur = cur.as_deref().unwrap_or(DEFAULT_CURRENCY);
     let stated = floor.unwrap_or(0.0);
     if stated_cur == currency && stated == enforced {
@@ -124,7 +119,7 @@ fn restate(
     }
     *floor = Some(told_floor(enforced));
     if stated_cur != currency {
-        *cur = Some(currency.to_owned());
+        *cur = Some(currency.into());
     }
     true
 }

@@ -1,7 +1,7 @@
 //! Bid request validation, with a machine-readable reason (field and rule) for every rejection.
 
 use crate::currency::is_currency_code;
-use crate::openrtb::{BidRequest, Imp};
+use crate::openrtb::{BidRequest, Imp, Text};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fmt;
@@ -138,7 +138,7 @@ fn negative(field: String, value: i64) -> Check {
 
 /// The rules video and audio share: `mimes` is required, and the counts and rates are not
 /// negative.
-fn stream(i: usize, kind: &str, mimes: &[String], counts: [(&str, Option<i64>); 4]) -> Check {
+fn stream(i: usize, kind: &str, mimes: &[Text], counts: [(&str, Option<i64>); 4]) -> Check {
     if mimes.is_empty() {
         return reject(
             format!("imp[{i}].{kind}.mimes"),

@@ -962,7 +962,7 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
     if draws[4] < faults.empty_seatbid {
         bump(&stats.empty_seatbid);
         let empty = BidResponse {
-            id: request.id.clone(),
+            id: request.id.to_string(),
             ..BidResponse::default()
         };
         return respond(
@@ -991,7 +991,7 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
     }
     stats.bids.fetch_add(bids.len() as u64, Ordering::Relaxed);
     let response = BidResponse {
-        id: request.id.clone(),
+        id: request.id.to_string(),
         seatbid: vec![SeatBid {
             bid: bids,
             seat: Some(config.seat_name().to_owned()),
@@ -1029,7 +1029,7 @@ fn deal_for<'a>(config: &SimBidderConfig, imp: &'a Imp) -> Option<&'a Deal> {
         .as_ref()?
         .deals
         .iter()
-        .find(|d| config.deal_ids.contains(&d.id))
+        .find(|d| config.deal_ids.iter().any(|id| *id == d.id))
 }
 
 /// A price rounded to 4 decimals, never below `floor`.
@@ -1099,7 +1099,7 @@ fn bid_for(
     };
     Some(Bid {
         id,
-        impid: imp.id.clone(),
+        impid: imp.id.to_string(),
         price: Some(price),
         nurl: Some(notice("win")),
         burl: Some(notice("bill")),
@@ -1113,7 +1113,7 @@ fn bid_for(
         cid: Some(format!("{}-campaign", config.name)),
         crid: Some(format!("{}-creative-{}", config.name, media.as_str())),
         cat: config.cat.clone(),
-        dealid: deal.map(|d| d.id.clone()),
+        dealid: deal.map(|d| d.id.to_string()),
         w,
         h,
         mtype: Some(i64::from(media.mtype())),

@@ -111,7 +111,7 @@ fn spliced_bodies_equal_full_serialization() {
 fn a_request_spelling_a_marker_falls_back_to_full_serialization() {
     let mut req = prebid_request();
     let marker = format!("bourse-imp-ext-{:016x}-0", *MARKER_TAG);
-    req.imp[2].tagid = Some(marker);
+    req.imp[2].tagid = Some(marker.into());
     let params = BidderParams::of(&req).unwrap();
     assert!(Template::build(&req, &params).is_none());
     let outbound = Outbound::new(&req);

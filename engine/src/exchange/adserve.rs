@@ -615,7 +615,7 @@ impl Exchange {
             let cpm = crate::pricing::gross_of_fee(quoted, self.config.fee);
             let token = |kind: BeaconKind, target: Option<String>| BeaconToken {
                 kind,
-                auction: request.id.clone(),
+                auction: request.id.to_string(),
                 imp: bid.impid.clone(),
                 publisher: placement.publisher.clone(),
                 placement: placement.id.clone(),

@@ -137,7 +137,7 @@ impl Exchange {
                 if prebid::is_prebid(&request) {
                     // Prebid.js reads every answer as JSON: a no-bid is an answer without bids.
                     let empty = BidResponse {
-                        id: request.id.clone(),
+                        id: request.id.to_string(),
                         ..BidResponse::default()
                     };
                     json_response(StatusCode::OK, &empty)
@@ -185,7 +185,7 @@ impl Exchange {
             .cur
             .iter()
             .find(|c| self.rates.knows(c))
-            .cloned()
+            .map(|c| c.to_string())
             .ok_or_else(|| {
                 Rejection::new(
                     "cur",
@@ -222,7 +222,7 @@ impl Exchange {
             ..SupplyChain::default()
         });
         schain.nodes.push(SupplyChainNode {
-            asi: Some(asi.clone()),
+            asi: Some(asi.as_str().into()),
             sid: Some(sid),
             rid: Some(rid),
             hp: Some(1),
@@ -686,7 +686,7 @@ impl Exchange {
         let fx = self.rates.convert(1.0, bid_currency, currency);
         for typed in bids.bids {
             runtime.metrics.bids.inc();
-            let offered = call.imp_ids.contains(&typed.bid.impid);
+            let offered = call.imp_ids.iter().any(|id| *id == typed.bid.impid);
             let Some(imp) = request
                 .imp
                 .iter()
@@ -853,7 +853,7 @@ impl Exchange {
             return None;
         }
         let mut response = BidResponse {
-            id: request.id.clone(),
+            id: request.id.to_string(),
             seatbid: seatbids,
             bidid: Some(reference),
             cur: Some(currency.to_owned()),

@@ -15,6 +15,10 @@ pub use object::{Raw, Unknown};
 pub use request::*;
 pub use response::*;
 
+/// A string in the request model: held inline up to 24 bytes, so the short ids, codes and
+/// names most members carry cost the reader no allocation.
+pub type Text = compact_str::CompactString;
+
 /// Parses a JSON body (a bid request, a partner's answer), checking UTF-8 once for the whole
 /// text: `serde_json::from_slice` checks each string on its own, which cost more than any other
 /// part of reading a request. A body that is not UTF-8 is read by `from_slice`, so its error

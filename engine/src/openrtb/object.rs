@@ -127,6 +127,12 @@ impl Field for String {
     }
 }
 
+impl Field for super::Text {
+    fn is_absent(&self) -> bool {
+        self.is_empty()
+    }
+}
+
 /// How an object's field is read, JSON `null` meaning absent.
 pub trait ReadField<'de>: Sized {
     /// Reads the field's value.
@@ -150,6 +156,12 @@ impl<'de, T: Deserialize<'de>> ReadField<'de> for Vec<T> {
 impl<'de> ReadField<'de> for String {
     fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Option::<String>::deserialize(deserializer).map(Option::unwrap_or_default)
+    }
+}
+
+impl<'de> ReadField<'de> for super::Text {
+    fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<super::Text>::deserialize(deserializer).map(Option::unwrap_or_default)
     }
 }
 

@@ -1,13 +1,13 @@
 //! The BidRequest and its objects (OpenRTB 2.6 section 3.2).
 
-use super::{MediaType, MediaTypes, Raw};
+use super::{MediaType, MediaTypes, Raw, Text};
 use crate::openrtb_object;
 
 openrtb_object! {
     /// The top-level bid request (3.2.1). Notes where its members arrived, so that partner
     /// bodies can be spliced from the text it was read from.
     pub struct BidRequest [arrival] {
-        "id" => id: String,
+        "id" => id: Text,
         "imp" => imp: Vec<Imp>,
         "site" => site: Option<Site>,
         "app" => app: Option<App>,
@@ -19,17 +19,17 @@ openrtb_object! {
         "at" => at: Option<i64>,
         /// Milliseconds the supply side waits for our answer, including network latency.
         "tmax" => tmax: Option<i64>,
-        "wseat" => wseat: Vec<String>,
-        "bseat" => bseat: Vec<String>,
+        "wseat" => wseat: Vec<Text>,
+        "bseat" => bseat: Vec<Text>,
         "allimps" => allimps: Option<u8>,
-        "cur" => cur: Vec<String>,
-        "wlang" => wlang: Vec<String>,
-        "wlangb" => wlangb: Vec<String>,
-        "acat" => acat: Vec<String>,
-        "bcat" => bcat: Vec<String>,
+        "cur" => cur: Vec<Text>,
+        "wlang" => wlang: Vec<Text>,
+        "wlangb" => wlangb: Vec<Text>,
+        "acat" => acat: Vec<Text>,
+        "bcat" => bcat: Vec<Text>,
         "cattax" => cattax: Option<i64>,
-        "badv" => badv: Vec<String>,
-        "bapp" => bapp: Vec<String>,
+        "badv" => badv: Vec<Text>,
+        "bapp" => bapp: Vec<Text>,
         "source" => source: Option<Source>,
         "regs" => regs: Option<Regs>,
     }
@@ -66,22 +66,22 @@ impl BidRequest {
 openrtb_object! {
     /// An impression on offer (3.2.4).
     pub struct Imp {
-        "id" => id: String,
+        "id" => id: Text,
         "metric" => metric: Vec<Metric>,
         "banner" => banner: Option<Banner>,
         "video" => video: Option<Video>,
         "audio" => audio: Option<Audio>,
         "native" => native: Option<Native>,
         "pmp" => pmp: Option<Pmp>,
-        "displaymanager" => displaymanager: Option<String>,
-        "displaymanagerver" => displaymanagerver: Option<String>,
+        "displaymanager" => displaymanager: Option<Text>,
+        "displaymanagerver" => displaymanagerver: Option<Text>,
         "instl" => instl: Option<u8>,
-        "tagid" => tagid: Option<String>,
+        "tagid" => tagid: Option<Text>,
         "bidfloor" => bidfloor: Option<f64>,
-        "bidfloorcur" => bidfloorcur: Option<String>,
+        "bidfloorcur" => bidfloorcur: Option<Text>,
         "clickbrowser" => clickbrowser: Option<u8>,
         "secure" => secure: Option<u8>,
-        "iframebuster" => iframebuster: Vec<String>,
+        "iframebuster" => iframebuster: Vec<Text>,
         "rwdd" => rwdd: Option<u8>,
         "ssai" => ssai: Option<i64>,
         "exp" => exp: Option<i64>,
@@ -140,9 +140,9 @@ impl Imp {
 openrtb_object! {
     /// A measurement about the impression, such as viewability (3.2.5).
     pub struct Metric {
-        "type" => metric_type: Option<String>,
+        "type" => metric_type: Option<Text>,
         "value" => value: Option<f64>,
-        "vendor" => vendor: Option<String>,
+        "vendor" => vendor: Option<Text>,
     }
 }
 
@@ -155,11 +155,11 @@ openrtb_object! {
         "btype" => btype: Vec<i64>,
         "battr" => battr: Vec<i64>,
         "pos" => pos: Option<i64>,
-        "mimes" => mimes: Vec<String>,
+        "mimes" => mimes: Vec<Text>,
         "topframe" => topframe: Option<u8>,
         "expdir" => expdir: Vec<i64>,
         "api" => api: Vec<i64>,
-        "id" => id: Option<String>,
+        "id" => id: Option<Text>,
         "vcm" => vcm: Option<u8>,
     }
 }
@@ -178,7 +178,7 @@ openrtb_object! {
 openrtb_object! {
     /// A video slot (3.2.7).
     pub struct Video {
-        "mimes" => mimes: Vec<String>,
+        "mimes" => mimes: Vec<Text>,
         "minduration" => minduration: Option<i64>,
         "maxduration" => maxduration: Option<i64>,
         "startdelay" => startdelay: Option<i64>,
@@ -187,7 +187,7 @@ openrtb_object! {
         "protocols" => protocols: Vec<i64>,
         "w" => w: Option<u32>,
         "h" => h: Option<u32>,
-        "podid" => podid: Option<String>,
+        "podid" => podid: Option<Text>,
         "podseq" => podseq: Option<i64>,
         "rqddurs" => rqddurs: Vec<i64>,
         "placement" => placement: Option<i64>,
@@ -218,14 +218,14 @@ openrtb_object! {
 openrtb_object! {
     /// An audio slot (3.2.8).
     pub struct Audio {
-        "mimes" => mimes: Vec<String>,
+        "mimes" => mimes: Vec<Text>,
         "minduration" => minduration: Option<i64>,
         "maxduration" => maxduration: Option<i64>,
         "poddur" => poddur: Option<i64>,
         "protocols" => protocols: Vec<i64>,
         "startdelay" => startdelay: Option<i64>,
         "rqddurs" => rqddurs: Vec<i64>,
-        "podid" => podid: Option<String>,
+        "podid" => podid: Option<Text>,
         "podseq" => podseq: Option<i64>,
         "sequence" => sequence: Option<i64>,
         "slotinpod" => slotinpod: Option<i64>,
@@ -249,8 +249,8 @@ openrtb_object! {
 openrtb_object! {
     /// A native slot; `request` is the Native Ads request as a JSON string (3.2.9).
     pub struct Native {
-        "request" => request: Option<String>,
-        "ver" => ver: Option<String>,
+        "request" => request: Option<Text>,
+        "ver" => ver: Option<Text>,
         "api" => api: Vec<i64>,
         "battr" => battr: Vec<i64>,
     }
@@ -268,12 +268,12 @@ openrtb_object! {
 openrtb_object! {
     /// A deal between a buyer and the seller (3.2.12).
     pub struct Deal {
-        "id" => id: String,
+        "id" => id: Text,
         "bidfloor" => bidfloor: Option<f64>,
-        "bidfloorcur" => bidfloorcur: Option<String>,
+        "bidfloorcur" => bidfloorcur: Option<Text>,
         "at" => at: Option<i64>,
-        "wseat" => wseat: Vec<String>,
-        "wadomain" => wadomain: Vec<String>,
+        "wseat" => wseat: Vec<Text>,
+        "wadomain" => wadomain: Vec<Text>,
         "guar" => guar: Option<u8>,
         "mincpmpersec" => mincpmpersec: Option<f64>,
         "durfloors" => durfloors: Option<Raw>,
@@ -283,59 +283,59 @@ openrtb_object! {
 openrtb_object! {
     /// A website carrying the impression (3.2.13).
     pub struct Site {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
-        "domain" => domain: Option<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
+        "domain" => domain: Option<Text>,
         "cattax" => cattax: Option<i64>,
-        "cat" => cat: Vec<String>,
-        "sectioncat" => sectioncat: Vec<String>,
-        "pagecat" => pagecat: Vec<String>,
-        "page" => page: Option<String>,
-        "ref" => referrer: Option<String>,
-        "search" => search: Option<String>,
+        "cat" => cat: Vec<Text>,
+        "sectioncat" => sectioncat: Vec<Text>,
+        "pagecat" => pagecat: Vec<Text>,
+        "page" => page: Option<Text>,
+        "ref" => referrer: Option<Text>,
+        "search" => search: Option<Text>,
         "mobile" => mobile: Option<u8>,
         "privacypolicy" => privacypolicy: Option<u8>,
         "publisher" => publisher: Option<Publisher>,
         "content" => content: Option<Content>,
-        "keywords" => keywords: Option<String>,
-        "kwarray" => kwarray: Vec<String>,
-        "inventorypartnerdomain" => inventorypartnerdomain: Option<String>,
+        "keywords" => keywords: Option<Text>,
+        "kwarray" => kwarray: Vec<Text>,
+        "inventorypartnerdomain" => inventorypartnerdomain: Option<Text>,
     }
 }
 
 openrtb_object! {
     /// A mobile or CTV application carrying the impression (3.2.14).
     pub struct App {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
-        "bundle" => bundle: Option<String>,
-        "domain" => domain: Option<String>,
-        "storeurl" => storeurl: Option<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
+        "bundle" => bundle: Option<Text>,
+        "domain" => domain: Option<Text>,
+        "storeurl" => storeurl: Option<Text>,
         "cattax" => cattax: Option<i64>,
-        "cat" => cat: Vec<String>,
-        "sectioncat" => sectioncat: Vec<String>,
-        "pagecat" => pagecat: Vec<String>,
-        "ver" => ver: Option<String>,
+        "cat" => cat: Vec<Text>,
+        "sectioncat" => sectioncat: Vec<Text>,
+        "pagecat" => pagecat: Vec<Text>,
+        "ver" => ver: Option<Text>,
         "privacypolicy" => privacypolicy: Option<u8>,
         "paid" => paid: Option<u8>,
         "publisher" => publisher: Option<Publisher>,
         "content" => content: Option<Content>,
-        "keywords" => keywords: Option<String>,
-        "kwarray" => kwarray: Vec<String>,
-        "inventorypartnerdomain" => inventorypartnerdomain: Option<String>,
+        "keywords" => keywords: Option<Text>,
+        "kwarray" => kwarray: Vec<Text>,
+        "inventorypartnerdomain" => inventorypartnerdomain: Option<Text>,
     }
 }
 
 openrtb_object! {
     /// A digital out-of-home screen carrying the impression (3.2.23).
     pub struct Dooh {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
-        "venuetype" => venuetype: Vec<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
+        "venuetype" => venuetype: Vec<Text>,
         "venuetypetax" => venuetypetax: Option<i64>,
         "publisher" => publisher: Option<Publisher>,
-        "domain" => domain: Option<String>,
-        "keywords" => keywords: Option<String>,
+        "domain" => domain: Option<Text>,
+        "keywords" => keywords: Option<Text>,
         "content" => content: Option<Content>,
     }
 }
@@ -343,29 +343,29 @@ openrtb_object! {
 openrtb_object! {
     /// The seller of the inventory (3.2.15).
     pub struct Publisher {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
         "cattax" => cattax: Option<i64>,
-        "cat" => cat: Vec<String>,
-        "domain" => domain: Option<String>,
+        "cat" => cat: Vec<Text>,
+        "domain" => domain: Option<Text>,
     }
 }
 
 openrtb_object! {
     /// The content around the impression (3.2.16); fields not listed pass through verbatim.
     pub struct Content {
-        "id" => id: Option<String>,
+        "id" => id: Option<Text>,
         "episode" => episode: Option<i64>,
-        "title" => title: Option<String>,
-        "series" => series: Option<String>,
-        "season" => season: Option<String>,
-        "url" => url: Option<String>,
+        "title" => title: Option<Text>,
+        "series" => series: Option<Text>,
+        "season" => season: Option<Text>,
+        "url" => url: Option<Text>,
         "cattax" => cattax: Option<i64>,
-        "cat" => cat: Vec<String>,
+        "cat" => cat: Vec<Text>,
         "livestream" => livestream: Option<u8>,
         "len" => len: Option<i64>,
-        "language" => language: Option<String>,
-        "langb" => langb: Option<String>,
+        "language" => language: Option<Text>,
+        "langb" => langb: Option<Text>,
         "data" => data: Vec<Data>,
     }
 }
@@ -376,29 +376,29 @@ openrtb_object! {
         "geo" => geo: Option<Geo>,
         "dnt" => dnt: Option<u8>,
         "lmt" => lmt: Option<u8>,
-        "ua" => ua: Option<String>,
+        "ua" => ua: Option<Text>,
         "sua" => sua: Option<Raw>,
-        "ip" => ip: Option<String>,
-        "ipv6" => ipv6: Option<String>,
+        "ip" => ip: Option<Text>,
+        "ipv6" => ipv6: Option<Text>,
         "devicetype" => devicetype: Option<i64>,
-        "make" => make: Option<String>,
-        "model" => model: Option<String>,
-        "os" => os: Option<String>,
-        "osv" => osv: Option<String>,
-        "hwv" => hwv: Option<String>,
+        "make" => make: Option<Text>,
+        "model" => model: Option<Text>,
+        "os" => os: Option<Text>,
+        "osv" => osv: Option<Text>,
+        "hwv" => hwv: Option<Text>,
         "h" => h: Option<u32>,
         "w" => w: Option<u32>,
         "ppi" => ppi: Option<u32>,
         "pxratio" => pxratio: Option<f64>,
         "js" => js: Option<u8>,
         "geofetch" => geofetch: Option<u8>,
-        "flashver" => flashver: Option<String>,
-        "language" => language: Option<String>,
-        "langb" => langb: Option<String>,
-        "carrier" => carrier: Option<String>,
-        "mccmnc" => mccmnc: Option<String>,
+        "flashver" => flashver: Option<Text>,
+        "language" => language: Option<Text>,
+        "langb" => langb: Option<Text>,
+        "carrier" => carrier: Option<Text>,
+        "mccmnc" => mccmnc: Option<Text>,
         "connectiontype" => connectiontype: Option<i64>,
-        "ifa" => ifa: Option<String>,
+        "ifa" => ifa: Option<Text>,
     }
 }
 
@@ -411,12 +411,12 @@ openrtb_object! {
         "accuracy" => accuracy: Option<i64>,
         "lastfix" => lastfix: Option<i64>,
         "ipservice" => ipservice: Option<i64>,
-        "country" => country: Option<String>,
-        "region" => region: Option<String>,
-        "regionfips104" => regionfips104: Option<String>,
-        "metro" => metro: Option<String>,
-        "city" => city: Option<String>,
-        "zip" => zip: Option<String>,
+        "country" => country: Option<Text>,
+        "region" => region: Option<Text>,
+        "regionfips104" => regionfips104: Option<Text>,
+        "metro" => metro: Option<Text>,
+        "city" => city: Option<Text>,
+        "zip" => zip: Option<Text>,
         "utcoffset" => utcoffset: Option<i64>,
     }
 }
@@ -424,17 +424,17 @@ openrtb_object! {
 openrtb_object! {
     /// The human user (3.2.20).
     pub struct User {
-        "id" => id: Option<String>,
-        "buyeruid" => buyeruid: Option<String>,
+        "id" => id: Option<Text>,
+        "buyeruid" => buyeruid: Option<Text>,
         "yob" => yob: Option<i64>,
-        "gender" => gender: Option<String>,
-        "keywords" => keywords: Option<String>,
-        "kwarray" => kwarray: Vec<String>,
-        "customdata" => customdata: Option<String>,
+        "gender" => gender: Option<Text>,
+        "keywords" => keywords: Option<Text>,
+        "kwarray" => kwarray: Vec<Text>,
+        "customdata" => customdata: Option<Text>,
         "geo" => geo: Option<Geo>,
         "data" => data: Vec<Data>,
         /// The TCF consent string when GDPR applies.
-        "consent" => consent: Option<String>,
+        "consent" => consent: Option<Text>,
         "eids" => eids: Vec<Eid>,
     }
 }
@@ -442,8 +442,8 @@ openrtb_object! {
 openrtb_object! {
     /// Third-party data about the user or content (3.2.21).
     pub struct Data {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
         "segment" => segment: Vec<Segment>,
     }
 }
@@ -451,18 +451,18 @@ openrtb_object! {
 openrtb_object! {
     /// One data segment (3.2.22).
     pub struct Segment {
-        "id" => id: Option<String>,
-        "name" => name: Option<String>,
-        "value" => value: Option<String>,
+        "id" => id: Option<Text>,
+        "name" => name: Option<Text>,
+        "value" => value: Option<Text>,
     }
 }
 
 openrtb_object! {
     /// Extended identifiers from one source (3.2.27).
     pub struct Eid {
-        "inserter" => inserter: Option<String>,
-        "source" => source: Option<String>,
-        "matcher" => matcher: Option<String>,
+        "inserter" => inserter: Option<Text>,
+        "source" => source: Option<Text>,
+        "matcher" => matcher: Option<Text>,
         "mm" => mm: Option<i64>,
         "uids" => uids: Vec<Uid>,
     }
@@ -471,7 +471,7 @@ openrtb_object! {
 openrtb_object! {
     /// One identifier of a user (3.2.28).
     pub struct Uid {
-        "id" => id: Option<String>,
+        "id" => id: Option<Text>,
         "atype" => atype: Option<i64>,
     }
 }
@@ -481,8 +481,8 @@ openrtb_object! {
     pub struct Regs {
         "coppa" => coppa: Option<u8>,
         "gdpr" => gdpr: Option<u8>,
-        "us_privacy" => us_privacy: Option<String>,
-        "gpp" => gpp: Option<String>,
+        "us_privacy" => us_privacy: Option<Text>,
+        "gpp" => gpp: Option<Text>,
         "gpp_sid" => gpp_sid: Vec<i64>,
     }
 }
@@ -491,8 +491,8 @@ openrtb_object! {
     /// Upstream decisioning and the supply chain (3.2.2).
     pub struct Source {
         "fd" => fd: Option<u8>,
-        "tid" => tid: Option<String>,
-        "pchain" => pchain: Option<String>,
+        "tid" => tid: Option<Text>,
+        "pchain" => pchain: Option<Text>,
         "schain" => schain: Option<SupplyChain>,
     }
 }
@@ -502,18 +502,18 @@ openrtb_object! {
     pub struct SupplyChain {
         "complete" => complete: Option<u8>,
         "nodes" => nodes: Vec<SupplyChainNode>,
-        "ver" => ver: Option<String>,
+        "ver" => ver: Option<Text>,
     }
 }
 
 openrtb_object! {
     /// One seller in the supply chain (3.2.26).
     pub struct SupplyChainNode {
-        "asi" => asi: Option<String>,
-        "sid" => sid: Option<String>,
-        "rid" => rid: Option<String>,
-        "name" => name: Option<String>,
-        "domain" => domain: Option<String>,
+        "asi" => asi: Option<Text>,
+        "sid" => sid: Option<Text>,
+        "rid" => rid: Option<Text>,
+        "name" => name: Option<Text>,
+        "domain" => domain: Option<Text>,
         "hp" => hp: Option<u8>,
     }
 }
