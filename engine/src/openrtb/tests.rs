@@ -107,3 +107,28 @@ fn from_json_reads_what_from_slice_reads_and_refuses_what_it_refuses() {
     assert_eq!(ours, theirs);
     assert!(from_json::<BidRequest>(b"{\"id\":").is_err());
 }
+
+#[test]
+fn request_strings_read_alike_inline_or_on_the_heap() {
+    // Text holds up to 24 bytes inline and longer ones on the heap: both sides of that line,
+    // with escapes and non-ASCII, must read as the text says and write back the same.
+    for len in [0, 1, 23, 24, 25, 200] {
+        let plain = "x".repeat(len);
+        let escaped = format!("{}\\\"é\\u00e9", "y".repeat(len));
+        let json = format!(
+            r#"{{"id":"{plain}","imp":[{{"id":"{escaped}","tagid":"{plain}"}}],"bcat":["{escaped}"]}}"#
+        );
+        let req: BidRequest = serde_json::from_str(&json).unwrap();
+        let unescaped = format!("{}\"éé", "y".repeat(len));
+        assert_eq!(req.id, plain);
+        assert_eq!(req.imp[0].id, unescaped);
+        assert_eq!(req.imp[0].tagid.as_deref(), Some(plain.as_str()));
+        assert_eq!(req.bcat, [unescaped.as_str()]);
+        let again: BidRequest = serde_json::from_slice(&to_json(&req)).unwrap();
+        assert_eq!(again, req);
+    }
+    let req: BidRequest = serde_json::from_str(r#"{"id":null,"imp":[]}"#).unwrap();
+    assert!(req.id.is_empty());
+    let err = serde_json::from_str::<BidRequest>(r#"{"id":"a","id":"b","imp":[]}"#).unwrap_err();
+    assert!(err.to_string().contains("duplicate field `id`"), "{err}");
+}
