@@ -130,15 +130,15 @@ impl AuctionHooks for WasmAuctionHooks {
 fn bid_view(bid: &HookBid<'_>) -> BidView {
     let b = &bid.candidate.bid;
     BidView {
-        imp_id: b.impid.clone(),
+        imp_id: b.impid.to_string(),
         bidder: bid.bidder.to_owned(),
         price: bid.candidate.price,
-        adomain: b.adomain.clone(),
-        cat: b.cat.clone(),
-        crid: b.crid.clone(),
+        adomain: b.adomain.iter().map(ToString::to_string).collect(),
+        cat: b.cat.iter().map(ToString::to_string).collect(),
+        crid: b.crid.as_deref().map(str::to_owned),
         w: b.w.unwrap_or(0),
         h: b.h.unwrap_or(0),
-        deal_id: b.dealid.clone(),
+        deal_id: b.dealid.as_deref().map(str::to_owned),
     }
 }
 

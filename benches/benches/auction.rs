@@ -79,7 +79,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| auction_once(black_box(&request), &cands))
     });
     let response = BidResponse {
-        id: request.id.to_string(),
+        id: request.id.clone(),
         seatbid: vec![SeatBid {
             bid: candidates(&request, 1).into_iter().map(|c| c.bid).collect(),
             ..SeatBid::default()

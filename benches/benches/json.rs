@@ -215,7 +215,7 @@ fn serialize(c: &mut Criterion) {
     let video: BidRequest = serde_json::from_str(APP_VIDEO).unwrap();
     // The response bourse writes: one seat, one bid per impression, no `ext` (so no RawValue).
     let response = BidResponse {
-        id: banner.id.to_string(),
+        id: banner.id.clone(),
         seatbid: vec![SeatBid {
             bid: candidates(&banner, 1).into_iter().map(|c| c.bid).collect(),
             ..SeatBid::default()

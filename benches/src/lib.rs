@@ -34,14 +34,14 @@ pub fn candidates(request: &BidRequest, per_imp: usize) -> Vec<Candidate> {
             out.push(Candidate {
                 bidder,
                 imp: imp_index,
-                seat: format!("seat-{bidder}"),
+                seat: format!("seat-{bidder}").into(),
                 bid: Bid {
-                    id: format!("bid-{bidder}-{imp_index}"),
-                    impid: imp.id.to_string(),
+                    id: format!("bid-{bidder}-{imp_index}").into(),
+                    impid: imp.id.clone(),
                     price: Some(price),
                     adm: Some("<a href=\"https://adv.example/c\"><img src=\"https://cdn.adv.example/a.png\"></a>".into()),
                     adomain: vec!["adv.example".into()],
-                    crid: Some(format!("cr-{bidder}")),
+                    crid: Some(format!("cr-{bidder}").into()),
                     w: format.and_then(|f| f.w),
                     h: format.and_then(|f| f.h),
                     mtype: Some(1),

@@ -170,7 +170,7 @@ pub(crate) fn bid_media(
     declared: Result<Option<MediaType>, String>,
 ) -> Result<MediaType, String> {
     let (bid_id, imp_id) = (quote(&bid.id), quote(&bid.impid));
-    if !request.imp_ids.iter().any(|id| *id == bid.impid) {
+    if !request.imp_ids.contains(&bid.impid) {
         return Err(format!(
             "bid `{bid_id}` is for impression `{imp_id}`, which this request did not offer"
         ));

@@ -19,7 +19,7 @@ use bourse_engine::bidder::{
     AdapterError, Bidder, BidderBids, BidderRequest, BidderResponse, BidderSpec, CallInfo,
     Outbound, Requests, TypedBid,
 };
-use bourse_engine::openrtb::{Bid, BidRequest, Imp, MediaType, MediaTypes, SupplyChain};
+use bourse_engine::openrtb::{Bid, BidRequest, Imp, MediaType, MediaTypes, SupplyChain, Text};
 use bytes::Bytes;
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -227,7 +227,7 @@ impl PlacementJson {
         imp_id: &str,
         index: usize,
         value: Value,
-        currency: &mut Option<String>,
+        currency: &mut Option<Text>,
     ) -> Result<TypedBid, String> {
         let pb: PartnerBid = serde_json::from_value(value)
             .map_err(|e| format!("bid #{index}: malformed: {}", common::quote(&e.to_string())))?;
@@ -253,7 +253,7 @@ impl PlacementJson {
             .currency
             .unwrap_or_else(|| bourse_engine::openrtb::DEFAULT_CURRENCY.to_owned());
         match currency {
-            None => *currency = Some(cur),
+            None => *currency = Some(cur.into()),
             Some(first) if first.eq_ignore_ascii_case(&cur) => {}
             Some(first) => {
                 return Err(format!(
@@ -270,15 +270,15 @@ impl PlacementJson {
                 .ok_or_else(|| format!("unknown mediaType `{}`", common::quote(name))),
         };
         let mut bid = Bid {
-            id,
-            impid: bid_imp,
+            id: id.into(),
+            impid: bid_imp.into(),
             price: Some(price),
             // Without inline markup, OpenRTB fetches the markup from `nurl`.
             nurl: if adm.is_none() { pb.vast_url } else { None },
             adm,
             adomain: pb.adomain,
-            crid: pb.creative_id.map(IdValue::into_string),
-            dealid: pb.deal_id.map(IdValue::into_string),
+            crid: pb.creative_id.map(|id| id.into_string().into()),
+            dealid: pb.deal_id.map(|id| id.into_string().into()),
             w: pb.width,
             h: pb.height,
             exp: pb.ttl,
@@ -413,7 +413,7 @@ struct PartnerBid {
     deal_id: Option<IdValue>,
     media_type: Option<String>,
     #[serde(default)]
-    adomain: Vec<String>,
+    adomain: Vec<Text>,
     ttl: Option<i64>,
 }
 

@@ -114,7 +114,7 @@ pub struct Candidate {
     /// Index of the impression in the request.
     pub imp: usize,
     /// The seat that placed it (the bidder's name when the partner names none).
-    pub seat: String,
+    pub seat: Text,
     /// The bid as received.
     pub bid: Bid,
     /// What the markup is.
@@ -244,9 +244,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
             return Err(LossReason::CreativeAttributeExclusions);
         }
     }
-    if req.bseat.iter().any(|s| *s == c.seat)
-        || (!req.wseat.is_empty() && !req.wseat.iter().any(|s| *s == c.seat))
-    {
+    if req.bseat.contains(&c.seat) || (!req.wseat.is_empty() && !req.wseat.contains(&c.seat)) {
         return Err(LossReason::BuyerSeatBlocked);
     }
     if bid.cat.iter().any(|cat| req.bcat.iter().any(|b| b == cat)) {
@@ -271,7 +269,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
                 .iter()
                 .find(|d| d.id == deal_id)
                 .ok_or(LossReason::InvalidDealId)?;
-            if !deal.wseat.is_empty() && !deal.wseat.iter().any(|s| *s == c.seat) {
+            if !deal.wseat.is_empty() && !deal.wseat.contains(&c.seat) {
                 return Err(LossReason::BuyerSeatBlocked);
             }
             if c.price < deal.floor {

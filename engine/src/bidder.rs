@@ -168,14 +168,14 @@ pub struct TypedBid {
     /// What the bid's markup is.
     pub media_type: MediaType,
     /// Buyer seat, when the partner names one.
-    pub seat: Option<String>,
+    pub seat: Option<Text>,
 }
 
 /// The bids from one partner response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BidderBids {
     /// Currency of every price in `bids` (OpenRTB default USD when `None`).
-    pub currency: Option<String>,
+    pub currency: Option<Text>,
     /// The bids.
     pub bids: Vec<TypedBid>,
     /// Bids the adapter had to drop (for example an unknown markup type), with the reason.

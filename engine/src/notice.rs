@@ -1,6 +1,7 @@
 //! Win, billing and loss notices: OpenRTB macro substitution and signed notice tokens. Their
 //! delivery to partners is `delivery.rs`.
 
+use crate::openrtb::Text;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
@@ -172,8 +173,9 @@ impl AuctionRef {
     /// The reference as text: `node` as 16 hex digits, then `seq` in hex. Written by hand, as
     /// every winning bid's id and every answer's `bidid` is this text: the formatting machinery
     /// with padding costs several times as much.
-    pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(32);
+    pub fn to_hex(&self) -> Text {
+        // At most 32 digits: inline up to 24, which holds every reference below 2^32 auctions.
+        let mut out = Text::with_capacity(32);
         push_hex(&mut out, self.node, 16);
         push_hex(&mut out, self.seq, 1);
         out
@@ -181,7 +183,7 @@ impl AuctionRef {
 }
 
 /// Appends `value` in lower-case hex, zero-padded to at least `min_digits` digits.
-fn push_hex(out: &mut String, value: u64, min_digits: usize) {
+fn push_hex(out: &mut Text, value: u64, min_digits: usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let significant = (64 - value.leading_zeros() as usize).div_ceil(4);
     for digit in (0..significant.max(min_digits)).rev() {
@@ -404,24 +406,43 @@ impl NoticeTokens {
     /// The token for one kind of notice, holding that kind's partner URL:
     /// `base64(shared).base64(kind and URL).base64(signature)`.
     pub fn sign(&self, kind: NoticeKind, partner_url: Option<&str>) -> String {
-        let own = postcard::to_extend(
-            &OwnPart {
-                kind,
-                partner_url: partner_url.map(Cow::Borrowed),
-            },
-            Vec::with_capacity(TOKEN_PART_BYTES),
-        )
-        .expect("token serializes");
-        let mut mac = self.mac.clone();
-        mac.update(&own);
-        let signature = mac.finalize().into_bytes();
-        let mut text =
-            String::with_capacity(self.prefix.len() + (own.len() + SIGNATURE_BYTES) * 4 / 3 + 4);
-        text.push_str(&self.prefix);
-        B64.encode_string(&own, &mut text);
-        text.push('.');
-        B64.encode_string(&signature[..SIGNATURE_BYTES], &mut text);
+        let mut text = String::with_capacity(self.token_bytes(partner_url));
+        self.sign_into(kind, partner_url, &mut text);
         text
+    }
+
+    /// [`NoticeTokens::sign`], appending the token to `out` (the notice URL being written)
+    /// rather than to a string of its own.
+    pub fn sign_into(&self, kind: NoticeKind, partner_url: Option<&str>, out: &mut String) {
+        let part = OwnPart {
+            kind,
+            partner_url: partner_url.map(Cow::Borrowed),
+        };
+        let mut stack = [0u8; TOKEN_PART_BYTES];
+        let heap;
+        let own: &[u8] = match postcard::to_slice(&part, &mut stack) {
+            Ok(own) => own,
+            // Only a partner URL of some hundreds of bytes does not fit on the stack.
+            Err(_) => {
+                heap = postcard::to_extend(&part, Vec::new()).expect("token serializes");
+                &heap
+            }
+        };
+        let mut mac = self.mac.clone();
+        mac.update(own);
+        let signature = mac.finalize().into_bytes();
+        out.reserve(self.token_bytes(partner_url));
+        out.push_str(&self.prefix);
+        B64.encode_string(own, out);
+        out.push('.');
+        B64.encode_string(&signature[..SIGNATURE_BYTES], out);
+    }
+
+    /// Room for one token: the shared prefix, then the own part (kind, the URL and its length:
+    /// at most 8 bytes besides the URL) and the signature, base64 encoded.
+    pub fn token_bytes(&self, partner_url: Option<&str>) -> usize {
+        let own = 8 + partner_url.map_or(0, str::len);
+        self.prefix.len() + (own + SIGNATURE_BYTES).div_ceil(3) * 4 + 1
     }
 }
 
@@ -641,6 +662,36 @@ mod tests {
             signer.verify(&format!("{text}."), 0),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn tokens_signed_into_a_url_carry_any_partner_url_and_fit_their_room() {
+        let signer = TokenSigner::new(b"secret");
+        let notices = signer.notices(&NoticeBid::of(&token()));
+        // No URL, a short one, and ones longer than the stack buffer the kind part is
+        // written into first.
+        let long = format!("http://dsp/loss?x={}", "y".repeat(600));
+        let medium = format!("http://dsp/bill?x={}", "z".repeat(TOKEN_PART_BYTES - 20));
+        for url in [
+            None,
+            Some("http://dsp/win?p=${AUCTION_PRICE}"),
+            Some(&*medium),
+            Some(&*long),
+        ] {
+            let alone = notices.sign(NoticeKind::Loss, url);
+            let mut into = String::from("https://x/loss?t=");
+            let before = into.len();
+            notices.sign_into(NoticeKind::Loss, url, &mut into);
+            assert_eq!(&into[before..], alone);
+            assert!(
+                alone.len() <= notices.token_bytes(url),
+                "{} > room",
+                alone.len()
+            );
+            let read = signer.verify(&alone, 0).unwrap();
+            assert_eq!(read.kind, NoticeKind::Loss);
+            assert_eq!(read.partner_url.as_deref(), url);
+        }
     }
 
     /// Another sealed type whose payload happens to decode as a notice token.

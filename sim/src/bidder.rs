@@ -16,7 +16,7 @@
 
 use arc_swap::ArcSwap;
 use bourse_engine::openrtb::{
-    Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, Deal, Imp, MediaType, SeatBid,
+    Bid, BidRequest, BidResponse, DEFAULT_CURRENCY, Deal, Imp, MediaType, SeatBid, Text,
 };
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -962,7 +962,7 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
     if draws[4] < faults.empty_seatbid {
         bump(&stats.empty_seatbid);
         let empty = BidResponse {
-            id: request.id.to_string(),
+            id: request.id.clone(),
             ..BidResponse::default()
         };
         return respond(
@@ -977,7 +977,7 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
         let id = format!("{}-{request_key:016x}-{}", config.name, bids.len());
         if let Some(mut bid) = bid_for(config, imp, &mut rng, &state.addr, id) {
             if unknown_imp {
-                bid.impid = format!("unknown-{}", imp.id);
+                bid.impid = format!("unknown-{}", imp.id).into();
             }
             bids.push(bid);
         }
@@ -991,13 +991,13 @@ async fn answer(state: &State, request: &BidRequest) -> http::Response<ResponseB
     }
     stats.bids.fetch_add(bids.len() as u64, Ordering::Relaxed);
     let response = BidResponse {
-        id: request.id.to_string(),
+        id: request.id.clone(),
         seatbid: vec![SeatBid {
             bid: bids,
-            seat: Some(config.seat_name().to_owned()),
+            seat: Some(config.seat_name().into()),
             ..SeatBid::default()
         }],
-        cur: Some(config.currency.clone()),
+        cur: Some(config.currency.as_str().into()),
         ..BidResponse::default()
     };
     respond(
@@ -1092,14 +1092,14 @@ fn bid_for(
             }
         )
     };
-    let adomain = if config.adomain.is_empty() {
-        vec![format!("{}.example", config.name)]
+    let adomain: Vec<Text> = if config.adomain.is_empty() {
+        vec![format!("{}.example", config.name).into()]
     } else {
-        config.adomain.clone()
+        config.adomain.iter().map(|d| d.as_str().into()).collect()
     };
     Some(Bid {
-        id,
-        impid: imp.id.to_string(),
+        id: id.into(),
+        impid: imp.id.clone(),
         price: Some(price),
         nurl: Some(notice("win")),
         burl: Some(notice("bill")),
@@ -1108,12 +1108,12 @@ fn bid_for(
             MediaType::Native => native_markup(imp, &config.name, &adomain[0]),
             _ => markup(media, &config.name, &adomain[0], w, h),
         }),
-        adid: Some(format!("{}-ad-{}", config.name, media.as_str())),
+        adid: Some(format!("{}-ad-{}", config.name, media.as_str()).into()),
         adomain,
-        cid: Some(format!("{}-campaign", config.name)),
-        crid: Some(format!("{}-creative-{}", config.name, media.as_str())),
-        cat: config.cat.clone(),
-        dealid: deal.map(|d| d.id.to_string()),
+        cid: Some(format!("{}-campaign", config.name).into()),
+        crid: Some(format!("{}-creative-{}", config.name, media.as_str()).into()),
+        cat: config.cat.iter().map(|c| c.as_str().into()).collect(),
+        dealid: deal.map(|d| d.id.clone()),
         w,
         h,
         mtype: Some(i64::from(media.mtype())),

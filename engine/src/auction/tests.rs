@@ -25,10 +25,10 @@ fn candidate(bidder: usize, imp: usize, price: f64) -> Candidate {
     Candidate {
         bidder,
         imp,
-        seat: format!("seat-{}", (b'a' + bidder as u8) as char),
+        seat: format!("seat-{}", (b'a' + bidder as u8) as char).into(),
         bid: Bid {
-            id: format!("b{bidder}"),
-            impid: (imp + 1).to_string(),
+            id: format!("b{bidder}").into(),
+            impid: (imp + 1).to_string().into(),
             price: Some(price),
             adm: Some("<div>ad</div>".into()),
             ..Bid::default()

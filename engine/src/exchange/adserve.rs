@@ -616,11 +616,11 @@ impl Exchange {
             let token = |kind: BeaconKind, target: Option<String>| BeaconToken {
                 kind,
                 auction: request.id.to_string(),
-                imp: bid.impid.clone(),
+                imp: bid.impid.to_string(),
                 publisher: placement.publisher.clone(),
                 placement: placement.id.clone(),
                 bidder: win.bidder.clone(),
-                deal: bid.dealid.clone(),
+                deal: bid.dealid.as_deref().map(str::to_owned),
                 cpm,
                 currency: self.config.currency.clone(),
                 bill: (kind == BeaconKind::Impression).then(|| win.clone()),

@@ -15,8 +15,9 @@ pub use object::{Raw, Unknown};
 pub use request::*;
 pub use response::*;
 
-/// A string in the request model: held inline up to 24 bytes, so the short ids, codes and
-/// names most members carry cost the reader no allocation.
+/// A string in the model: held inline up to 24 bytes, so the short ids, codes and names most
+/// members carry cost the reader no allocation. A bid's markup and notice URLs, long and
+/// rewritten on the way out, stay `String`.
 pub type Text = compact_str::CompactString;
 
 /// Parses a JSON body (a bid request, a partner's answer), checking UTF-8 once for the whole

@@ -1,15 +1,16 @@
 //! The BidResponse and its objects (OpenRTB 2.6 section 4.2).
 
+use super::Text;
 use crate::openrtb_object;
 
 openrtb_object! {
     /// The top-level bid response (4.2.1).
     pub struct BidResponse {
-        "id" => id: String,
+        "id" => id: Text,
         "seatbid" => seatbid: Vec<SeatBid>,
-        "bidid" => bidid: Option<String>,
-        "cur" => cur: Option<String>,
-        "customdata" => customdata: Option<String>,
+        "bidid" => bidid: Option<Text>,
+        "cur" => cur: Option<Text>,
+        "customdata" => customdata: Option<Text>,
         /// No-bid reason code.
         "nbr" => nbr: Option<i64>,
     }
@@ -19,7 +20,7 @@ openrtb_object! {
     /// The bids of one buyer seat (4.2.2).
     pub struct SeatBid {
         "bid" => bid: Vec<Bid>,
-        "seat" => seat: Option<String>,
+        "seat" => seat: Option<Text>,
         "group" => group: Option<u8>,
     }
 }
@@ -27,30 +28,30 @@ openrtb_object! {
 openrtb_object! {
     /// An offer to buy one impression (4.2.3).
     pub struct Bid {
-        "id" => id: String,
-        "impid" => impid: String,
+        "id" => id: Text,
+        "impid" => impid: Text,
         "price" => price: Option<f64>,
         "nurl" => nurl: Option<String>,
         "burl" => burl: Option<String>,
         "lurl" => lurl: Option<String>,
         "adm" => adm: Option<String>,
-        "adid" => adid: Option<String>,
-        "adomain" => adomain: Vec<String>,
-        "bundle" => bundle: Option<String>,
-        "iurl" => iurl: Option<String>,
-        "cid" => cid: Option<String>,
-        "crid" => crid: Option<String>,
-        "tactic" => tactic: Option<String>,
+        "adid" => adid: Option<Text>,
+        "adomain" => adomain: Vec<Text>,
+        "bundle" => bundle: Option<Text>,
+        "iurl" => iurl: Option<Text>,
+        "cid" => cid: Option<Text>,
+        "crid" => crid: Option<Text>,
+        "tactic" => tactic: Option<Text>,
         "cattax" => cattax: Option<i64>,
-        "cat" => cat: Vec<String>,
+        "cat" => cat: Vec<Text>,
         "attr" => attr: Vec<i64>,
         "apis" => apis: Vec<i64>,
         "api" => api: Option<i64>,
         "protocol" => protocol: Option<i64>,
         "qagmediarating" => qagmediarating: Option<i64>,
-        "language" => language: Option<String>,
-        "langb" => langb: Option<String>,
-        "dealid" => dealid: Option<String>,
+        "language" => language: Option<Text>,
+        "langb" => langb: Option<Text>,
+        "dealid" => dealid: Option<Text>,
         "w" => w: Option<u32>,
         "h" => h: Option<u32>,
         "wratio" => wratio: Option<u32>,

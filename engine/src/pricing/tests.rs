@@ -193,9 +193,9 @@ fn run_case(case: &Case) -> Result<bool, TestCaseError> {
         candidates.push(Candidate {
             bidder: n,
             imp: 0,
-            seat: format!("s{n}"),
+            seat: format!("s{n}").into(),
             bid: Bid {
-                id: format!("b{n}"),
+                id: format!("b{n}").into(),
                 impid: "1".into(),
                 price: Some(bid_price),
                 adm: Some("<div/>".into()),
