@@ -151,12 +151,17 @@ async fn misbehaving_plugins_are_cut_off_and_quarantined_while_auctions_clear() 
     assert!(page.contains("Activated trap."), "{page}");
     let (status, _) = auction(&node, &request("after")).await;
     assert_eq!(status, 200);
-    let errors =
-        |kind: &str| format!("bourse_wasm_call_errors_total{{kind=\"{kind}\",plugin=\"trap\"}}");
-    assert_eq!(
-        node.metric(&errors("trap")).await + node.metric(&errors("bad_output")).await,
-        5.0
-    );
+    // Counted whatever their kind: on a machine busy with other work, the call after a trap
+    // (on a fresh instance) may run out of its wall time before it can answer wrongly.
+    let metrics = metrics_text(&node).await;
+    let trap_errors: f64 = metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("bourse_wasm_call_errors_total{") && line.contains("plugin=\"trap\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(trap_errors, 5.0, "{metrics}");
 }
 
 /// Unsigned, altered, wrongly signed, wrong-interface and older artifacts are each refused with
