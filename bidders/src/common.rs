@@ -169,10 +169,13 @@ pub(crate) fn bid_media(
     bid: &Bid,
     declared: Result<Option<MediaType>, String>,
 ) -> Result<MediaType, String> {
-    let (bid_id, imp_id) = (quote(&bid.id), quote(&bid.impid));
+    // Quoted only for an error: a bid that is placed costs no copy of its ids.
+    let (bid_id, imp_id) = (|| quote(&bid.id), || quote(&bid.impid));
     if !request.imp_ids.contains(&bid.impid) {
         return Err(format!(
-            "bid `{bid_id}` is for impression `{imp_id}`, which this request did not offer"
+            "bid `{}` is for impression `{}`, which this request did not offer",
+            bid_id(),
+            imp_id()
         ));
     }
     let offered = auction
@@ -180,11 +183,13 @@ pub(crate) fn bid_media(
         .map_or(MediaTypes::NONE, |imp| {
             imp.media_types().intersection(media)
         });
-    match declared.map_err(|e| format!("bid `{bid_id}`: {e}"))? {
+    match declared.map_err(|e| format!("bid `{}`: {e}", bid_id()))? {
         Some(m) if offered.contains(m) => Ok(m),
         Some(m) => Err(format!(
-            "bid `{bid_id}` is {} but impression `{imp_id}` did not offer {}",
+            "bid `{}` is {} but impression `{}` did not offer {}",
+            bid_id(),
             m.as_str(),
+            imp_id(),
             m.as_str()
         )),
         None => {
@@ -192,7 +197,9 @@ pub(crate) fn bid_media(
             match (types.next(), types.next()) {
                 (Some(m), None) => Ok(m),
                 _ => Err(format!(
-                    "bid `{bid_id}` does not say its media type and impression `{imp_id}` offers several"
+                    "bid `{}` does not say its media type and impression `{}` offers several",
+                    bid_id(),
+                    imp_id()
                 )),
             }
         }

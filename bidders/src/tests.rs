@@ -133,3 +133,57 @@ fn placement_json_endpoint_template_must_make_a_url() {
         refusal(&bad)
     );
 }
+
+#[test]
+fn a_bid_that_cannot_be_placed_is_refused_with_its_ids_quoted() {
+    use bourse_engine::bidder::BidderRequest;
+    use bourse_engine::openrtb::{Bid, BidRequest, MediaType, MediaTypes};
+    let auction: BidRequest = serde_json::from_value(json!({
+        "id": "r",
+        "imp": [
+            {"id": "1", "banner": {"w": 300, "h": 250}},
+            {"id": "2", "banner": {"w": 300, "h": 250}, "video": {"mimes": ["video/mp4"]}}
+        ]
+    }))
+    .unwrap();
+    let request = BidderRequest {
+        method: http::Method::POST,
+        uri: "https://partner.example/bid".into(),
+        headers: Vec::new(),
+        body: bytes::Bytes::new(),
+        imp_ids: vec!["1".into(), "2".into()],
+    };
+    let long_id = "b".repeat(200);
+    let bid = |impid: &str| Bid {
+        id: long_id.as_str().into(),
+        impid: impid.into(),
+        ..Bid::default()
+    };
+    let place =
+        |bid: &Bid, declared| common::bid_media(&auction, &request, MediaTypes::ALL, bid, declared);
+    assert_eq!(place(&bid("1"), Ok(None)), Ok(MediaType::Banner));
+    let quoted = common::quote(&long_id);
+    assert!(quoted.ends_with('…') && quoted.len() < long_id.len());
+    assert_eq!(
+        place(&bid("9"), Ok(None)),
+        Err(format!(
+            "bid `{quoted}` is for impression `9`, which this request did not offer"
+        ))
+    );
+    assert_eq!(
+        place(&bid("1"), Ok(Some(MediaType::Video))),
+        Err(format!(
+            "bid `{quoted}` is video but impression `1` did not offer video"
+        ))
+    );
+    assert_eq!(
+        place(&bid("2"), Ok(None)),
+        Err(format!(
+            "bid `{quoted}` does not say its media type and impression `2` offers several"
+        ))
+    );
+    assert_eq!(
+        place(&bid("2"), Err("unknown mtype".into())),
+        Err(format!("bid `{quoted}`: unknown mtype"))
+    );
+}
