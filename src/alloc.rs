@@ -4,8 +4,8 @@
 //! The `mimalloc` crate sends every allocation through `mi_malloc_aligned`, which takes
 //! mimalloc's generic aligned path for any block over 1 KiB (request bodies, JSON buffers,
 //! connection buffers): several hundred instructions each, where `mi_malloc` finds a block in a
-//! few dozen (BENCHMARKS.md, "mimalloc entered through plain `malloc`"). Which entry serves which layout is the
-//! rule the standard library keeps for the system allocator.
+//! few dozen (BENCHMARKS.md, "mimalloc entered through plain `malloc`"). Which entry serves
+//! which layout is the rule the standard library keeps for the system allocator.
 //!
 //! The one place outside the wasm host that allows `unsafe`: a global allocator is an unsafe
 //! trait over C calls, and nothing else here is unsafe.

@@ -247,7 +247,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
     if req.bseat.contains(&c.seat) || (!req.wseat.is_empty() && !req.wseat.contains(&c.seat)) {
         return Err(LossReason::BuyerSeatBlocked);
     }
-    if bid.cat.iter().any(|cat| req.bcat.iter().any(|b| b == cat)) {
+    if bid.cat.iter().any(|cat| req.bcat.contains(cat)) {
         return Err(LossReason::CategoryExclusions);
     }
     if bid
@@ -258,7 +258,7 @@ pub fn check_bid(req: &BidRequest, terms: &[ImpTerms], c: &Candidate) -> Result<
         return Err(LossReason::AdvertiserExclusions);
     }
     if let Some(bundle) = &bid.bundle
-        && req.bapp.iter().any(|b| b == bundle)
+        && req.bapp.contains(bundle)
     {
         return Err(LossReason::AppBundleExclusions);
     }

@@ -412,7 +412,8 @@ impl NoticeTokens {
     }
 
     /// [`NoticeTokens::sign`], appending the token to `out` (the notice URL being written)
-    /// rather than to a string of its own.
+    /// rather than to a string of its own. The caller sizes `out` ([`NoticeTokens::token_bytes`]
+    /// for the token), so that the URL is allocated once.
     pub fn sign_into(&self, kind: NoticeKind, partner_url: Option<&str>, out: &mut String) {
         let part = OwnPart {
             kind,
@@ -431,7 +432,6 @@ impl NoticeTokens {
         let mut mac = self.mac.clone();
         mac.update(own);
         let signature = mac.finalize().into_bytes();
-        out.reserve(self.token_bytes(partner_url));
         out.push_str(&self.prefix);
         B64.encode_string(own, out);
         out.push('.');
@@ -679,10 +679,12 @@ mod tests {
             Some(&*long),
         ] {
             let alone = notices.sign(NoticeKind::Loss, url);
-            let mut into = String::from("https://x/loss?t=");
-            let before = into.len();
+            let mut into = String::with_capacity(17 + notices.token_bytes(url));
+            into.push_str("https://x/loss?t=");
+            let (before, room) = (into.len(), into.capacity());
             notices.sign_into(NoticeKind::Loss, url, &mut into);
             assert_eq!(&into[before..], alone);
+            assert_eq!(into.capacity(), room, "sized by token_bytes, never grown");
             assert!(
                 alone.len() <= notices.token_bytes(url),
                 "{} > room",

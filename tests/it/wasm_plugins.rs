@@ -86,19 +86,12 @@ async fn misbehaving_plugins_are_cut_off_and_quarantined_while_auctions_clear() 
         let series = |kind: &str| {
             format!("bourse_wasm_call_errors_total{{kind=\"{kind}\",plugin=\"{plugin}\"}} ")
         };
-        let errors: f64 = metrics
-            .lines()
-            .filter(|line| {
-                line.starts_with("bourse_wasm_call_errors_total{")
-                    && line.contains(&format!("plugin=\"{plugin}\""))
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        let expected: f64 = metrics
-            .lines()
-            .filter(|line| kinds.iter().any(|kind| line.starts_with(&series(kind))))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let errors = call_errors(&metrics, |line| {
+            line.contains(&format!("plugin=\"{plugin}\""))
+        });
+        let expected = call_errors(&metrics, |line| {
+            kinds.iter().any(|kind| line.starts_with(&series(kind)))
+        });
         assert_eq!(
             (errors, expected),
             (3.0, 3.0),
@@ -154,14 +147,17 @@ async fn misbehaving_plugins_are_cut_off_and_quarantined_while_auctions_clear() 
     // Counted whatever their kind: on a machine busy with other work, the call after a trap
     // (on a fresh instance) may run out of its wall time before it can answer wrongly.
     let metrics = metrics_text(&node).await;
-    let trap_errors: f64 = metrics
-        .lines()
-        .filter(|line| {
-            line.starts_with("bourse_wasm_call_errors_total{") && line.contains("plugin=\"trap\"")
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let trap_errors = call_errors(&metrics, |line| line.contains("plugin=\"trap\""));
     assert_eq!(trap_errors, 5.0, "{metrics}");
+}
+
+/// The sum of the `bourse_wasm_call_errors_total` series in `metrics` that `wanted` picks.
+fn call_errors(metrics: &str, wanted: impl Fn(&str) -> bool) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("bourse_wasm_call_errors_total{") && wanted(line))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Unsigned, altered, wrongly signed, wrong-interface and older artifacts are each refused with
