@@ -28,9 +28,19 @@ pub fn run(name: &str, data: &[u8]) {
 }
 
 /// A bid request body as `/openrtb2/auction` reads it: parse, then validate, or explain the parse
-/// failure. Whatever parses must also survive a round trip through our own serializer.
+/// failure. Whatever parses must also survive a round trip through our own serializer, and read
+/// the same in place as by value.
 pub fn openrtb_request(data: &[u8]) {
-    match serde_json::from_slice::<BidRequest>(data) {
+    // The auction reads a request onto the heap, filled in place; it must read what the
+    // by-value reader reads, and refuse what it refuses in the same words.
+    let (in_place, _) = bourse_engine::openrtb::from_json_text_boxed::<BidRequest>(data);
+    let by_value = serde_json::from_slice::<BidRequest>(data);
+    match (&in_place, &by_value) {
+        (Ok(boxed), Ok(value)) => assert_eq!(**boxed, *value, "read in place differently"),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "refused differently"),
+        _ => panic!("one reader took what the other refused: {in_place:?} / {by_value:?}"),
+    }
+    match by_value {
         Ok(req) => {
             let _ = validate(&req, &Limits::default());
             // The 2.5 moves and the Native reader refuse bad input; they never panic on it.

@@ -128,7 +128,7 @@ impl Exchange {
         };
         // On the heap: a request is kilobytes, and the future holding it is moved as it is
         // polled. The text it was read from is kept: partner bodies are spliced from it.
-        let (read, text) = crate::openrtb::from_json_text(&bytes);
+        let (read, text) = crate::openrtb::from_json_text_boxed(&bytes);
         let mut request: Box<BidRequest> = match read {
             Ok(request) => request,
             Err(_) => return self.refuse(&Rejection::from_parse_error(&bytes)),

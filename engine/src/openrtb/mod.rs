@@ -39,6 +39,18 @@ pub fn from_json_text<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// [`from_json_text`] for an object read onto the heap where it will stay
+/// ([`object::read_boxed`]): a bid request is kilobytes, and read by value it was copied up
+/// through every level that returned it, then into its box.
+pub fn from_json_text_boxed<T: object::Object + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> (serde_json::Result<Box<T>>, Option<&str>) {
+    match std::str::from_utf8(body) {
+        Ok(text) => (object::read_boxed(text), Some(text)),
+        Err(_) => (serde_json::from_slice(body).map(Box::new), None),
+    }
+}
+
 /// Room for a typical request or answer: `serde_json::to_vec` starts at 128 bytes and doubles,
 /// so a 2 KB document was copied through four reallocations on its way out.
 const JSON_BUFFER_BYTES: usize = 4096;

@@ -165,13 +165,192 @@ impl<'de> ReadField<'de> for super::Text {
     }
 }
 
-/// Deserializes a field `T`, reading JSON `null` as absent (see [`ReadField`]).
-pub struct NullAsDefault<T>(pub T);
+/// An OpenRTB object declared by [`openrtb_object!`]: read member by member into a value that
+/// already has its place, so that a nested object is filled where it will live instead of being
+/// built on the stack and moved up through every level that holds it.
+pub trait Object: Default {
+    /// What a value of the wrong JSON type was expected to be, in serde's words.
+    const EXPECTING: &'static str;
 
-impl<'de, T: ReadField<'de>> Deserialize<'de> for NullAsDefault<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::read(deserializer).map(NullAsDefault)
+    /// Reads the members of a JSON object into `self`, which is as `Default` left it.
+    fn fill<'de, A: de::MapAccess<'de>>(&mut self, map: A) -> Result<(), A::Error>;
+}
+
+/// How a field is read into its place in its object. Small values are read and stored; an
+/// object, optional or in an array, is filled where it lies ([`Object`]).
+pub trait ReadInPlace<'de> {
+    /// Reads the field's value into `place`, JSON `null` meaning absent.
+    fn read_in_place<D: Deserializer<'de>>(
+        deserializer: D,
+        place: &mut Self,
+    ) -> Result<(), D::Error>;
+}
+
+/// Fields small enough that reading them by value costs no large move.
+macro_rules! read_by_value {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl<'de> ReadInPlace<'de> for $ty {
+                fn read_in_place<D: Deserializer<'de>>(
+                    deserializer: D,
+                    place: &mut Self,
+                ) -> Result<(), D::Error> {
+                    *place = <$ty as ReadField>::read(deserializer)?;
+                    Ok(())
+                }
+            }
+        )*
+    };
+}
+
+read_by_value!(
+    super::Text,
+    String,
+    Option<super::Text>,
+    Option<String>,
+    Option<Raw>,
+    Option<f64>,
+    Option<i64>,
+    Option<u32>,
+    Option<u8>,
+    Vec<super::Text>,
+    Vec<i64>,
+);
+
+/// A field read by [`ReadInPlace`], as serde's seed.
+pub struct InPlace<'a, T>(pub &'a mut T);
+
+impl<'de, T: ReadInPlace<'de>> de::DeserializeSeed<'de> for InPlace<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        T::read_in_place(deserializer, self.0)
     }
+}
+
+/// Fills one object from a JSON object; anything else is refused as the by-value reader would.
+struct Fill<'a, T>(&'a mut T);
+
+impl<'de, T: Object> de::Visitor<'de> for Fill<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.fill(map)
+    }
+}
+
+impl<'de, T: Object> de::DeserializeSeed<'de> for Fill<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+/// Reads `null` as absent, anything else as the object, filled in its place.
+struct FillOption<'a, T>(&'a mut Option<T>);
+
+impl<'de, T: Object> de::Visitor<'de> for FillOption<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("option")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.visit_none()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        de::DeserializeSeed::deserialize(Fill(self.0.insert(T::default())), deserializer)
+    }
+}
+
+impl<'de, T: Object> ReadInPlace<'de> for Option<T> {
+    fn read_in_place<D: Deserializer<'de>>(
+        deserializer: D,
+        place: &mut Self,
+    ) -> Result<(), D::Error> {
+        deserializer.deserialize_option(FillOption(place))
+    }
+}
+
+/// Reads `null` as no elements, an array as its objects, each filled in its slot of the `Vec`.
+struct FillVec<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: Object> de::Visitor<'de> for FillVec<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.clear();
+        while seq.next_element_seed(Push(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+/// One array element: a default object pushed, then filled where it lies.
+struct Push<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: Object> de::DeserializeSeed<'de> for Push<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        self.0.push(T::default());
+        let last = self.0.last_mut().expect("an element was just pushed");
+        de::DeserializeSeed::deserialize(Fill(last), deserializer)
+    }
+}
+
+impl<'de, T: Object> ReadInPlace<'de> for Vec<T> {
+    fn read_in_place<D: Deserializer<'de>>(
+        deserializer: D,
+        place: &mut Self,
+    ) -> Result<(), D::Error> {
+        deserializer.deserialize_option(FillVec(place))
+    }
+}
+
+/// Reads one object into `place` (as `Default` left it): the by-value reader of every object.
+pub fn read_in_place<'de, T: Object, D: Deserializer<'de>>(
+    deserializer: D,
+    place: &mut T,
+) -> Result<(), D::Error> {
+    de::DeserializeSeed::deserialize(Fill(place), deserializer)
+}
+
+/// Reads a whole document into an object on the heap, filled where it lies: a bid request is
+/// kilobytes, which serde's `Box<T>` would build on the stack and then copy into its box.
+pub fn read_boxed<T: Object>(text: &str) -> serde_json::Result<Box<T>> {
+    let mut object = Box::<T>::default();
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    de::DeserializeSeed::deserialize(Fill(&mut *object), &mut deserializer)?;
+    deserializer.end()?;
+    Ok(object)
 }
 
 /// An object key, borrowed from the input when it has no escapes.
@@ -352,42 +531,41 @@ macro_rules! openrtb_object {
             }
         }
 
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct ObjectVisitor;
-                impl<'de> ::serde::de::Visitor<'de> for ObjectVisitor {
-                    type Value = $name;
-                    fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                        f.write_str(concat!("a ", stringify!($name), " object"))
-                    }
-                    fn visit_map<A: ::serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
-                        use $crate::openrtb::object::{Field, Key, NullAsDefault};
-                        let mut out = $name::default();
-                        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                            $( out.$arrival.note(&key); )?
-                            match key.as_ref() {
-                                $( $json => {
-                                    if !Field::is_absent(&out.$field) {
-                                        return Err(<A::Error as ::serde::de::Error>::duplicate_field($json));
-                                    }
-                                    out.$field = map.next_value::<NullAsDefault<$ty>>()?.0;
-                                } )*
-                                "ext" => {
-                                    if out.ext.is_some() {
-                                        return Err(<A::Error as ::serde::de::Error>::duplicate_field("ext"));
-                                    }
-                                    out.ext = map.next_value::<$crate::openrtb::object::Ext>()?.0;
-                                }
-                                _ => {
-                                    let value = map.next_value::<$crate::openrtb::Raw>()?;
-                                    out.unknown.push((key.into_owned(), value));
-                                }
+        impl $crate::openrtb::object::Object for $name {
+            const EXPECTING: &'static str = concat!("a ", stringify!($name), " object");
+
+            fn fill<'de, A: ::serde::de::MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+                use $crate::openrtb::object::{Field, InPlace, Key};
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    $( self.$arrival.note(&key); )?
+                    match key.as_ref() {
+                        $( $json => {
+                            if !Field::is_absent(&self.$field) {
+                                return Err(<A::Error as ::serde::de::Error>::duplicate_field($json));
                             }
+                            map.next_value_seed(InPlace(&mut self.$field))?;
+                        } )*
+                        "ext" => {
+                            if self.ext.is_some() {
+                                return Err(<A::Error as ::serde::de::Error>::duplicate_field("ext"));
+                            }
+                            self.ext = map.next_value::<$crate::openrtb::object::Ext>()?.0;
                         }
-                        Ok(out)
+                        _ => {
+                            let value = map.next_value::<$crate::openrtb::Raw>()?;
+                            self.unknown.push((key.into_owned(), value));
+                        }
                     }
                 }
-                deserializer.deserialize_map(ObjectVisitor)
+                Ok(())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let mut out = $name::default();
+                $crate::openrtb::object::read_in_place(deserializer, &mut out)?;
+                Ok(out)
             }
         }
     };

@@ -132,3 +132,83 @@ fn request_strings_read_alike_inline_or_on_the_heap() {
     let err = serde_json::from_str::<BidRequest>(r#"{"id":"a","id":"b","imp":[]}"#).unwrap_err();
     assert!(err.to_string().contains("duplicate field `id`"), "{err}");
 }
+
+#[test]
+fn objects_are_filled_in_place_as_the_text_says() {
+    // Nine impressions (the array grows while its objects are filled in their slots), arrays of
+    // objects inside objects, and nulls for an object and for an array of objects.
+    let imps: Vec<String> = (1..=9)
+        .map(|i| {
+            format!(
+                r#"{{"id":"{i}","banner":{{"format":[{{"w":300,"h":250}},{{"w":728,"h":90,"ext":{{"f":{i}}}}}]}},"pmp":{{"deals":[{{"id":"d{i}","bidfloor":1.5}}]}},"bidfloor":0.{i}}}"#
+            )
+        })
+        .collect();
+    let input = format!(
+        r#"{{"id":"r","imp":[{}],"site":{{"id":"s","publisher":{{"id":"p"}},"content":null}},"app":null,"user":{{"eids":[{{"source":"id5","uids":[{{"id":"u1"}},{{"id":"u2","atype":3}}]}}],"data":null}},"source":{{"schain":{{"complete":1,"ver":"1.0","nodes":[{{"asi":"a.example","sid":"1","hp":1}},{{"asi":"b.example","sid":"2","hp":1}}]}}}},"future":[1,{{"k":null}}]}}"#,
+        imps.join(",")
+    );
+    let boxed = object::read_boxed::<BidRequest>(&input).unwrap();
+    let (read, text) = from_json_text_boxed::<BidRequest>(input.as_bytes());
+    assert_eq!(text, Some(input.as_str()));
+    assert_eq!(read.unwrap(), boxed);
+    assert_eq!(boxed.imp.len(), 9);
+    assert_eq!(boxed.imp[8].id, "9");
+    assert_eq!(boxed.imp[8].bidfloor, Some(0.9));
+    assert_eq!(boxed.imp[4].banner.as_ref().unwrap().format[1].w, Some(728));
+    assert!(boxed.app.is_none());
+    assert!(boxed.site.as_ref().unwrap().content.is_none());
+    let uids = &boxed.user.as_ref().unwrap().eids[0].uids;
+    assert_eq!(uids[1].atype, Some(3));
+    // Written back, it says what the text said, less the nulls (absent members).
+    let mut expected: serde_json::Value = serde_json::from_str(&input).unwrap();
+    let object = expected.as_object_mut().unwrap();
+    object.remove("app");
+    object["site"].as_object_mut().unwrap().remove("content");
+    object["user"].as_object_mut().unwrap().remove("data");
+    assert_eq!(serde_json::to_value(&*boxed).unwrap(), expected);
+}
+
+#[test]
+fn a_misshapen_object_is_refused_in_the_by_value_readers_words() {
+    // The words and places are those of the reader before objects were filled in place.
+    let refusal = |body: &str| {
+        object::read_boxed::<BidRequest>(body)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        refusal(r#"{"id":"r","site":3}"#),
+        "invalid type: integer `3`, expected a Site object at line 1 column 18"
+    );
+    assert_eq!(
+        refusal(r#"{"id":"r","imp":[null]}"#),
+        "invalid type: null, expected a Imp object at line 1 column 21"
+    );
+    assert_eq!(
+        refusal(r#"{"id":"r","imp":{"id":"1"}}"#),
+        "invalid type: map, expected a sequence at line 1 column 16"
+    );
+    assert_eq!(
+        refusal(r#"{"id":"r","imp":[{"id":"1"}],"imp":[{"id":"2"}]}"#),
+        "duplicate field `imp` at line 1 column 34"
+    );
+    assert_eq!(
+        refusal(r#"{"id":"r"} {"#),
+        "trailing characters at line 1 column 12"
+    );
+    // The by-value reader, which explains a refusal field by field, agrees on each.
+    for body in [
+        r#"{"id":"r","site":3}"#,
+        r#"{"id":"r","imp":[null]}"#,
+        r#"{"id":"r","imp":{"id":"1"}}"#,
+        r#"{"id":"r"} {"#,
+    ] {
+        assert_eq!(
+            refusal(body),
+            serde_json::from_str::<BidRequest>(body)
+                .unwrap_err()
+                .to_string()
+        );
+    }
+}
