@@ -50,6 +50,11 @@ pub struct BidderSpec {
     /// Idle keep-alive connections kept open to this partner.
     #[serde(default = "default_pool")]
     pub max_idle_connections: usize,
+    /// A PEM file of certificate authorities trusted for this partner's https endpoint besides
+    /// the bundled web PKI roots (a partner behind a private CA), relative to the config file.
+    /// Read again at every config apply, so a renewed file takes effect with the next reload.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Extra headers sent with every request (for example an API key).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -97,6 +102,7 @@ impl BidderSpec {
             enabled: true,
             http2: false,
             max_idle_connections: default_pool(),
+            ca_file: None,
             headers: BTreeMap::new(),
             notice_allowed_hosts: Vec::new(),
             params: serde_json::Map::new(),

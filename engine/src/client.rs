@@ -78,15 +78,15 @@ enum Transport {
     Pooled(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
 }
 
-/// A partner connector: Nagle off, a connect timeout, http or https with the bundled web PKI
-/// roots, offering HTTP/2 in TLS only to a partner that is to be spoken to in HTTP/2.
-fn connector(http2: bool) -> HttpsConnector<HttpConnector> {
+/// A partner connector: Nagle off, a connect timeout, http or https trusting `roots`, offering
+/// HTTP/2 in TLS only to a partner that is to be spoken to in HTTP/2.
+fn connector(http2: bool, roots: &Roots) -> HttpsConnector<HttpConnector> {
     let mut tcp = HttpConnector::new();
     tcp.set_nodelay(true);
     tcp.enforce_http(false);
     tcp.set_connect_timeout(Some(Duration::from_secs(2)));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(roots.client_config())
         .https_or_http();
     if http2 {
         builder.enable_all_versions().wrap_connector(tcp)
@@ -95,18 +95,71 @@ fn connector(http2: bool) -> HttpsConnector<HttpConnector> {
     }
 }
 
+/// The certificate authorities a partner's TLS certificate may chain to: the bundled web PKI
+/// roots, plus any the partner's `ca_file` adds (a partner behind a private CA).
+#[derive(Clone, Debug)]
+pub struct Roots(Arc<rustls::RootCertStore>);
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots(Arc::new(web_pki_roots()))
+    }
+}
+
+fn web_pki_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+impl Roots {
+    /// The web PKI roots and every certificate in `pem` (a PEM file's text); an error names
+    /// what is wrong with the file in our words.
+    pub fn with_pem(pem: &[u8]) -> Result<Roots, String> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = web_pki_roots();
+        let mut added = 0;
+        for certificate in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            let certificate =
+                certificate.map_err(|e| format!("not a PEM file of certificates: {e}"))?;
+            roots
+                .add(certificate)
+                .map_err(|e| format!("a certificate cannot serve as a root: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+        }
+        Ok(Roots(Arc::new(roots)))
+    }
+
+    fn client_config(&self) -> rustls::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls' safe default protocol versions")
+            .with_root_certificates(self.0.clone())
+            .with_no_client_auth()
+    }
+}
+
 impl BidderClient {
-    /// A pool sized and shaped by the partner's spec.
+    /// A pool sized and shaped by the partner's spec, trusting the web PKI roots.
     pub fn new(spec: &BidderSpec) -> Self {
+        Self::trusting(spec, &Roots::default())
+    }
+
+    /// A pool sized and shaped by the partner's spec, trusting `roots` over https.
+    pub fn trusting(spec: &BidderSpec, roots: &Roots) -> Self {
         let transport = if spec.http2 {
             let mut builder = Client::builder(TokioExecutor::new());
             builder
                 .pool_idle_timeout(IDLE_TIMEOUT)
                 .pool_max_idle_per_host(spec.max_idle_connections)
                 .http2_only(true);
-            Transport::Pooled(Box::new(builder.build(connector(true))))
+            Transport::Pooled(Box::new(builder.build(connector(true, roots))))
         } else {
-            Transport::Http1(Arc::new(Http1Pool::new(spec.max_idle_connections)))
+            Transport::Http1(Arc::new(Http1Pool::new(spec.max_idle_connections, roots)))
         };
         BidderClient {
             transport,
@@ -259,9 +312,9 @@ enum Failure {
 }
 
 impl Http1Pool {
-    fn new(max_idle: usize) -> Self {
+    fn new(max_idle: usize, roots: &Roots) -> Self {
         Http1Pool {
-            connector: connector(false),
+            connector: connector(false, roots),
             idle: Mutex::new(VecDeque::new()),
             max_idle,
         }
@@ -508,9 +561,37 @@ mod tests {
             }
         }
 
+        /// A partner speaking https with a certificate for 127.0.0.1 from `tls`.
+        async fn start_tls(after: After, tls: rustls::ServerConfig) -> Partner {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("https://{}/bid?x=1", listener.local_addr().unwrap());
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let heads = Arc::new(Mutex::new(Vec::new()));
+            let (counter, seen_heads) = (accepted.clone(), heads.clone());
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+            tokio::spawn(async move {
+                loop {
+                    let (socket, _) = listener.accept().await.unwrap();
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    let (acceptor, heads) = (acceptor.clone(), seen_heads.clone());
+                    tokio::spawn(async move {
+                        // A client that does not trust the certificate ends the handshake.
+                        if let Ok(stream) = acceptor.accept(socket).await {
+                            Partner::serve(stream, n, after, heads).await;
+                        }
+                    });
+                }
+            });
+            Partner {
+                url,
+                accepted,
+                heads,
+            }
+        }
+
         /// Answers the requests on connection number `n` until `after` says to stop.
         async fn serve(
-            mut socket: tokio::net::TcpStream,
+            mut socket: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
             n: usize,
             after: After,
             heads: Arc<Mutex<Vec<String>>>,
@@ -586,6 +667,76 @@ mod tests {
             .expect("the partner answers");
         assert_eq!(answer.status, http::StatusCode::OK);
         String::from_utf8(answer.body.to_vec()).unwrap()
+    }
+
+    /// A private certificate authority's certificate (PEM), and a server config holding a
+    /// certificate for 127.0.0.1 it signed.
+    fn private_ca() -> (String, rustls::ServerConfig) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "bourse test partner CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        (ca.pem(), tls)
+    }
+
+    #[tokio::test]
+    async fn an_https_partner_behind_a_private_ca_is_trusted_through_its_ca_file() {
+        let (ca_pem, tls) = private_ca();
+        let partner = Partner::start_tls(After::KeepAlive, tls).await;
+        let spec = BidderSpec::new("p", &partner.url);
+        // The bundled web PKI roots alone do not trust it, and the error says why.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let refused = BidderClient::new(&spec)
+            .call(&request(&partner.url), Bytes::from_static(b"{}"), deadline)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, CallError::Connect(why) if why.contains("UnknownIssuer")),
+            "{refused:?}"
+        );
+        // Trusting its CA: every call answered over one TLS connection, the second accepted.
+        let client = BidderClient::trusting(&spec, &Roots::with_pem(ca_pem.as_bytes()).unwrap());
+        for _ in 0..3 {
+            assert_eq!(call(&client, &partner.url).await, r#"{"n":2}"#);
+        }
+        assert_eq!(partner.connections(), 2);
+        partner.check_heads();
+    }
+
+    #[test]
+    fn a_ca_file_that_holds_no_usable_certificate_is_refused_in_our_words() {
+        assert_eq!(
+            Roots::with_pem(b"a note, not a certificate").unwrap_err(),
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+        let (ca_pem, _) = private_ca();
+        assert!(Roots::with_pem(ca_pem.as_bytes()).is_ok());
+        let unreadable = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let why = Roots::with_pem(unreadable.as_bytes()).unwrap_err();
+        assert!(why.starts_with("not a PEM file of certificates"), "{why}");
+        let not_a_certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let why = Roots::with_pem(not_a_certificate.as_bytes()).unwrap_err();
+        assert!(
+            why.starts_with("a certificate cannot serve as a root"),
+            "{why}"
+        );
     }
 
     #[tokio::test]

@@ -66,6 +66,24 @@ async fn an_invalid_change_is_refused_and_the_old_config_keeps_serving() {
     assert_eq!(status, 200);
 }
 
+#[tokio::test]
+async fn a_partner_ca_file_that_cannot_be_read_refuses_the_change_and_says_which() {
+    let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
+    let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
+    let running = ex.running.as_ref().unwrap();
+    let missing = bidder("p", &partner, "ca_file = \"no-such-partner-ca.pem\"");
+    let next = running
+        .load_config_str(&config("", &[missing]), "test.toml")
+        .unwrap();
+    let refusal = running.apply(next).await.unwrap_err().to_string();
+    assert!(
+        refusal.contains("bidder p: ca_file: cannot read no-such-partner-ca.pem"),
+        "{refusal}"
+    );
+    let (status, _) = ex.auction(&banner_request("still-1", &[("1", 0.1)])).await;
+    assert_eq!(status, 200, "the old configuration keeps serving");
+}
+
 /// SIGTERM: bourse stops accepting, lets the in-flight auction finish, then exits 0.
 #[tokio::test]
 async fn sigterm_lets_in_flight_auctions_finish() {

@@ -18,7 +18,7 @@ pub use config::{
 };
 
 use crate::bidder::{AdapterRegistry, Bidder, BidderSpec};
-use crate::client::BidderClient;
+use crate::client::{BidderClient, Roots};
 use crate::currency::Rates;
 use crate::delivery::{Delivery, DeliveryMetrics, PartnerPolicy};
 use crate::hooks::AuctionHooks;
@@ -98,15 +98,39 @@ struct PoolSettings {
     http2: bool,
     max_idle_connections: usize,
     gzip: bool,
+    /// The text of the partner's `ca_file`: a renewed file is a new pool.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl PoolSettings {
-    fn of(spec: &BidderSpec) -> Self {
-        PoolSettings {
+    /// The partner's pool settings, its `ca_file` read relative to `config_dir`.
+    fn of(spec: &BidderSpec, config_dir: &std::path::Path) -> Result<Self, PluginError> {
+        let ca_pem = match &spec.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(config_dir.join(path)).map_err(|e| {
+                PluginError(format!(
+                    "bidder {}: ca_file: cannot read {}: {e}",
+                    spec.name,
+                    path.display()
+                ))
+            })?),
+        };
+        Ok(PoolSettings {
             http2: spec.http2,
             max_idle_connections: spec.max_idle_connections,
             gzip: spec.gzip,
-        }
+            ca_pem,
+        })
+    }
+
+    /// A new pool for these settings.
+    fn client(&self, spec: &BidderSpec) -> Result<BidderClient, PluginError> {
+        let roots = match &self.ca_pem {
+            None => Roots::default(),
+            Some(pem) => Roots::with_pem(pem)
+                .map_err(|e| PluginError(format!("bidder {}: ca_file: {e}", spec.name)))?,
+        };
+        Ok(BidderClient::trusting(spec, &roots))
     }
 }
 
@@ -182,6 +206,8 @@ pub(crate) struct BidderRuntime {
     pub spec: BidderSpec,
     pub adapter: Arc<dyn Bidder>,
     pub client: BidderClient,
+    /// What `client` was built from: a later generation with the same keeps the pool.
+    pool_settings: PoolSettings,
     /// The kernel's limiter named after the instance and the partner: the same cap keeps the
     /// same bucket across generations.
     pub limiter: Option<bourse_services::DirectLimiter>,
@@ -348,6 +374,7 @@ impl Plugin for ExchangePlugin {
             prepared,
             admin::Section::of(&ctx),
             self.hooks.clone(),
+            &ctx.config_dir,
         )?))
     }
 
@@ -366,6 +393,7 @@ impl Exchange {
         prepared: PreparedExchange,
         admin: admin::Section,
         hooks: Option<Arc<dyn AuctionHooks>>,
+        config_dir: &std::path::Path,
     ) -> Result<Exchange, PluginError> {
         let PreparedExchange { config, adapters } = prepared;
         let links = shared.partners.lock().clone();
@@ -374,10 +402,10 @@ impl Exchange {
             let link = links.get(&spec.name);
             // A pool or limiter whose settings did not change is kept, with its connections
             // and its tokens.
-            let pool_settings = PoolSettings::of(spec);
+            let pool_settings = PoolSettings::of(spec, config_dir)?;
             let client = match link {
                 Some(link) if link.pool_settings == pool_settings => link.client.clone(),
-                _ => BidderClient::new(spec),
+                _ => pool_settings.client(spec)?,
             };
             let limiter = match spec.qps {
                 0 => None,
@@ -391,6 +419,7 @@ impl Exchange {
             };
             bidders.push(BidderRuntime {
                 client,
+                pool_settings,
                 metrics: shared.metrics.bidder(&spec.name),
                 spec: spec.clone(),
                 adapter,
@@ -536,7 +565,7 @@ impl Handler for Exchange {
             .iter()
             .map(|b| {
                 let link = PartnerLink {
-                    pool_settings: PoolSettings::of(&b.spec),
+                    pool_settings: b.pool_settings.clone(),
                     client: b.client.clone(),
                 };
                 (b.spec.name.clone(), link)
