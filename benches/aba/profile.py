@@ -9,8 +9,10 @@ It starts the harness's nginx bidders and the server (bourse with the harness's 
 forwarder), warms it up for 2 s, then loads it with the harness's `wrk -t1 -c32` in three
 windows: DUR seconds (default 10) with nothing watching for the CPU figures, then DUR - 2 under
 `perf stat`, then DUR - 2 under `perf record` (sampling slows the server it samples, so the CPU
-figures never come from a watched window). Env: TOP (symbols shown, default 40),
-CALLERS=1 keeps call graphs (`perf report -g caller`), PERF_DATA (where the recording goes),
+figures never come from a watched window). Env: TOP (symbols shown, default 40), FREQ (samples per second, default 2999),
+CALLERS=1 keeps call graphs (`perf report -g caller`), CALL_GRAPH (how they are taken, default
+frame pointers; `dwarf,32768` unwinds our frames too, for `phases.py`), PERF_DATA (where the
+recording goes),
 EVENTS (what `perf stat` counts, default `context-switches,raw_syscalls:sys_enter`).
 Needs nginx, wrk and perf.
 """
@@ -69,7 +71,9 @@ def main():
               " per request")
         watch = max(dur - 2, 1)
         for command in (["perf", "stat", "-x,", "-e", os.environ.get("EVENTS", "context-switches,raw_syscalls:sys_enter")],
-                        ["perf", "record", "-F", "2999", *(["-g"] if callers else []), "-o", data]):
+                        ["perf", "record", "-F", os.environ.get("FREQ", "2999"),
+                         *(["--call-graph", os.environ.get("CALL_GRAPH", "fp")] if callers else []),
+                         "-o", data]):
             loaded = {}
             load = threading.Thread(target=lambda: loaded.update(out=harness.wrk(url, watch + 1, body)))
             load.start()
