@@ -50,8 +50,9 @@ pub struct BidderSpec {
     /// Idle keep-alive connections kept open to this partner.
     #[serde(default = "default_pool")]
     pub max_idle_connections: usize,
-    /// A PEM file of certificate authorities trusted for this partner's https endpoint besides
-    /// the bundled web PKI roots (a partner behind a private CA), relative to the config file.
+    /// A PEM file of certificate authorities trusted for this partner's https endpoint and
+    /// notice URLs besides the bundled web PKI roots (a partner behind a private CA), relative
+    /// to the config file.
     /// Read again at every config apply, so a renewed file takes effect with the next reload.
     #[serde(default)]
     pub ca_file: Option<std::path::PathBuf>,

@@ -96,15 +96,31 @@ fn connector(http2: bool, roots: &Roots) -> HttpsConnector<HttpConnector> {
 }
 
 /// The certificate authorities a partner's TLS certificate may chain to: the bundled web PKI
-/// roots, plus any the partner's `ca_file` adds (a partner behind a private CA).
+/// roots, plus any the partner's `ca_file` adds (a partner behind a private CA). Bid requests
+/// and notices to the partner trust the same; two are equal when they add the same PEM text.
 #[derive(Clone, Debug)]
-pub struct Roots(Arc<rustls::RootCertStore>);
+pub struct Roots {
+    /// The PEM text added to the web PKI roots, if any.
+    pem: Option<Arc<[u8]>>,
+    store: Arc<rustls::RootCertStore>,
+}
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots(Arc::new(web_pki_roots()))
+        Roots {
+            pem: None,
+            store: Arc::new(web_pki_roots()),
+        }
     }
 }
+
+impl PartialEq for Roots {
+    fn eq(&self, other: &Self) -> bool {
+        self.pem == other.pem
+    }
+}
+
+impl Eq for Roots {}
 
 fn web_pki_roots() -> rustls::RootCertStore {
     rustls::RootCertStore {
@@ -130,15 +146,19 @@ impl Roots {
         if added == 0 {
             return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
         }
-        Ok(Roots(Arc::new(roots)))
+        Ok(Roots {
+            pem: Some(Arc::from(pem)),
+            store: Arc::new(roots),
+        })
     }
 
-    fn client_config(&self) -> rustls::ClientConfig {
+    /// A TLS client configuration trusting these roots (ring, rustls' safe default versions).
+    pub(crate) fn client_config(&self) -> rustls::ClientConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports rustls' safe default protocol versions")
-            .with_root_certificates(self.0.clone())
+            .with_root_certificates(self.store.clone())
             .with_no_client_auth()
     }
 }
@@ -561,37 +581,9 @@ mod tests {
             }
         }
 
-        /// A partner speaking https with a certificate for 127.0.0.1 from `tls`.
-        async fn start_tls(after: After, tls: rustls::ServerConfig) -> Partner {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("https://{}/bid?x=1", listener.local_addr().unwrap());
-            let accepted = Arc::new(AtomicUsize::new(0));
-            let heads = Arc::new(Mutex::new(Vec::new()));
-            let (counter, seen_heads) = (accepted.clone(), heads.clone());
-            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-            tokio::spawn(async move {
-                loop {
-                    let (socket, _) = listener.accept().await.unwrap();
-                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                    let (acceptor, heads) = (acceptor.clone(), seen_heads.clone());
-                    tokio::spawn(async move {
-                        // A client that does not trust the certificate ends the handshake.
-                        if let Ok(stream) = acceptor.accept(socket).await {
-                            Partner::serve(stream, n, after, heads).await;
-                        }
-                    });
-                }
-            });
-            Partner {
-                url,
-                accepted,
-                heads,
-            }
-        }
-
         /// Answers the requests on connection number `n` until `after` says to stop.
         async fn serve(
-            mut socket: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+            mut socket: tokio::net::TcpStream,
             n: usize,
             after: After,
             heads: Arc<Mutex<Vec<String>>>,
@@ -667,76 +659,6 @@ mod tests {
             .expect("the partner answers");
         assert_eq!(answer.status, http::StatusCode::OK);
         String::from_utf8(answer.body.to_vec()).unwrap()
-    }
-
-    /// A private certificate authority's certificate (PEM), and a server config holding a
-    /// certificate for 127.0.0.1 it signed.
-    fn private_ca() -> (String, rustls::ServerConfig) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "bourse test partner CA");
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-            )
-            .unwrap();
-        (ca.pem(), tls)
-    }
-
-    #[tokio::test]
-    async fn an_https_partner_behind_a_private_ca_is_trusted_through_its_ca_file() {
-        let (ca_pem, tls) = private_ca();
-        let partner = Partner::start_tls(After::KeepAlive, tls).await;
-        let spec = BidderSpec::new("p", &partner.url);
-        // The bundled web PKI roots alone do not trust it, and the error says why.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let refused = BidderClient::new(&spec)
-            .call(&request(&partner.url), Bytes::from_static(b"{}"), deadline)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&refused, CallError::Connect(why) if why.contains("UnknownIssuer")),
-            "{refused:?}"
-        );
-        // Trusting its CA: every call answered over one TLS connection, the second accepted.
-        let client = BidderClient::trusting(&spec, &Roots::with_pem(ca_pem.as_bytes()).unwrap());
-        for _ in 0..3 {
-            assert_eq!(call(&client, &partner.url).await, r#"{"n":2}"#);
-        }
-        assert_eq!(partner.connections(), 2);
-        partner.check_heads();
-    }
-
-    #[test]
-    fn a_ca_file_that_holds_no_usable_certificate_is_refused_in_our_words() {
-        assert_eq!(
-            Roots::with_pem(b"a note, not a certificate").unwrap_err(),
-            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-        );
-        let (ca_pem, _) = private_ca();
-        assert!(Roots::with_pem(ca_pem.as_bytes()).is_ok());
-        let unreadable = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
-        let why = Roots::with_pem(unreadable.as_bytes()).unwrap_err();
-        assert!(why.starts_with("not a PEM file of certificates"), "{why}");
-        let not_a_certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let why = Roots::with_pem(not_a_certificate.as_bytes()).unwrap_err();
-        assert!(
-            why.starts_with("a certificate cannot serve as a root"),
-            "{why}"
-        );
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::client::Roots;
 use crate::notice::NoticeKind;
 use crate::outbound::{Allowed, GuardedResolver, check_url, guarded_connector};
 
@@ -44,6 +45,8 @@ pub struct PartnerPolicy {
     pub concurrency: usize,
     /// Non-public hosts this partner may name.
     pub allowed_hosts: Vec<String>,
+    /// The authorities its https notice URLs may chain to: those its bid requests trust.
+    pub roots: Roots,
 }
 
 /// One notice owed to a partner.
@@ -280,7 +283,7 @@ impl Delivery {
             .pool_max_idle_per_host(policy.concurrency)
             .build(
                 hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_webpki_roots()
+                    .with_tls_config(policy.roots.client_config())
                     .https_or_http()
                     .enable_http1()
                     .wrap_connector(guarded_connector(allowed.clone())),

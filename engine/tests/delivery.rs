@@ -64,6 +64,7 @@ fn policy(queue: usize, concurrency: usize) -> PartnerPolicy {
         queue,
         concurrency,
         allowed_hosts: vec!["127.0.0.1".into()],
+        roots: Default::default(),
     }
 }
 

@@ -98,39 +98,29 @@ struct PoolSettings {
     http2: bool,
     max_idle_connections: usize,
     gzip: bool,
-    /// The text of the partner's `ca_file`: a renewed file is a new pool.
-    ca_pem: Option<Vec<u8>>,
+    /// What the partner's `ca_file` adds, read at each apply: a renewed file is a new pool.
+    roots: Roots,
 }
 
 impl PoolSettings {
     /// The partner's pool settings, its `ca_file` read relative to `config_dir`.
     fn of(spec: &BidderSpec, config_dir: &std::path::Path) -> Result<Self, PluginError> {
-        let ca_pem = match &spec.ca_file {
-            None => None,
-            Some(path) => Some(std::fs::read(config_dir.join(path)).map_err(|e| {
-                PluginError(format!(
-                    "bidder {}: ca_file: cannot read {}: {e}",
-                    spec.name,
-                    path.display()
-                ))
-            })?),
+        let roots = match &spec.ca_file {
+            None => Roots::default(),
+            Some(path) => {
+                let refused =
+                    |why: String| PluginError(format!("bidder {}: ca_file: {why}", spec.name));
+                let pem = std::fs::read(config_dir.join(path))
+                    .map_err(|e| refused(format!("cannot read {}: {e}", path.display())))?;
+                Roots::with_pem(&pem).map_err(refused)?
+            }
         };
         Ok(PoolSettings {
             http2: spec.http2,
             max_idle_connections: spec.max_idle_connections,
             gzip: spec.gzip,
-            ca_pem,
+            roots,
         })
-    }
-
-    /// A new pool for these settings.
-    fn client(&self, spec: &BidderSpec) -> Result<BidderClient, PluginError> {
-        let roots = match &self.ca_pem {
-            None => Roots::default(),
-            Some(pem) => Roots::with_pem(pem)
-                .map_err(|e| PluginError(format!("bidder {}: ca_file: {e}", spec.name)))?,
-        };
-        Ok(BidderClient::trusting(spec, &roots))
     }
 }
 
@@ -405,7 +395,7 @@ impl Exchange {
             let pool_settings = PoolSettings::of(spec, config_dir)?;
             let client = match link {
                 Some(link) if link.pool_settings == pool_settings => link.client.clone(),
-                _ => pool_settings.client(spec)?,
+                _ => BidderClient::trusting(spec, &pool_settings.roots),
             };
             let limiter = match spec.qps {
                 0 => None,
@@ -583,6 +573,7 @@ impl Handler for Exchange {
                     queue: notices.queue,
                     concurrency: notices.concurrency,
                     allowed_hosts: b.spec.notice_allowed_hosts.clone(),
+                    roots: b.pool_settings.roots.clone(),
                 };
                 (b.spec.name.clone(), policy)
             })

@@ -45,7 +45,8 @@ fn notice_url(
     base: &str,
     path: &str,
     notices: &NoticeTokens,
-    (kind, partner_url): (NoticeKind, Option<&str>),
+    kind: NoticeKind,
+    partner_url: Option<&str>,
     macros: &str,
 ) -> String {
     let mut url = String::with_capacity(
@@ -810,37 +811,35 @@ impl Exchange {
             let (adm, nurl) = match adm.filter(|adm| !adm.is_empty()) {
                 Some(adm) => {
                     let adm = expand_owned(adm, &values, Target::Markup);
-                    let win = (NoticeKind::Win, nurl.as_deref());
-                    (
-                        Some(adm),
-                        Some(notice_url(
-                            base,
-                            "/win?t=",
-                            &notices,
-                            win,
-                            "&p=${AUCTION_PRICE}",
-                        )),
-                    )
+                    let win = notice_url(
+                        base,
+                        "/win?t=",
+                        &notices,
+                        NoticeKind::Win,
+                        nurl.as_deref(),
+                        "&p=${AUCTION_PRICE}",
+                    );
+                    (Some(adm), Some(win))
                 }
                 // Without markup the caller fetches it from the partner's nurl, so it goes out as is.
                 None => (None, nurl.map(|nurl| expand(&nurl, &values, Target::Url))),
             };
-            let bill = (NoticeKind::Bill, burl.as_deref());
-            let loss = (NoticeKind::Loss, lurl.as_deref());
             bid.adm = adm;
             bid.nurl = nurl;
             bid.burl = Some(notice_url(
                 base,
                 "/bill?t=",
                 &notices,
-                bill,
+                NoticeKind::Bill,
+                burl.as_deref(),
                 "&p=${AUCTION_PRICE}",
             ));
             bid.lurl = Some(notice_url(
                 base,
                 "/loss?t=",
                 &notices,
-                loss,
+                NoticeKind::Loss,
+                lurl.as_deref(),
                 "&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}",
             ));
             bid.id = {

@@ -243,18 +243,29 @@ impl<'de, T: Object> de::Visitor<'de> for Fill<'_, T> {
     }
 }
 
-impl<'de, T: Object> de::DeserializeSeed<'de> for Fill<'_, T> {
-    type Value = ();
+/// A field that is an object or an array of objects, absent (as `fill` found it: a present
+/// field is refused as a duplicate) until a value that is not `null` fills it.
+trait FillPresent<'de> {
+    /// Reads a value that is not `null` into the field.
+    fn fill_present<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error>;
+}
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
+impl<'de, T: Object> FillPresent<'de> for &mut Option<T> {
+    fn fill_present<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        read_in_place(deserializer, self.insert(T::default()))
     }
 }
 
-/// Reads `null` as absent, anything else as the object, filled in its place.
-struct FillOption<'a, T>(&'a mut Option<T>);
+impl<'de, T: Object> FillPresent<'de> for &mut Vec<T> {
+    fn fill_present<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(Elements(self))
+    }
+}
 
-impl<'de, T: Object> de::Visitor<'de> for FillOption<'_, T> {
+/// `null` leaves the field absent; anything else fills it.
+struct NullOr<F>(F);
+
+impl<'de, F: FillPresent<'de>> de::Visitor<'de> for NullOr<F> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -262,16 +273,15 @@ impl<'de, T: Object> de::Visitor<'de> for FillOption<'_, T> {
     }
 
     fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        *self.0 = None;
         Ok(())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.visit_none()
+        Ok(())
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        de::DeserializeSeed::deserialize(Fill(self.0.insert(T::default())), deserializer)
+        self.0.fill_present(deserializer)
     }
 }
 
@@ -280,34 +290,30 @@ impl<'de, T: Object> ReadInPlace<'de> for Option<T> {
         deserializer: D,
         place: &mut Self,
     ) -> Result<(), D::Error> {
-        deserializer.deserialize_option(FillOption(place))
+        deserializer.deserialize_option(NullOr(place))
     }
 }
 
-/// Reads `null` as no elements, an array as its objects, each filled in its slot of the `Vec`.
-struct FillVec<'a, T>(&'a mut Vec<T>);
+impl<'de, T: Object> ReadInPlace<'de> for Vec<T> {
+    fn read_in_place<D: Deserializer<'de>>(
+        deserializer: D,
+        place: &mut Self,
+    ) -> Result<(), D::Error> {
+        deserializer.deserialize_option(NullOr(place))
+    }
+}
 
-impl<'de, T: Object> de::Visitor<'de> for FillVec<'_, T> {
+/// An array's objects, each filled in its slot of the `Vec`.
+struct Elements<'a, T>(&'a mut Vec<T>);
+
+impl<'de, T: Object> de::Visitor<'de> for Elements<'_, T> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a sequence")
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.clear();
         while seq.next_element_seed(Push(&mut *self.0))?.is_some() {}
         Ok(())
     }
@@ -322,16 +328,7 @@ impl<'de, T: Object> de::DeserializeSeed<'de> for Push<'_, T> {
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         self.0.push(T::default());
         let last = self.0.last_mut().expect("an element was just pushed");
-        de::DeserializeSeed::deserialize(Fill(last), deserializer)
-    }
-}
-
-impl<'de, T: Object> ReadInPlace<'de> for Vec<T> {
-    fn read_in_place<D: Deserializer<'de>>(
-        deserializer: D,
-        place: &mut Self,
-    ) -> Result<(), D::Error> {
-        deserializer.deserialize_option(FillVec(place))
+        read_in_place(deserializer, last)
     }
 }
 
@@ -340,7 +337,7 @@ pub fn read_in_place<'de, T: Object, D: Deserializer<'de>>(
     deserializer: D,
     place: &mut T,
 ) -> Result<(), D::Error> {
-    de::DeserializeSeed::deserialize(Fill(place), deserializer)
+    deserializer.deserialize_map(Fill(place))
 }
 
 /// Reads a whole document into an object on the heap, filled where it lies: a bid request is
@@ -348,7 +345,7 @@ pub fn read_in_place<'de, T: Object, D: Deserializer<'de>>(
 pub fn read_boxed<T: Object>(text: &str) -> serde_json::Result<Box<T>> {
     let mut object = Box::<T>::default();
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    de::DeserializeSeed::deserialize(Fill(&mut *object), &mut deserializer)?;
+    read_in_place(&mut deserializer, &mut *object)?;
     deserializer.end()?;
     Ok(object)
 }
