@@ -31,12 +31,25 @@ pub fn run(name: &str, data: &[u8]) {
 /// failure. Whatever parses must also survive a round trip through our own serializer, and read
 /// the same in place as by value.
 pub fn openrtb_request(data: &[u8]) {
-    // The auction reads a request onto the heap, filled in place; it must read what the
-    // by-value reader reads, and refuse what it refuses in the same words.
+    // The auction reads a request onto the heap, filled in place and through the direct reader
+    // where it can; it must read what serde's by-value reader reads, and refuse what it
+    // refuses in the same words.
     let (in_place, _) = bourse_engine::openrtb::from_json_text_boxed::<BidRequest>(data);
     let by_value = serde_json::from_slice::<BidRequest>(data);
     match (&in_place, &by_value) {
-        (Ok(boxed), Ok(value)) => assert_eq!(**boxed, *value, "read in place differently"),
+        (Ok(boxed), Ok(value)) => {
+            assert_eq!(**boxed, *value, "read in place differently");
+            // Kept raw values compare by meaning: their text must be the same too, and so must
+            // where the members were found (partner bodies are spliced from there).
+            assert_eq!(
+                serde_json::to_vec(&**boxed).expect("a parsed request serializes"),
+                serde_json::to_vec(value).expect("a parsed request serializes"),
+                "read in place into different text"
+            );
+            let text = std::str::from_utf8(data).ok();
+            let members = |request: &BidRequest| text.and_then(|t| request.arrival.members(t));
+            assert_eq!(members(boxed), members(value), "members noted differently");
+        }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "refused differently"),
         _ => panic!("one reader took what the other refused: {in_place:?} / {by_value:?}"),
     }

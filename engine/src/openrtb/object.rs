@@ -174,6 +174,10 @@ pub trait Object: Default {
 
     /// Reads the members of a JSON object into `self`, which is as `Default` left it.
     fn fill<'de, A: de::MapAccess<'de>>(&mut self, map: A) -> Result<(), A::Error>;
+
+    /// [`Object::fill`] through the [`super::direct`] reader, which reads the next value (it
+    /// must be an object) or declines.
+    fn fill_direct(&mut self, reader: &mut super::direct::Reader<'_>) -> super::direct::Step;
 }
 
 /// How a field is read into its place in its object. Small values are read and stored; an
@@ -341,13 +345,28 @@ pub fn read_in_place<'de, T: Object, D: Deserializer<'de>>(
 }
 
 /// Reads a whole document into an object on the heap, filled where it lies: a bid request is
-/// kilobytes, which serde's `Box<T>` would build on the stack and then copy into its box.
+/// kilobytes, which serde's `Box<T>` would build on the stack and then copy into its box. The
+/// [`super::direct`] reader reads it when it can; serde reads what that declines.
 pub fn read_boxed<T: Object>(text: &str) -> serde_json::Result<Box<T>> {
     let mut object = Box::<T>::default();
+    if super::direct::read(text, &mut *object).is_ok() {
+        return Ok(object);
+    }
+    *object = T::default();
     let mut deserializer = serde_json::Deserializer::from_str(text);
     read_in_place(&mut deserializer, &mut *object)?;
     deserializer.end()?;
     Ok(object)
+}
+
+/// Reads a whole document into an object: through the [`super::direct`] reader when it can,
+/// through serde (whose words explain a refusal) when that declines.
+pub fn read<T: Object + de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    let mut object = T::default();
+    if super::direct::read(text, &mut object).is_ok() {
+        return Ok(object);
+    }
+    serde_json::from_str(text)
 }
 
 /// An object key, borrowed from the input when it has no escapes.
@@ -555,6 +574,42 @@ macro_rules! openrtb_object {
                     }
                 }
                 Ok(())
+            }
+
+            fn fill_direct(&mut self, reader: &mut $crate::openrtb::direct::Reader<'_>) -> $crate::openrtb::direct::Step {
+                reader.object(|reader, key| self.fill_direct_member(reader, key))
+            }
+        }
+
+        impl $name {
+            fn fill_direct_member<'t>(
+                &mut self,
+                reader: &mut $crate::openrtb::direct::Reader<'t>,
+                key: ::std::borrow::Cow<'t, str>,
+            ) -> $crate::openrtb::direct::Step {
+                use $crate::openrtb::direct::{Declined, ReadDirect};
+                use $crate::openrtb::object::Field;
+                $( self.$arrival.note(&key); )?
+                match key.as_ref() {
+                    $( $json => {
+                        if !Field::is_absent(&self.$field) {
+                            return Err(Declined);
+                        }
+                        ReadDirect::read_direct(reader, &mut self.$field)
+                    } )*
+                    "ext" => {
+                        if self.ext.is_some() {
+                            return Err(Declined);
+                        }
+                        self.ext = reader.ext()?;
+                        Ok(())
+                    }
+                    _ => {
+                        let value = reader.raw()?;
+                        self.unknown.push((key.into_owned(), value));
+                        Ok(())
+                    }
+                }
             }
         }
 
