@@ -100,9 +100,16 @@ impl<'t> Reader<'t> {
     }
 
     /// The next byte that is not whitespace, left unread.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
-        self.bytes().get(self.pos).copied()
+        // Compact JSON has none: every byte above the space is not whitespace.
+        match self.bytes().get(self.pos) {
+            Some(&byte) if byte > b' ' => Some(byte),
+            _ => {
+                self.skip_whitespace();
+                self.bytes().get(self.pos).copied()
+            }
+        }
     }
 
     /// Reads `null` if it comes next.
@@ -125,6 +132,7 @@ impl<'t> Reader<'t> {
 
     /// A string with no escapes, borrowed from the text; `None` (nothing read) when it holds
     /// one. Declines anything that is not a string.
+    #[inline]
     fn plain_string(&mut self) -> Result<Option<&'t str>, Declined> {
         if self.peek() != Some(b'"') {
             return Err(Declined);

@@ -3,7 +3,9 @@
 //! serde's `#[serde(flatten)]` would keep unknown fields too, but it buffers every object through
 //! an intermediate representation, which roughly doubles parse time on the auction's hot path.
 //! This macro writes the visitor by hand instead: known keys are matched as borrowed strings,
-//! anything else is captured verbatim as a [`Raw`] JSON value, in arrival order.
+//! anything else is captured verbatim as a [`Raw`] JSON value, in arrival order. The same
+//! macro writes each object's [`Object::fill_direct`], by the same rules, for the reader the
+//! auction tries first ([`super::direct`]).
 
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
