@@ -389,46 +389,49 @@ impl Exchange {
             span.record("bidders", calls.len() as i64);
         }
         let waiting_since = Instant::now();
-        let mut pending: FuturesUnordered<_> = calls
-            .into_iter()
-            .map(|(bidder, call, timeout_ms)| {
-                let runtime = &self.bidders[bidder];
-                let deadline = started + Duration::from_millis(timeout_ms);
-                // Lives until the call's bids are collected, so its duration is the call's.
-                let call_span = tracing::info_span!(
-                    target: TRACE_TARGET,
-                    parent: span,
-                    "bidder_call",
-                    otel.kind = "client",
-                    bidder = %runtime.spec.name,
-                    outcome = Empty,
-                    http.response.status_code = Empty,
-                    otel.status_code = Empty,
-                );
-                async move {
-                    runtime.metrics.requests.inc();
-                    let sent = Instant::now();
-                    let body = runtime.client.encode_body(&call.body);
-                    let result = runtime.client.call(&call, body, deadline).await;
-                    if let Ok(response) = &result {
-                        runtime
-                            .metrics
-                            .response_seconds
-                            .observe(sent.elapsed().as_secs_f64());
-                        if !call_span.is_disabled() {
-                            call_span.record(
-                                "http.response.status_code",
-                                i64::from(response.status.as_u16()),
-                            );
-                        }
+        let mut calls = calls.into_iter().map(|(bidder, call, timeout_ms)| {
+            let runtime = &self.bidders[bidder];
+            let deadline = started + Duration::from_millis(timeout_ms);
+            // Lives until the call's bids are collected, so its duration is the call's.
+            let call_span = tracing::info_span!(
+                target: TRACE_TARGET,
+                parent: span,
+                "bidder_call",
+                otel.kind = "client",
+                bidder = %runtime.spec.name,
+                outcome = Empty,
+                http.response.status_code = Empty,
+                otel.status_code = Empty,
+            );
+            async move {
+                runtime.metrics.requests.inc();
+                let sent = Instant::now();
+                let body = runtime.client.encode_body(&call.body);
+                let result = runtime.client.call(&call, body, deadline).await;
+                if let Ok(response) = &result {
+                    runtime
+                        .metrics
+                        .response_seconds
+                        .observe(sent.elapsed().as_secs_f64());
+                    if !call_span.is_disabled() {
+                        call_span.record(
+                            "http.response.status_code",
+                            i64::from(response.status.as_u16()),
+                        );
                     }
-                    (bidder, call, result, call_span, sent.elapsed())
                 }
-            })
-            .collect();
+                (bidder, call, result, call_span, sent.elapsed())
+            }
+        });
         let mut candidates = Vec::new();
         let mut origins = Vec::new();
-        while let Some((bidder, call, result, call_span, took)) = pending.next().await {
+        let mut collect = |(bidder, call, result, call_span, took): (
+            usize,
+            BidderRequest,
+            _,
+            tracing::Span,
+            Duration,
+        )| {
             if let Some(prebid) = &mut prebid {
                 prebid.responded(&self.bidders[bidder].spec.name, took.as_millis() as u64);
             }
@@ -446,6 +449,16 @@ impl Exchange {
                 if matches!(outcome, "timeout" | "error") {
                     call_span.record("otel.status_code", "error");
                 }
+            }
+        };
+        if calls.len() == 1 {
+            // One partner: its call is awaited on the auction's own task, without a
+            // FuturesUnordered's task to allocate, move the call into and relay wake-ups through.
+            collect(calls.next().expect("one call").await);
+        } else {
+            let mut pending: FuturesUnordered<_> = calls.collect();
+            while let Some(answered) = pending.next().await {
+                collect(answered);
             }
         }
         let waited = waiting_since.elapsed();
