@@ -67,6 +67,49 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub struct BidderClient {
     transport: Transport,
     gzip: bool,
+    /// The spec's endpoint as a call needs it, read once (`None` when it does not read: a
+    /// call to it then says why).
+    endpoint: Option<(String, Target)>,
+}
+
+/// A partner URL read for a call: parsed, its origin, its `Host` and its origin-form target.
+#[derive(Clone, Debug)]
+struct Target {
+    uri: Uri,
+    origin: Origin,
+    host: HeaderValue,
+    path: Uri,
+}
+
+impl Target {
+    /// Reads an absolute http or https URL.
+    fn of(url: &str) -> Result<Target, CallError> {
+        let uri = parse_uri(url)?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(CallError::Connect(format!("{url}: not an absolute URL")));
+        };
+        let origin = Origin {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+        };
+        let host = host_header(&uri)?;
+        let path = Uri::from(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Ok(Target {
+            uri,
+            origin,
+            host,
+            path,
+        })
+    }
+}
+
+fn parse_uri(url: &str) -> Result<Uri, CallError> {
+    url.parse()
+        .map_err(|e| CallError::Connect(format!("{url}: {e}")))
 }
 
 /// How a partner's requests travel.
@@ -184,6 +227,9 @@ impl BidderClient {
         BidderClient {
             transport,
             gzip: spec.gzip,
+            endpoint: Target::of(&spec.endpoint)
+                .ok()
+                .map(|target| (spec.endpoint.clone(), target)),
         }
     }
 
@@ -208,14 +254,28 @@ impl BidderClient {
         body: Bytes,
         deadline: Instant,
     ) -> Result<BidderResponse, CallError> {
-        let uri: Uri = req
-            .uri
-            .parse()
-            .map_err(|e| CallError::Connect(format!("{}: {e}", req.uri)))?;
+        // Almost every call goes to the spec's endpoint: read once, not once per call.
+        let endpoint = (self.endpoint.as_ref())
+            .filter(|(url, _)| *url == req.uri)
+            .map(|(_, target)| target);
         let exchange = async {
             let (parts, bytes) = match &self.transport {
-                Transport::Http1(pool) => pool.send(self.gzip, req, uri, body).await?,
+                Transport::Http1(pool) => {
+                    let read;
+                    let target = match endpoint {
+                        Some(target) => target,
+                        None => {
+                            read = Target::of(&req.uri)?;
+                            &read
+                        }
+                    };
+                    pool.send(self.gzip, req, target, body).await?
+                }
                 Transport::Pooled(client) => {
+                    let uri = match endpoint {
+                        Some(target) => target.uri.clone(),
+                        None => parse_uri(&req.uri)?,
+                    };
                     let request = build_request(self.gzip, req, uri, None, body);
                     let response = client
                         .request(request)
@@ -286,7 +346,7 @@ async fn read_answer(response: http::Response<hyper::body::Incoming>) -> Result<
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 
 /// Where a connection goes: requests to another scheme or authority need another connection.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Origin {
     scheme: Scheme,
     authority: Authority,
@@ -340,41 +400,28 @@ impl Http1Pool {
         }
     }
 
-    /// Sends `req` to `uri` on an idle connection, or a new one, and reads the whole answer.
+    /// Sends `req` to `target` on an idle connection, or a new one, and reads the whole answer.
     async fn send(
         &self,
         gzip: bool,
         req: &BidderRequest,
-        uri: Uri,
+        target: &Target,
         body: Bytes,
     ) -> Result<Answer, CallError> {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(CallError::Connect(format!(
-                "{}: not an absolute URL",
-                req.uri
-            )));
+        let request = || {
+            let path = target.path.clone();
+            build_request(gzip, req, path, Some(&target.host), body.clone())
         };
-        let origin = Origin {
-            scheme: scheme.clone(),
-            authority: authority.clone(),
-        };
-        let host = host_header(&uri)?;
-        let target = Uri::from(
-            uri.path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        let request = || build_request(gzip, req, target.clone(), Some(&host), body.clone());
-        if let Some(mut connection) = self.checkout(&origin) {
+        if let Some(mut connection) = self.checkout(&target.origin) {
             match connection.exchange(request()).await {
                 // Closed while idle: once more on a fresh connection.
                 Err(Failure::Send(_)) => {}
-                answered => return self.settle(origin, connection, answered),
+                answered => return self.settle(target.origin.clone(), connection, answered),
             }
         }
-        let mut connection = self.connect(uri).await?;
+        let mut connection = self.connect(target.uri.clone()).await?;
         let answered = connection.exchange(request()).await;
-        self.settle(origin, connection, answered)
+        self.settle(target.origin.clone(), connection, answered)
     }
 
     /// Keeps the connection after a complete exchange and says how the call went.
@@ -659,6 +706,35 @@ mod tests {
             .expect("the partner answers");
         assert_eq!(answer.status, http::StatusCode::OK);
         String::from_utf8(answer.body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_elsewhere_than_the_endpoint_goes_where_its_url_says() {
+        let endpoint = Partner::start(After::KeepAlive).await;
+        let elsewhere = Partner::start(After::KeepAlive).await;
+        let client = BidderClient::new(&BidderSpec::new("p", &endpoint.url));
+        assert_eq!(call(&client, &elsewhere.url).await, r#"{"n":1}"#);
+        assert_eq!(call(&client, &endpoint.url).await, r#"{"n":1}"#);
+        assert_eq!(call(&client, &elsewhere.url).await, r#"{"n":1}"#);
+        assert_eq!((endpoint.connections(), elsewhere.connections()), (1, 1));
+        assert_eq!(
+            (endpoint.heads.lock().len(), elsewhere.heads.lock().len()),
+            (1, 2)
+        );
+        endpoint.check_heads();
+        elsewhere.check_heads();
+        // A URL that does not read is refused naming it, the endpoint's own or another.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for bad in ["not a url", "/relative/only"] {
+            let client = BidderClient::new(&BidderSpec::new("p", bad));
+            for url in [bad, "also not a url"] {
+                let err = client.call(&request(url), Bytes::new(), deadline).await;
+                assert!(
+                    matches!(&err, Err(CallError::Connect(m)) if m.starts_with(&format!("{url}: "))),
+                    "{err:?}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
