@@ -271,29 +271,21 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// Reads an object's members, handing each name to `member` to read its value; the next
-    /// value must be an object.
-    pub fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'t, str>) -> Step) -> Step {
-        if self.peek() != Some(b'{') {
+    /// Reads a container from `open` to `close`, `item` reading each of its items (the next
+    /// value must be such a container).
+    fn items(&mut self, open: u8, close: u8, mut item: impl FnMut(&mut Self) -> Step) -> Step {
+        if self.peek() != Some(open) {
             return Err(Declined);
         }
         self.descend()?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            let name = self.name()?;
-            if self.peek() != Some(b':') {
-                return Err(Declined);
-            }
-            self.pos += 1;
-            member(self, name)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => break,
-                _ => return Err(Declined),
+        if self.peek() != Some(close) {
+            loop {
+                item(self)?;
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(byte) if byte == close => break,
+                    _ => return Err(Declined),
+                }
             }
         }
         self.pos += 1;
@@ -301,28 +293,22 @@ impl<'t> Reader<'t> {
         Ok(())
     }
 
-    /// Reads an array's elements with `element`; the next value must be an array.
-    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Step) -> Step {
-        if self.peek() != Some(b'[') {
-            return Err(Declined);
-        }
-        self.descend()?;
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        loop {
-            element(self)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => break,
-                _ => return Err(Declined),
+    /// Reads an object's members, handing each name to `member` to read its value; the next
+    /// value must be an object.
+    pub fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'t, str>) -> Step) -> Step {
+        self.items(b'{', b'}', |reader| {
+            let name = reader.name()?;
+            if reader.peek() != Some(b':') {
+                return Err(Declined);
             }
-        }
-        self.pos += 1;
-        self.depth -= 1;
-        Ok(())
+            reader.pos += 1;
+            member(reader, name)
+        })
+    }
+
+    /// Reads an array's elements with `element`; the next value must be an array.
+    fn array(&mut self, element: impl FnMut(&mut Self) -> Step) -> Step {
+        self.items(b'[', b']', element)
     }
 }
 
@@ -361,28 +347,28 @@ read_leaf! {
     Option<u8> => |reader| Some(reader.integer()?);
 }
 
-impl ReadDirect for Vec<Text> {
-    fn read_direct(reader: &mut Reader<'_>, place: &mut Self) -> Step {
-        if reader.null() {
-            return Ok(());
-        }
-        reader.array(|reader| {
-            place.push(reader.text()?);
-            Ok(())
-        })
-    }
+/// Arrays of leaf values, `null` leaving them empty.
+macro_rules! read_leaf_array {
+    ($($ty:ty => |$reader:ident| $read:expr;)*) => {
+        $(
+            impl ReadDirect for Vec<$ty> {
+                fn read_direct(reader: &mut Reader<'_>, place: &mut Self) -> Step {
+                    if reader.null() {
+                        return Ok(());
+                    }
+                    reader.array(|$reader| {
+                        place.push($read);
+                        Ok(())
+                    })
+                }
+            }
+        )*
+    };
 }
 
-impl ReadDirect for Vec<i64> {
-    fn read_direct(reader: &mut Reader<'_>, place: &mut Self) -> Step {
-        if reader.null() {
-            return Ok(());
-        }
-        reader.array(|reader| {
-            place.push(reader.integer()?);
-            Ok(())
-        })
-    }
+read_leaf_array! {
+    Text => |reader| reader.text()?;
+    i64 => |reader| reader.integer()?;
 }
 
 impl<T: Object> ReadDirect for Option<T> {
