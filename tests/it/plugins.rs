@@ -22,7 +22,8 @@ fn apply<'a>(
 }
 
 #[tokio::test]
-async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_setting_change() {
+async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_setting_or_endpoint_change()
+ {
     let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
     let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
     assert_eq!(
@@ -50,12 +51,26 @@ async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_se
 
     // A pool setting changes: a new pool, a new connection.
     let resized = bidder("p", &partner, "max_idle_connections = 7");
-    apply(&ex, &config("default_tmax_ms = 400", &[resized])).await;
+    apply(
+        &ex,
+        &config("default_tmax_ms = 400", std::slice::from_ref(&resized)),
+    )
+    .await;
     assert_eq!(
         ex.auction(&banner_request("pool-3", &[("1", 0.1)])).await.0,
         200
     );
     assert_eq!(partner.connections.load(SeqCst), 2);
+
+    // The endpoint moves (the pool holds it, read once): a new pool, a new connection.
+    let moved = resized.replace("/bid\"", "/bid?v=2\"");
+    assert_ne!(moved, resized);
+    apply(&ex, &config("default_tmax_ms = 400", &[moved])).await;
+    assert_eq!(
+        ex.auction(&banner_request("pool-4", &[("1", 0.1)])).await.0,
+        200
+    );
+    assert_eq!(partner.connections.load(SeqCst), 3);
 }
 
 #[tokio::test]

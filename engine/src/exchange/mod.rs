@@ -98,6 +98,8 @@ struct PoolSettings {
     http2: bool,
     max_idle_connections: usize,
     gzip: bool,
+    /// The pool holds the endpoint read once (`client::Target`): a moved endpoint is a new pool.
+    endpoint: String,
     /// What the partner's `ca_file` adds, read at each apply: a renewed file is a new pool.
     roots: Roots,
 }
@@ -119,6 +121,7 @@ impl PoolSettings {
             http2: spec.http2,
             max_idle_connections: spec.max_idle_connections,
             gzip: spec.gzip,
+            endpoint: spec.endpoint.clone(),
             roots,
         })
     }
