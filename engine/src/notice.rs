@@ -174,21 +174,28 @@ impl AuctionRef {
     /// every winning bid's id and every answer's `bidid` is this text: the formatting machinery
     /// with padding costs several times as much.
     pub fn to_hex(&self) -> Text {
-        // At most 32 digits: inline up to 24, which holds every reference below 2^32 auctions.
-        let mut out = Text::with_capacity(32);
-        push_hex(&mut out, self.node, 16);
-        push_hex(&mut out, self.seq, 1);
-        out
+        // Written into a buffer first: a `Text` pushed a digit at a time checks its layout on
+        // every push, and one made with room for 32 would live on the heap.
+        let mut digits = [0u8; 32];
+        let seq = push_hex(&mut digits, self.seq, 1);
+        let node = push_hex(&mut digits[..32 - seq], self.node, 16);
+        let text = &digits[32 - seq - node..];
+        Text::from(std::str::from_utf8(text).expect("hex digits are ASCII"))
     }
 }
 
-/// Appends `value` in lower-case hex, zero-padded to at least `min_digits` digits.
-fn push_hex(out: &mut Text, value: u64, min_digits: usize) {
+/// Writes `value` in lower-case hex, zero-padded to at least `min_digits` digits, at the end of
+/// `out`; returns how many digits it wrote.
+fn push_hex(out: &mut [u8], value: u64, min_digits: usize) -> usize {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let significant = (64 - value.leading_zeros() as usize).div_ceil(4);
-    for digit in (0..significant.max(min_digits)).rev() {
-        out.push(char::from(DIGITS[((value >> (digit * 4)) & 0xf) as usize]));
+    let count = (64 - value.leading_zeros() as usize)
+        .div_ceil(4)
+        .max(min_digits);
+    let end = out.len();
+    for (digit, place) in out[end - count..].iter_mut().rev().enumerate() {
+        *place = DIGITS[((value >> (digit * 4)) & 0xf) as usize];
     }
+    count
 }
 
 impl std::fmt::Display for AuctionRef {

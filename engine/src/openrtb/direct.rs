@@ -63,7 +63,7 @@ fn ends_plain_run(byte: u8) -> bool {
 
 /// The index of the first byte from `at` on that [`ends_plain_run`], or the text's length.
 /// Eight bytes at a time: strings are most of a request's bytes.
-fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+pub(super) fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     while let Some(chunk) = bytes.get(at..at + 8) {
@@ -160,11 +160,52 @@ impl<'t> Reader<'t> {
         }
     }
 
+    /// A string that holds escapes, at the reader's position (its opening quote), unescaped;
+    /// `None` (nothing read) when one of them is a `\u` escape, which is left to serde_json
+    /// (surrogate pairs and their refusals are its to judge). Partners' ad markup is full of
+    /// escaped quotes, so this is not a rare path.
+    fn unescaped_string(&mut self) -> Result<Option<String>, Declined> {
+        let bytes = self.bytes();
+        let mut out = String::new();
+        let mut at = self.pos + 1;
+        loop {
+            // Runs end at a quote, a backslash or a control character, all ASCII: `at` and
+            // `end` always sit on character boundaries.
+            let end = plain_run_end(bytes, at);
+            out.push_str(&self.text[at..end]);
+            match bytes.get(end) {
+                Some(b'"') => {
+                    self.pos = end + 1;
+                    return Ok(Some(out));
+                }
+                Some(b'\\') => {
+                    out.push(match bytes.get(end + 1) {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'b') => '\u{8}',
+                        Some(b'f') => '\u{c}',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'u') => return Ok(None),
+                        _ => return Err(Declined),
+                    });
+                    at = end + 2;
+                }
+                _ => return Err(Declined),
+            }
+        }
+    }
+
     /// A string member's value.
     pub fn text(&mut self) -> Result<Text, Declined> {
         match self.plain_string()? {
             Some(text) => Ok(Text::from(text)),
-            None => self.through_serde(),
+            None => match self.unescaped_string()? {
+                Some(text) => Ok(Text::from(text)),
+                None => self.through_serde(),
+            },
         }
     }
 
@@ -172,7 +213,10 @@ impl<'t> Reader<'t> {
     pub fn string(&mut self) -> Result<String, Declined> {
         match self.plain_string()? {
             Some(text) => Ok(text.to_owned()),
-            None => self.through_serde(),
+            None => match self.unescaped_string()? {
+                Some(text) => Ok(text),
+                None => self.through_serde(),
+            },
         }
     }
 
@@ -239,15 +283,23 @@ impl<'t> Reader<'t> {
 
     /// An integer member that must fit `T`, as serde checks it (no fraction, in range).
     fn integer<T: TryFrom<i64>>(&mut self) -> Result<T, Declined> {
-        match self.number()? {
+        let value = match self.number()? {
             // `-0` is a float to serde_json, refused where an integer is wanted.
-            ("-0", _) | (_, false) => Err(Declined),
-            (digits, true) => digits
-                .parse::<i64>()
-                .ok()
-                .and_then(|value| T::try_from(value).ok())
-                .ok_or(Declined),
-        }
+            ("-0", _) | (_, false) => return Err(Declined),
+            // Eighteen digits cannot overflow an `i64`: summed without a check per digit.
+            (digits, true) if digits.len() <= 18 => {
+                let (negative, digits) = match digits.strip_prefix('-') {
+                    Some(digits) => (true, digits),
+                    None => (false, digits),
+                };
+                let magnitude = digits
+                    .bytes()
+                    .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+                if negative { -magnitude } else { magnitude }
+            }
+            (digits, true) => digits.parse::<i64>().map_err(|_| Declined)?,
+        };
+        T::try_from(value).map_err(|_| Declined)
     }
 
     /// A number member read as `f64`: both serde_json (with `float_roundtrip`) and the standard

@@ -11,6 +11,7 @@ mod request;
 mod response;
 pub mod splice;
 pub mod upconvert;
+pub mod write;
 
 pub use object::{Raw, Unknown};
 pub use request::*;
@@ -52,11 +53,11 @@ pub fn from_json_text_boxed<T: object::Object + serde::de::DeserializeOwned>(
 /// so a 2 KB document was copied through four reallocations on its way out.
 const JSON_BUFFER_BYTES: usize = 4096;
 
-/// Writes one of our OpenRTB values as JSON into a buffer sized for it up front.
-pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+/// Writes one of our OpenRTB objects as JSON (as serde_json would, through [`write`]) into a
+/// buffer sized for it up front.
+pub fn to_json<T: object::Object>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(JSON_BUFFER_BYTES);
-    // Our models hold only string-keyed maps and finite-or-null numbers: writing cannot fail.
-    serde_json::to_writer(&mut out, value).expect("OpenRTB values serialize");
+    value.write_direct(&mut out);
     out
 }
 

@@ -180,6 +180,10 @@ pub trait Object: Default {
     /// [`Object::fill`] through the [`super::direct`] reader, which reads the next value (it
     /// must be an object) or declines.
     fn fill_direct(&mut self, reader: &mut super::direct::Reader<'_>) -> super::direct::Step;
+
+    /// Appends the object's JSON text to `out`, byte for byte as serde_json writes it
+    /// ([`super::write`]).
+    fn write_direct(&self, out: &mut Vec<u8>);
 }
 
 /// How a field is read into its place in its object. Small values are read and stored; an
@@ -540,6 +544,29 @@ macro_rules! openrtb_object {
             }
         }
 
+        impl $name {
+            /// [`Self::serialize_members`] through the [`$crate::openrtb::write`] writer.
+            pub fn write_members(
+                &self,
+                members: &mut $crate::openrtb::write::Members<'_>,
+                wanted: impl Fn(&str) -> bool,
+            ) {
+                use $crate::openrtb::object::Field;
+                use $crate::openrtb::write::WriteDirect;
+                $( if !Field::is_absent(&self.$field) && wanted($json) {
+                    WriteDirect::write_direct(&self.$field, members.name(concat!("\"", $json, "\":")));
+                } )*
+                if let Some(ext) = &self.ext && wanted("ext") {
+                    WriteDirect::write_direct(ext, members.name("\"ext\":"));
+                }
+                for (key, value) in &self.unknown {
+                    if wanted(key) {
+                        WriteDirect::write_direct(value, members.key(key));
+                    }
+                }
+            }
+        }
+
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use ::serde::ser::SerializeMap;
@@ -580,6 +607,12 @@ macro_rules! openrtb_object {
 
             fn fill_direct(&mut self, reader: &mut $crate::openrtb::direct::Reader<'_>) -> $crate::openrtb::direct::Step {
                 reader.object(|reader, key| self.fill_direct_member(reader, key))
+            }
+
+            fn write_direct(&self, out: &mut Vec<u8>) {
+                let mut members = $crate::openrtb::write::Members::open(out);
+                self.write_members(&mut members, |_| true);
+                members.close();
             }
         }
 

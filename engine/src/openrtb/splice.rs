@@ -12,7 +12,7 @@
 //! escapes, say) falls back to writing the body whole.
 
 use super::BidRequest;
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use super::write::Members;
 use std::fmt;
 
 /// The top-level members of a request body as they arrived: each name and value as written.
@@ -89,39 +89,17 @@ impl Changed {
 /// unordered).
 pub fn write_spliced(request: &BidRequest, received: &Received<'_>, changed: Changed) -> Vec<u8> {
     let mut out = Vec::with_capacity(received.length + 256);
-    serde_json::to_writer(&mut out, &ChangedMembers { request, changed })
-        .expect("OpenRTB values serialize");
-    // Reopen the object just written to append the untouched members to it.
-    out.pop();
+    let mut members = Members::open(&mut out);
+    request.write_members(&mut members, |name| changed.covers(name));
     for (name, value) in &received.members {
         if changed.covers(name) {
             continue;
         }
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\":");
-        out.extend_from_slice(value.as_bytes());
+        // Names are kept only when written without escapes (`Arrival`): copied as they are.
+        members.plain_key(name).extend_from_slice(value.as_bytes());
     }
-    out.push(b'}');
+    members.close();
     out
-}
-
-/// The members of a request the exchange changed, as a JSON object.
-struct ChangedMembers<'r> {
-    request: &'r BidRequest,
-    changed: Changed,
-}
-
-impl Serialize for ChangedMembers<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        self.request
-            .serialize_members(&mut map, |name| self.changed.covers(name))?;
-        map.end()
-    }
 }
 
 /// Refuses a spliced body that means something else than the request written whole: a change

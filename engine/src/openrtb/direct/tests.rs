@@ -77,6 +77,31 @@ fn escaped_names_and_strings_are_read_through_serde_and_come_out_the_same() {
 }
 
 #[test]
+fn strings_with_escapes_other_than_unicode_ones_are_read_directly() {
+    let request = assert_read_alike(
+        r#"{"id":"a\"b\\c\/d\be\ff\ng\rh\ti","imp":[{"id":"\"","tagid":"a long tag id past the inline twenty-four bytes \"quoted\""}]}"#,
+    );
+    assert_eq!(request.id, "a\"b\\c/d\u{8}e\u{c}f\ng\rh\ti");
+    assert_eq!(request.imp[0].id, "\"");
+    assert_eq!(
+        request.imp[0].tagid.as_deref(),
+        Some("a long tag id past the inline twenty-four bytes \"quoted\"")
+    );
+    let answer = r#"{"id":"r","seatbid":[{"bid":[{"id":"b","impid":"1","price":1,"adm":"<a href=\"x\">\n</a>\\"}]}]}"#;
+    let mut direct = BidResponse::default();
+    assert_eq!(
+        read(answer, &mut direct),
+        Ok(()),
+        "markup with escaped quotes"
+    );
+    assert_eq!(direct, serde_json::from_str::<BidResponse>(answer).unwrap());
+    assert_eq!(
+        direct.seatbid[0].bid[0].adm.as_deref(),
+        Some("<a href=\"x\">\n</a>\\")
+    );
+}
+
+#[test]
 fn whitespace_nulls_numbers_and_kept_values_read_as_serde_reads_them() {
     let request = assert_read_alike(concat!(
         " {\n\t\"id\" : \"r\" , \"imp\" : [ { \"id\":\"1\", \"bidfloor\": 0.0000012345678901234567,",
@@ -121,6 +146,11 @@ fn what_the_direct_reader_declines_is_read_or_refused_by_serde_in_its_own_words(
         r#"{"id":"r","tmax":9223372036854775808}"#,
         r#"{"id":"r","imp":[]} x"#,
         "{\"id\":\"r\u{1}\"}",
+        r#"{"id":"r\x"}"#,
+        "{\"id\":\"r\\\"\u{1}\"}",
+        r#"{"id":"r\"#,
+        r#"{"id":"r\"}"#,
+        r#"{"id":"r\n\ud800"}"#,
         r#"{"id":"r","imp":[{"id":"1","ext":{"a":[1,]}}]}"#,
         r#"{"id":"r""#,
         "",
@@ -186,6 +216,26 @@ fn partner_answers_are_read_directly_as_serde_reads_them() {
         Some("<div class=\"ad\">é</div>")
     );
     assert_eq!(from_json::<BidResponse>(text.as_bytes()).unwrap(), by_serde);
+}
+
+proptest::proptest! {
+    /// Any string as serde_json writes it (escaping quotes, backslashes and control characters)
+    /// reads back the same through the direct reader; one with no control character but the
+    /// five with short escapes is read directly, without serde's help.
+    #[test]
+    fn a_written_string_reads_back_the_same(value in "(.|[\"\\\\/\n\r\t\u{8}\u{c}])*") {
+        let text = format!(r#"{{"id":{},"imp":[]}}"#, serde_json::to_string(&value).unwrap());
+        let (by_serde, direct) = both(&text);
+        let by_serde = by_serde.unwrap();
+        proptest::prop_assert_eq!(&by_serde.id, value.as_str());
+        let short_escapes_only = value
+            .chars()
+            .all(|c| c >= ' ' || matches!(c, '\n' | '\r' | '\t' | '\u{8}' | '\u{c}'));
+        match direct {
+            Some(direct) => proptest::prop_assert_eq!(direct, by_serde),
+            None => proptest::prop_assert!(!short_escapes_only, "declined {}", text),
+        }
+    }
 }
 
 proptest::proptest! {
