@@ -61,6 +61,12 @@ pub fn openrtb_request(data: &[u8]) {
             let _ = bourse_engine::openrtb::upconvert::upconvert(&mut upconverted);
             let _ = bourse_engine::native::NativeImps::parse(&req);
             let text = serde_json::to_vec(&req).expect("a parsed request serializes");
+            // The auction writes bodies with its own writer: byte for byte serde's text.
+            assert_eq!(
+                String::from_utf8_lossy(&bourse_engine::openrtb::to_json(&req)),
+                String::from_utf8_lossy(&text),
+                "the direct writer wrote different text"
+            );
             let again: BidRequest =
                 serde_json::from_slice(&text).expect("our own output parses back");
             let text_again = serde_json::to_vec(&again).expect("a parsed request serializes");

@@ -63,6 +63,7 @@ fn ends_plain_run(byte: u8) -> bool {
 
 /// The index of the first byte from `at` on that [`ends_plain_run`], or the text's length.
 /// Eight bytes at a time: strings are most of a request's bytes.
+#[inline(always)]
 pub(super) fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
@@ -132,7 +133,7 @@ impl<'t> Reader<'t> {
 
     /// A string with no escapes, borrowed from the text; `None` (nothing read) when it holds
     /// one. Declines anything that is not a string.
-    #[inline]
+    #[inline(always)]
     fn plain_string(&mut self) -> Result<Option<&'t str>, Declined> {
         if self.peek() != Some(b'"') {
             return Err(Declined);
