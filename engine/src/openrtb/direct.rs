@@ -152,6 +152,7 @@ impl<'t> Reader<'t> {
 
     /// An object member's name, borrowed from the text when it has no escapes (as serde
     /// gives it, which [`super::object::Arrival`] relies on).
+    #[inline(always)]
     fn name(&mut self) -> Result<Cow<'t, str>, Declined> {
         match self.plain_string()? {
             Some(name) => Ok(Cow::Borrowed(name)),
@@ -200,6 +201,7 @@ impl<'t> Reader<'t> {
     }
 
     /// A string member's value.
+    #[inline(always)]
     pub fn text(&mut self) -> Result<Text, Declined> {
         match self.plain_string()? {
             Some(text) => Ok(Text::from(text)),
