@@ -4,11 +4,11 @@
 //! match, a look for `null`, the value's scan, a visitor's calls at every level): a quarter of an
 //! auction's own CPU. This reader walks the text once and stores each member where it lives.
 //! It is our edge, so it is written by hand, and it never decides what JSON means on its own:
-//! what it reads itself (structure, names, strings without escapes, plain integers, decimals)
-//! it reads as serde_json does; a few forms (an escaped string, a kept raw value) it hands to
-//! serde_json one value at a time; anything else, an error above all, makes it decline. The
-//! caller then reads the whole text again through serde, whose words and columns explain a
-//! refusal. So a document it accepts reads exactly as serde would read it, and the fuzz target
+//! what it reads itself (structure, names, strings and their short escapes, plain integers,
+//! decimals) it reads as serde_json does; a few forms (a `\u` escape, an escaped name, a kept
+//! raw value) it hands to serde_json one value at a time; anything else, an error above all,
+//! makes it decline. The caller then reads the whole text again through serde, whose words and
+//! columns explain a refusal. So a document it accepts reads exactly as serde would read it, and the fuzz target
 //! `openrtb_request` checks that on every input.
 
 use super::Text;
