@@ -8,8 +8,8 @@
 //! decimals) it reads as serde_json does; a few forms (a `\u` escape, an escaped name, a kept
 //! raw value) it hands to serde_json one value at a time; anything else, an error above all,
 //! makes it decline. The caller then reads the whole text again through serde, whose words and
-//! columns explain a refusal. So a document it accepts reads exactly as serde would read it, and the fuzz target
-//! `openrtb_request` checks that on every input.
+//! columns explain a refusal. So a document it accepts reads exactly as serde would read it,
+//! and the fuzz target `openrtb_request` checks that on every input.
 
 use super::Text;
 use super::object::{Object, Raw};
