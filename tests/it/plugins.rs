@@ -22,8 +22,7 @@ fn apply<'a>(
 }
 
 #[tokio::test]
-async fn a_partners_connection_pool_survives_an_unrelated_edit_and_not_a_pool_setting_or_endpoint_change()
- {
+async fn a_partners_pool_survives_an_unrelated_edit_but_not_a_pool_setting_or_endpoint_change() {
     let partner = Partner::start(|r| Reply::Json(bids(r, "p", &[("1", 1.0)]))).await;
     let ex = Exchange::start(&config("", &[bidder("p", &partner, "")])).await;
     assert_eq!(

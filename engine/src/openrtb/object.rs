@@ -526,26 +526,9 @@ macro_rules! openrtb_object {
         }
 
         impl $name {
-            /// Writes into `map` the members present whose JSON name `wanted` accepts: the
-            /// whole object when it accepts every name, only some members when the rest are
+            /// Writes the members present whose JSON name `wanted` accepts ([`$crate::openrtb::write`]):
+            /// the whole object when it accepts every name, only some members when the rest are
             /// written another way (spliced from the bytes they arrived as).
-            pub fn serialize_members<M: ::serde::ser::SerializeMap>(
-                &self,
-                map: &mut M,
-                wanted: impl Fn(&str) -> bool,
-            ) -> Result<(), M::Error> {
-                use $crate::openrtb::object::Field;
-                $( if !Field::is_absent(&self.$field) && wanted($json) { map.serialize_entry($json, &self.$field)?; } )*
-                if let Some(ext) = &self.ext && wanted("ext") { map.serialize_entry("ext", ext)?; }
-                for (key, value) in &self.unknown {
-                    if wanted(key) { map.serialize_entry(key, value)?; }
-                }
-                Ok(())
-            }
-        }
-
-        impl $name {
-            /// [`Self::serialize_members`] through the [`$crate::openrtb::write`] writer.
             pub fn write_members(
                 &self,
                 members: &mut $crate::openrtb::write::Members<'_>,
@@ -570,8 +553,13 @@ macro_rules! openrtb_object {
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use ::serde::ser::SerializeMap;
+                use $crate::openrtb::object::Field;
                 let mut map = serializer.serialize_map(None)?;
-                self.serialize_members(&mut map, |_| true)?;
+                $( if !Field::is_absent(&self.$field) { map.serialize_entry($json, &self.$field)?; } )*
+                if let Some(ext) = &self.ext { map.serialize_entry("ext", ext)?; }
+                for (key, value) in &self.unknown {
+                    map.serialize_entry(key, value)?;
+                }
                 map.end()
             }
         }

@@ -62,7 +62,7 @@ fn every_request_in_the_fuzz_corpus_reads_as_serde_reads_it_or_is_declined() {
 }
 
 #[test]
-fn escaped_names_and_strings_are_read_through_serde_and_come_out_the_same() {
+fn unicode_escapes_and_escaped_names_are_read_through_serde_and_come_out_the_same() {
     let request = assert_read_alike(
         r#"{"id":"a\"b\u00e9","imp":[{"id":"1","tagid":"x\/y\\z","banner":{"w":1}}],"c\u0075r":["USD"],"b\ncat":1}"#,
     );
