@@ -137,3 +137,57 @@ async fn handler_panic_is_a_500() {
     );
     running.shutdown().await;
 }
+
+/// Asks `/x/thread` on an open connection: which connection thread served it.
+async fn thread_of(connection: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    connection
+        .write_all(b"GET /x/thread HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let read = connection.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the connection closed");
+        answer.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .expect("a content-length")
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                return body.to_owned();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_connection_is_served_on_one_connection_thread_and_they_are_shared_out() {
+    let probe = Probe::new();
+    let config = BASE.replace("[server]\n", "[server]\nconnection_threads = 2\n");
+    let running = start(&probe, &config).await;
+    let addr = running.local_addr();
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let on_first = thread_of(&mut first).await;
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let on_second = thread_of(&mut second).await;
+    // Handlers run on the kernel's connection threads, and the second connection went to the
+    // thread that had none.
+    let mut threads = [on_first.clone(), on_second.clone()];
+    threads.sort();
+    assert_eq!(threads, ["Some(0)", "Some(1)"]);
+    // A connection stays where it started, request after request.
+    for _ in 0..5 {
+        assert_eq!(thread_of(&mut first).await, on_first);
+        assert_eq!(thread_of(&mut second).await, on_second);
+    }
+    // The test's own runtime is none of them.
+    assert_eq!(bourse_kernel::connection_thread(), None);
+    running.shutdown().await;
+}
