@@ -47,8 +47,7 @@ pub struct BidderSpec {
     /// Speak HTTP/2 with prior knowledge (h2c) or over TLS ALPN instead of HTTP/1.1.
     #[serde(default)]
     pub http2: bool,
-    /// Idle keep-alive connections kept open to this partner, on each of the kernel's connection
-    /// threads.
+    /// Idle keep-alive connections kept open to this partner.
     #[serde(default = "default_pool")]
     pub max_idle_connections: usize,
     /// A PEM file of certificate authorities trusted for this partner's https endpoint and

@@ -352,22 +352,16 @@ struct Origin {
     authority: Authority,
 }
 
-/// Idle HTTP/1.1 connections to one partner, the most recently used last, kept apart for each
-/// of the kernel's connection threads ([`bourse_kernel::connection_thread`]): a connection is
-/// driven by the reactor of the thread that opened it, so it is used again on that thread, where
-/// its wake-ups cost no hop to another core.
+/// Idle HTTP/1.1 connections to one partner, the most recently used last.
 struct Http1Pool {
     connector: HttpsConnector<HttpConnector>,
-    /// One list off the connection threads, then one for each (by index, wrapping around).
-    idle: Box<[Mutex<VecDeque<Idle>>]>,
-    /// Per list.
+    idle: Mutex<VecDeque<Idle>>,
     max_idle: usize,
 }
 
 impl std::fmt::Debug for Http1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle: usize = self.idle.iter().map(|list| list.lock().len()).sum();
-        write!(f, "Http1Pool({idle} idle)")
+        write!(f, "Http1Pool({} idle)", self.idle.lock().len())
     }
 }
 
@@ -399,19 +393,11 @@ enum Failure {
 
 impl Http1Pool {
     fn new(max_idle: usize, roots: &Roots) -> Self {
-        // The kernel starts one connection thread per core unless told otherwise.
-        let lists = std::thread::available_parallelism().map_or(1, usize::from) + 1;
         Http1Pool {
             connector: connector(false, roots),
-            idle: (0..lists).map(|_| Mutex::new(VecDeque::new())).collect(),
+            idle: Mutex::new(VecDeque::new()),
             max_idle,
         }
-    }
-
-    /// The idle connections opened on the caller's thread.
-    fn idle_here(&self) -> &Mutex<VecDeque<Idle>> {
-        let list = bourse_kernel::connection_thread().map_or(0, |thread| thread + 1);
-        &self.idle[list % self.idle.len()]
     }
 
     /// Sends `req` to `target` on an idle connection, or a new one, and reads the whole answer.
@@ -478,7 +464,7 @@ impl Http1Pool {
     fn checkout(&self, origin: &Origin) -> Option<Box<Connection>> {
         loop {
             let idle = {
-                let mut idle = self.idle_here().lock();
+                let mut idle = self.idle.lock();
                 let position = idle.iter().rposition(|idle| &idle.origin == origin)?;
                 idle.remove(position)?
             };
@@ -495,7 +481,7 @@ impl Http1Pool {
             return;
         }
         let now = std::time::Instant::now();
-        let mut idle = self.idle_here().lock();
+        let mut idle = self.idle.lock();
         // The least recently used sit first: drop those that waited too long.
         while idle
             .front()

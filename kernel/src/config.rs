@@ -25,9 +25,6 @@ use crate::routes::MountPoint;
 pub struct ServerConfig {
     /// Address to bind; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Threads that serve connections, each connection on one of them from start to end
-    /// ([`crate::workers`]); 0 means one per core.
-    pub connection_threads: usize,
     /// Deadline for in-flight requests at SIGTERM/SIGINT.
     pub shutdown_grace_ms: u64,
     /// Deadline for a retired plugin generation to finish its in-flight requests.
@@ -49,7 +46,6 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            connection_threads: 0,
             shutdown_grace_ms: 10_000,
             drain_deadline_ms: 5_000,
             watch_config: true,

@@ -25,7 +25,6 @@ mod running;
 mod serve;
 mod time;
 mod watch;
-mod workers;
 
 pub use access::{AccessConfig, ClientAddr};
 pub use assets::{Asset, AssetRefusal, EmbeddedAssets};
@@ -50,7 +49,6 @@ pub use request::{BodyTimeout, Request, RequestBody};
 pub use routes::{Mount, MountedAt};
 pub use running::{Kernel, KernelBuilder, Running};
 pub use time::{civil_from_days, unix_now_ms, utc_datetime};
-pub use workers::connection_thread;
 
 use http_body_util::{BodyExt, Empty, Full};
 

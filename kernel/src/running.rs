@@ -23,7 +23,6 @@ use crate::host::{ApplyReport, Host, Instance};
 use crate::plugin::{Erased, ErasedPlugin, Plugin};
 use crate::serve::{Shared, accept_loop};
 use crate::time::unix_now;
-use crate::workers::ConnectionThreads;
 use crate::{ConfigErrors, Metrics, etcd};
 
 /// The kernel before it serves: the registered plugin kinds and extensions.
@@ -128,17 +127,9 @@ impl Kernel {
         let local_addr = listener.local_addr()?;
         let shared = Shared::new(self.metrics.clone(), &config.server)?;
         let stop_accepting = CancellationToken::new();
-        let connection_threads = Arc::new(
-            ConnectionThreads::start(match config.server.connection_threads {
-                0 => crate::workers::default_count(),
-                count => count,
-            })
-            .context("cannot start the connection threads")?,
-        );
         let accept_task = tokio::spawn(accept_loop(
             listener,
             shared.clone(),
-            connection_threads.clone(),
             stop_accepting.clone(),
         ));
         let mut audit = AuditLog::new(
@@ -259,7 +250,6 @@ impl Kernel {
             }),
             stop_accepting,
             accept_task: parking_lot::Mutex::new(Some(accept_task)),
-            _connection_threads: connection_threads,
             center_requests: tokio::sync::Mutex::new(center_requests),
             #[cfg(feature = "etcd")]
             etcd,
@@ -286,9 +276,6 @@ pub struct Running {
     pub(crate) state: tokio::sync::Mutex<State>,
     stop_accepting: CancellationToken,
     accept_task: parking_lot::Mutex<Option<JoinHandle<()>>>,
-    /// Kept until the kernel is dropped, after its shutdown: a service may have opened a pooled
-    /// connection on one of them.
-    _connection_threads: Arc<ConnectionThreads>,
     /// Configs plugins ask to apply (`ConfigCenter::apply`), served by `run_until_signal` or
     /// `serve_config_center`.
     center_requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<ApplyRequest>>,
@@ -451,9 +438,6 @@ impl Running {
 
         if server.etcd != state.server.etcd {
             tracing::warn!("server.etcd changed; it takes effect on restart");
-        }
-        if server.connection_threads != state.server.connection_threads {
-            tracing::warn!("server.connection_threads changed; it takes effect on restart");
         }
         if server.listen != state.server.listen {
             tracing::warn!(

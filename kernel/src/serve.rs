@@ -24,7 +24,6 @@ use crate::host::{PluginDirectory, PluginEntry, inflight_totals};
 use crate::kernel_metrics::KernelMetrics;
 use crate::limits::{Activity, ConnectionsConfig, IdleWatch, RequestGuard, Tracked};
 use crate::routes::{Generation, RouteTable, StatusCounters};
-use crate::workers::ConnectionThreads;
 use crate::{Metrics, Request, RequestBody, Response, error_response, full};
 
 /// State read by every connection.
@@ -240,7 +239,6 @@ impl Shared {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    threads: Arc<ConnectionThreads>,
     stop: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
@@ -268,31 +266,14 @@ pub(crate) async fn accept_loop(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
-                // Out of this runtime's reactor and into the connection thread's, whose task
-                // is then woken by its own thread only.
-                let stream = match stream.into_std() {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::debug!(%error, "cannot hand the connection over");
-                        continue;
-                    }
-                };
-                let (runtime, serving) = threads.least_busy();
-                let (shared, stop) = (shared.clone(), stop.clone());
-                connections.spawn_on(
-                    async move {
-                        let _serving = serving;
-                        match tokio::net::TcpStream::from_std(stream) {
-                            Ok(stream) => {
-                                serve_connection(stream, peer, shared, limits, stop, slot).await;
-                            }
-                            Err(error) => {
-                                tracing::debug!(%error, "cannot register the connection");
-                            }
-                        }
-                    },
-                    runtime,
-                );
+                connections.spawn(serve_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    limits,
+                    stop.clone(),
+                    slot,
+                ));
             }
         }
     }

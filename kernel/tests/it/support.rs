@@ -301,10 +301,6 @@ impl Handler for TestHandler {
                     .map(|shared| shared.lock().clone());
                 return self.text(http::StatusCode::OK, format!("{text:?}"));
             }
-            if path.ends_with("/thread") {
-                let thread = bourse_kernel::connection_thread();
-                return self.text(http::StatusCode::OK, format!("{thread:?}"));
-            }
             if path.ends_with("/client") {
                 let client = req.extensions().get::<bourse_kernel::ClientAddr>().copied();
                 return self.text(
