@@ -88,20 +88,6 @@ pub(super) fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The length of a string's text as written, from `start` (after its opening quote) to its
-/// closing quote, or to the end of `bytes` when it has none.
-fn escaped_length(bytes: &[u8], start: usize) -> usize {
-    let mut at = start;
-    loop {
-        let end = plain_run_end(bytes, at).min(bytes.len());
-        match bytes.get(end) {
-            // An escape's second byte is never its string's end, even when it is a quote.
-            Some(b'\\') => at = end + 2,
-            _ => return end - start,
-        }
-    }
-}
-
 impl<'t> Reader<'t> {
     fn bytes(&self) -> &'t [u8] {
         self.text.as_bytes()
@@ -182,10 +168,8 @@ impl<'t> Reader<'t> {
     /// escaped quotes, so this is not a rare path.
     fn unescaped_string(&mut self) -> Result<Option<String>, Declined> {
         let bytes = self.bytes();
+        let mut out = String::new();
         let mut at = self.pos + 1;
-        // Each short escape's two bytes become one: the text as written bounds the string, so
-        // it is allocated once instead of doubling through a markup's every escape.
-        let mut out = String::with_capacity(escaped_length(bytes, at));
         loop {
             // Runs end at a quote, a backslash or a control character, all ASCII: `at` and
             // `end` always sit on character boundaries.

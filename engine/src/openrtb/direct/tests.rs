@@ -95,10 +95,10 @@ fn strings_with_escapes_other_than_unicode_ones_are_read_directly() {
         "markup with escaped quotes"
     );
     assert_eq!(direct, serde_json::from_str::<BidResponse>(answer).unwrap());
-    let adm = direct.seatbid[0].bid[0].adm.as_ref().unwrap();
-    assert_eq!(adm, "<a href=\"x\">\n</a>\\");
-    // Allocated once, for the markup as written, not grown escape by escape.
-    assert_eq!(adm.capacity(), r#"<a href=\"x\">\n</a>\\"#.len());
+    assert_eq!(
+        direct.seatbid[0].bid[0].adm.as_deref(),
+        Some("<a href=\"x\">\n</a>\\")
+    );
 }
 
 #[test]
@@ -235,10 +235,6 @@ proptest::proptest! {
             Some(direct) => proptest::prop_assert_eq!(direct, by_serde),
             None => proptest::prop_assert!(!short_escapes_only, "declined {}", text),
         }
-        // The string's text as written runs from the quote after `"id":` to the one before
-        // `,"imp"`, escaped quotes and all.
-        let written = serde_json::to_string(&value).unwrap();
-        proptest::prop_assert_eq!(escaped_length(text.as_bytes(), 7), written.len() - 2);
     }
 }
 
@@ -262,14 +258,4 @@ proptest::proptest! {
         let expected = bytes[from..].iter().position(|&b| ends_plain_run(b)).map_or(bytes.len(), |i| from + i);
         proptest::prop_assert_eq!(plain_run_end(&bytes, from), expected);
     }
-}
-
-#[test]
-fn a_strings_written_length_skips_escaped_quotes_and_stops_at_the_texts_end() {
-    assert_eq!(escaped_length(br#""a\"b" tail"#, 1), 4);
-    assert_eq!(escaped_length(br#""\\""#, 1), 2);
-    // No closing quote, or an escape cut off by the text's end: the rest of the text.
-    assert_eq!(escaped_length(br#""ab"#, 1), 2);
-    assert_eq!(escaped_length(br#""ab\"#, 1), 3);
-    assert_eq!(escaped_length(b"\"", 1), 0);
 }
