@@ -20,6 +20,7 @@ pub(crate) struct KernelMetrics {
     pub(crate) connections_open: IntGauge,
     pub(crate) connections_refused: IntCounter,
     pub(crate) connections_idle_closed: IntCounter,
+    pub(crate) connections_slow_head_closed: IntCounter,
     pub(crate) overloaded: IntCounter,
 }
 
@@ -119,6 +120,10 @@ impl KernelMetrics {
             connections_idle_closed: metrics.register(IntCounter::new(
                 "bourse_kernel_connections_idle_closed_total",
                 "Connections closed after idle_timeout_ms with no request and no traffic",
+            )?)?,
+            connections_slow_head_closed: metrics.register(IntCounter::new(
+                "bourse_kernel_connections_slow_head_closed_total",
+                "Connections closed because a request head took longer than header_timeout_ms",
             )?)?,
             overloaded: metrics.register(IntCounter::new(
                 "bourse_kernel_overloaded_total",

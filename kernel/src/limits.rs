@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +22,9 @@ pub struct ConnectionsConfig {
     /// Requests being handled at once at most; one more gets its plugin's overload answer (503
     /// unless the plugin says otherwise) without being handled.
     pub max_inflight: usize,
-    /// The whole request head must arrive within this, in milliseconds (slow headers).
+    /// A request head must arrive whole within this of its first byte (a new connection's
+    /// first head, of the accept), in milliseconds (slow headers); enforced within a quarter
+    /// more. Between requests a kept-alive connection is timed by `idle_timeout_ms`.
     pub header_timeout_ms: u64,
     /// The whole request body must arrive within this after the head, in milliseconds (slow
     /// bodies); a late one gets 408.
@@ -76,21 +78,52 @@ impl ConnectionsConfig {
     pub(crate) fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
+
+    pub(crate) fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
 }
 
-/// What one connection has been doing, for its idle watchdog.
-#[derive(Debug, Default)]
+/// What one connection has been doing, for its watchdog.
+#[derive(Debug)]
 pub(crate) struct Activity {
     /// Set whenever a byte is read or written or a request starts or ends; the watchdog clears
     /// it. A flag rather than a timestamp, so the serving path never reads the clock for it.
     moved: AtomicBool,
     /// Requests of this connection being handled.
     pub(crate) requests: AtomicUsize,
+    /// The watchdog's ticks so far: the coarse clock a request head is timed by.
+    ticks: AtomicU64,
+    /// One more than the tick at which an HTTP/1 request head began to arrive; 0 when none is
+    /// on its way. A connection starts with one on its way: its first head is timed from the
+    /// accept.
+    head_since: AtomicU64,
 }
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Activity::default())
+        Arc::new(Activity {
+            moved: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
+            head_since: AtomicU64::new(1),
+        })
+    }
+
+    /// Bytes arrived with no request being handled: a head is on its way, timed from the
+    /// current tick unless it already was.
+    fn head_arriving(&self) {
+        if self.requests.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == 0
+        {
+            let now = self.ticks.load(Ordering::Relaxed);
+            self.head_since.store(now + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection speaks HTTP/2, which has no head to time.
+    fn no_heads(&self) {
+        self.head_since.store(0, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -128,12 +161,46 @@ impl IdleWatch {
     }
 }
 
+/// Times request heads by the watchdog's ticks, so that a slow head is cut off without a timer
+/// per request: hyper's own head timeout allocated, registered and cancelled one for every
+/// request, which cost about a tenth of a 1-bidder auction's CPU (BENCHMARKS.md).
+#[derive(Debug)]
+pub(crate) struct HeadWatch {
+    /// Whole ticks a head may take, plus one for the part of a tick before it began.
+    late_after: u64,
+}
+
+impl HeadWatch {
+    /// The watchdog's tick for a connection timed out after `idle` and heads after `header`:
+    /// a quarter of the shorter, so either is enforced within a quarter of it.
+    pub(crate) fn tick(idle: Duration, header: Duration) -> Duration {
+        (idle.min(header) / 4).max(Duration::from_millis(1))
+    }
+
+    pub(crate) fn new(header: Duration, tick: Duration) -> Self {
+        let ticks = header.as_nanos().div_ceil(tick.as_nanos().max(1));
+        HeadWatch {
+            late_after: u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1),
+        }
+    }
+
+    /// Called on each watchdog tick: counts it, and tells whether a head has been on its way
+    /// for at least the head timeout (and at most a tick more).
+    pub(crate) fn late(&self, activity: &Activity) -> bool {
+        let now = activity.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        let since = activity.head_since.load(Ordering::Relaxed);
+        since != 0 && now - (since - 1) >= self.late_after
+    }
+}
+
 /// Holds one request of a connection as being handled; dropped when the response is ready.
 pub(crate) struct RequestGuard(pub(crate) Arc<Activity>);
 
 impl RequestGuard {
     pub(crate) fn enter(activity: &Arc<Activity>) -> Self {
         activity.requests.fetch_add(1, Ordering::AcqRel);
+        // Its head has arrived whole (a head read ahead of it, pipelined, is timed as idle).
+        activity.head_since.store(0, Ordering::Relaxed);
         activity.touch();
         RequestGuard(activity.clone())
     }
@@ -146,15 +213,52 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A socket that records when bytes last moved.
+/// What a connection's first bytes said it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// This many bytes read so far, all of them the start of HTTP/2's preface.
+    Unknown(usize),
+    Http1,
+    Http2,
+}
+
+/// What an HTTP/2 connection starts with (RFC 9113, 3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A socket that records when bytes last moved, and when an HTTP/1 request head began to
+/// arrive.
 pub(crate) struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
+    protocol: Protocol,
 }
 
 impl<T> Tracked<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Tracked { inner, activity }
+        Tracked {
+            inner,
+            activity,
+            protocol: Protocol::Unknown(0),
+        }
+    }
+
+    /// Tells HTTP/2 from HTTP/1 by the preface, from the first bytes read.
+    fn sniff(&mut self, read: &[u8]) {
+        let Protocol::Unknown(matched) = self.protocol else {
+            return;
+        };
+        let expected = &HTTP2_PREFACE[matched..];
+        let compared = read.len().min(expected.len());
+        self.protocol = if read[..compared] != expected[..compared] {
+            Protocol::Http1
+        } else if compared == expected.len() {
+            Protocol::Http2
+        } else {
+            Protocol::Unknown(matched + compared)
+        };
+        if self.protocol == Protocol::Http2 {
+            self.activity.no_heads();
+        }
     }
 }
 
@@ -168,6 +272,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
+            if self.protocol != Protocol::Http1 {
+                let this = &mut *self;
+                this.sniff(&buf.filled()[before..]);
+            }
+            if self.protocol != Protocol::Http2 {
+                self.activity.head_arriving();
+            }
         }
         polled
     }
@@ -241,6 +352,85 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(150)).await;
         assert!(watch.idle_for(&activity, timeout));
+    }
+
+    #[test]
+    fn a_head_is_late_a_timeout_after_its_first_byte_and_never_once_whole() {
+        let header = Duration::from_millis(400);
+        let tick = HeadWatch::tick(Duration::from_secs(60), header);
+        assert_eq!(tick, Duration::from_millis(100));
+        let watch = HeadWatch::new(header, tick);
+        let activity = Activity::new();
+        // A new connection's first head is timed from the accept (tick 0).
+        for tick in 1..=4 {
+            assert!(!watch.late(&activity), "tick {tick} is within the timeout");
+        }
+        assert!(watch.late(&activity), "five ticks after the accept");
+
+        let guard = RequestGuard::enter(&activity);
+        for _ in 0..10 {
+            assert!(
+                !watch.late(&activity),
+                "no head is on its way while handling"
+            );
+        }
+        drop(guard);
+        for _ in 0..10 {
+            assert!(
+                !watch.late(&activity),
+                "a quiet kept-alive connection is idle, not late"
+            );
+        }
+        activity.head_arriving();
+        activity.head_arriving();
+        for _ in 1..=4 {
+            assert!(!watch.late(&activity));
+        }
+        assert!(
+            watch.late(&activity),
+            "timed from its first byte, not its last"
+        );
+    }
+
+    /// Reads `bytes` through a `Tracked` socket `chunk` bytes at a time.
+    async fn read_in_chunks(bytes: &[u8], chunk: usize) -> (Arc<Activity>, Protocol) {
+        let activity = Activity::new();
+        let mut tracked = Tracked::new(bytes, activity.clone());
+        let mut storage = vec![0u8; chunk];
+        loop {
+            let mut buf = ReadBuf::new(&mut storage);
+            std::future::poll_fn(|cx| Pin::new(&mut tracked).poll_read(cx, &mut buf))
+                .await
+                .unwrap();
+            if buf.filled().is_empty() {
+                return (activity, tracked.protocol);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn http2_is_told_by_its_preface_however_it_is_split_and_has_no_head_timed() {
+        let mut h2 = HTTP2_PREFACE.to_vec();
+        h2.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        for chunk in [1, 5, 24, 64] {
+            let (activity, protocol) = read_in_chunks(&h2, chunk).await;
+            assert_eq!(protocol, Protocol::Http2, "read {chunk} bytes at a time");
+            assert_eq!(activity.head_since.load(Ordering::Relaxed), 0);
+        }
+        for (request, chunk) in [
+            (&b"POST /openrtb2/auction HTTP/1.1\r\n"[..], 3),
+            (b"PRI /not-a-preface HTTP/1.1\r\n", 4),
+            (b"PRI * HTTP/2.0\r\n\r\nXX", 64),
+        ] {
+            let (activity, protocol) = read_in_chunks(request, chunk).await;
+            assert_eq!(
+                protocol,
+                Protocol::Http1,
+                "{}",
+                String::from_utf8_lossy(request)
+            );
+            assert_ne!(activity.head_since.load(Ordering::Relaxed), 0);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::access::{Access, ClientAddr};
 use crate::config::ServerConfig;
 use crate::host::{PluginDirectory, PluginEntry, inflight_totals};
 use crate::kernel_metrics::KernelMetrics;
-use crate::limits::{Activity, ConnectionsConfig, IdleWatch, RequestGuard, Tracked};
+use crate::limits::{Activity, ConnectionsConfig, HeadWatch, IdleWatch, RequestGuard, Tracked};
 use crate::routes::{Generation, RouteTable, StatusCounters};
 use crate::{Metrics, Request, RequestBody, Response, error_response, full};
 
@@ -329,7 +329,16 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     .await;
 }
 
-/// Serves one connection until it ends, the process stops (graceful), or it sits idle.
+/// How the watchdog ends a connection.
+enum Close {
+    /// After the request in flight, if any (the process stops, or it sat idle).
+    Gracefully,
+    /// At once (a request head did not arrive in time).
+    Now,
+}
+
+/// Serves one connection until it ends, the process stops (graceful), it sits idle, or a
+/// request head does not arrive within `header_timeout_ms`.
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
@@ -340,10 +349,8 @@ async fn serve_connection(
 ) {
     let activity = Activity::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(limits.header_timeout_ms));
+    // Slow heads are cut off by the watchdog below (`HeadWatch`), not by hyper's timer.
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -369,20 +376,26 @@ async fn serve_connection(
     let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let idle = limits.idle_timeout();
-    let mut watchdog = tokio::time::interval(idle / 4);
+    let tick = HeadWatch::tick(idle, limits.header_timeout());
+    let mut watchdog = tokio::time::interval(tick);
     watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_watch = IdleWatch::new();
+    let head_watch = HeadWatch::new(limits.header_timeout(), tick);
     let guard_shared = shared.clone();
-    // Why the connection must close before its client ends it: the process stops, or it sits
-    // idle.
+    // Why the connection must close before its client ends it: the process stops, it sits idle,
+    // or a request head takes too long.
     let guard = async move {
         loop {
             tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return Close::Gracefully,
                 _ = watchdog.tick() => {
+                    if head_watch.late(&activity) {
+                        guard_shared.kernel.connections_slow_head_closed.inc();
+                        return Close::Now;
+                    }
                     if idle_watch.idle_for(&activity, idle) {
                         guard_shared.kernel.connections_idle_closed.inc();
-                        return;
+                        return Close::Gracefully;
                     }
                 }
             }
@@ -399,7 +412,11 @@ async fn serve_connection(
             }
             return;
         }
-        _ = guard.next() => connection.as_mut().graceful_shutdown(),
+        close = guard.next() => match close {
+            // A head half sent is never answered: hyper would wait for the rest of it.
+            Some(Close::Now) => return,
+            _ => connection.as_mut().graceful_shutdown(),
+        },
     }
     if let Err(error) = connection.await {
         tracing::debug!(%peer, error = %error, "connection ended with an error");

@@ -73,10 +73,101 @@ async fn a_head_that_never_ends_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_head_trickled_a_byte_at_a_time_is_cut_off_and_counted() {
+    let probe = Probe::new();
+    let running = start(&probe, &with_server(LIMITS)).await;
+    let addr = running.local_addr();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let head =
+        b"GET /x/a HTTP/1.1\r\nhost: t\r\nx-slow: 0123456789012345678901234567890123456789\r\n\r\n";
+    let mut cut_off = false;
+    for byte in head {
+        // Each byte well within the head timeout of the last: only the whole head is late.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(read) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await
+        {
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "nothing is answered to a late head"
+            );
+            cut_off = true;
+            break;
+        }
+    }
+    assert!(
+        cut_off,
+        "the head was still read after {:?}",
+        started.elapsed()
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let metrics = get(&client(), addr, "/metrics").await.1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "bourse_kernel_connections_slow_head_closed_total 1"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_waits_past_the_head_timeout_for_its_next_request() {
+    let probe = Probe::new();
+    // The head timeout runs from a head's first byte: between requests only the idle timeout
+    // applies.
+    let limits = "[server.connections]\nheader_timeout_ms = 200\nidle_timeout_ms = 5000\n";
+    let running = start(&probe, &with_server(limits)).await;
+    let mut stream = TcpStream::connect(running.local_addr()).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /x/a HTTP/1.1\r\nhost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = within(stream.read(&mut buf)).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_head_timeout() {
+    let probe = Probe::new();
+    let running = start(&probe, &with_server(LIMITS)).await;
+    let mut silent = TcpStream::connect(running.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut silent, Duration::from_secs(3)).await;
+    assert!(closed && answer.is_empty(), "{answer}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    // Closed by the head timeout (300 ms), before the idle timeout (400 ms) could.
+    let metrics = get(&client(), running.local_addr(), "/metrics").await.1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "bourse_kernel_connections_slow_head_closed_total 1"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_idle_connection_is_closed_by_the_watchdog() {
     let probe = Probe::new();
-    // The head timeout (which hyper also applies between HTTP/1.1 requests) is longer here, so
-    // it is the idle watchdog, which covers HTTP/2 too, that closes the connection.
+    // The head timeout is longer here, so it is certainly the idle watchdog, which covers
+    // HTTP/2 too, that closes the connection.
     let limits = "[server.connections]\nheader_timeout_ms = 5000\nidle_timeout_ms = 400\n";
     let running = start(&probe, &with_server(limits)).await;
     let addr = running.local_addr();
