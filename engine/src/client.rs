@@ -419,7 +419,9 @@ impl Http1Pool {
                 answered => return self.settle(target.origin.clone(), connection, answered),
             }
         }
-        let mut connection = self.connect(target.uri.clone()).await?;
+        // Boxed: opening a connection (TLS included) is 2.5 KB of future that every call would
+        // otherwise carry, and copy into the auction's box, for the rare call that needs it.
+        let mut connection = Box::pin(self.connect(target.uri.clone())).await?;
         let answered = connection.exchange(request()).await;
         self.settle(target.origin.clone(), connection, answered)
     }
