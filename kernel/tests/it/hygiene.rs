@@ -32,6 +32,39 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
     }
 }
 
+/// Sends `GET /x/a` on `stream`, kept alive, and checks it is answered 200.
+async fn get_ok(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /x/a HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = within(stream.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+/// A server with `extra` in its `[server]` table, and one connection to it.
+async fn connected(
+    probe: &std::sync::Arc<Probe>,
+    extra: &str,
+) -> (bourse_kernel::Running, TcpStream) {
+    let running = start(probe, &with_server(extra)).await;
+    let stream = TcpStream::connect(running.local_addr()).await.unwrap();
+    (running, stream)
+}
+
+/// The counter of connections closed for a slow request head.
+const SLOW_HEADS: &str = "bourse_kernel_connections_slow_head_closed_total";
+
+/// The value of the counter `name` on the server's `/metrics` (a missing one fails the test).
+async fn counter(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let metrics = get(&client(), addr, "/metrics").await.1;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
 const LIMITS: &str =
     "[server.connections]\nheader_timeout_ms = 300\nbody_timeout_ms = 300\nidle_timeout_ms = 400\n";
 
@@ -75,9 +108,8 @@ async fn a_head_that_never_ends_is_cut_off() {
 #[tokio::test]
 async fn a_head_trickled_a_byte_at_a_time_is_cut_off_and_counted() {
     let probe = Probe::new();
-    let running = start(&probe, &with_server(LIMITS)).await;
+    let (running, mut slow) = connected(&probe, LIMITS).await;
     let addr = running.local_addr();
-    let mut slow = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
     let head =
         b"GET /x/a HTTP/1.1\r\nhost: t\r\nx-slow: 0123456789012345678901234567890123456789\r\n\r\n";
@@ -108,13 +140,7 @@ async fn a_head_trickled_a_byte_at_a_time_is_cut_off_and_counted() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
-    let metrics = get(&client(), addr, "/metrics").await.1;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "bourse_kernel_connections_slow_head_closed_total 1"),
-        "{metrics}"
-    );
+    assert_eq!(counter(addr, SLOW_HEADS).await, 1);
     running.shutdown().await;
 }
 
@@ -124,16 +150,9 @@ async fn a_kept_alive_connection_waits_past_the_head_timeout_for_its_next_reques
     // The head timeout runs from a head's first byte: between requests only the idle timeout
     // applies.
     let limits = "[server.connections]\nheader_timeout_ms = 200\nidle_timeout_ms = 5000\n";
-    let running = start(&probe, &with_server(limits)).await;
-    let mut stream = TcpStream::connect(running.local_addr()).await.unwrap();
+    let (running, mut stream) = connected(&probe, limits).await;
     for _ in 0..2 {
-        stream
-            .write_all(b"GET /x/a HTTP/1.1\r\nhost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 512];
-        let n = within(stream.read(&mut buf)).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        get_ok(&mut stream).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     running.shutdown().await;
@@ -142,8 +161,7 @@ async fn a_kept_alive_connection_waits_past_the_head_timeout_for_its_next_reques
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed_after_the_head_timeout() {
     let probe = Probe::new();
-    let running = start(&probe, &with_server(LIMITS)).await;
-    let mut silent = TcpStream::connect(running.local_addr()).await.unwrap();
+    let (running, mut silent) = connected(&probe, LIMITS).await;
     let started = Instant::now();
     let (answer, closed) = read_until_closed(&mut silent, Duration::from_secs(3)).await;
     assert!(closed && answer.is_empty(), "{answer}");
@@ -153,13 +171,7 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_head_timeout() {
         "{took:?}"
     );
     // Closed by the head timeout (300 ms), before the idle timeout (400 ms) could.
-    let metrics = get(&client(), running.local_addr(), "/metrics").await.1;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "bourse_kernel_connections_slow_head_closed_total 1"),
-        "{metrics}"
-    );
+    assert_eq!(counter(running.local_addr(), SLOW_HEADS).await, 1);
     running.shutdown().await;
 }
 
@@ -182,13 +194,7 @@ async fn an_idle_connection_is_closed_by_the_watchdog() {
     assert!(closed, "a kept-alive connection left idle is closed");
     assert!(started.elapsed() >= Duration::from_millis(300));
 
-    let metrics = get(&client(), addr, "/metrics").await.1;
-    assert!(
-        metrics.lines().any(
-            |l| l.starts_with("bourse_kernel_connections_idle_closed_total ") && !l.ends_with(" 0")
-        ),
-        "{metrics}"
-    );
+    assert!(counter(addr, "bourse_kernel_connections_idle_closed_total").await > 0);
     running.shutdown().await;
 }
 
@@ -201,13 +207,7 @@ async fn connections_beyond_the_cap_get_a_fast_503() {
     for _ in 0..2 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         // A request answered keeps the connection open (and counted).
-        stream
-            .write_all(b"GET /x/a HTTP/1.1\r\nhost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 512];
-        let n = within(stream.read(&mut buf)).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        get_ok(&mut stream).await;
         held.push(stream);
     }
     let mut third = TcpStream::connect(addr).await.unwrap();
